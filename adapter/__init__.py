@@ -1,0 +1,1 @@
+"""Serving half of scaleahead: the Kubernetes external metrics API over a metrics provider."""

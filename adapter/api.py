@@ -1,0 +1,154 @@
+"""The HTTP surface: external.metrics.k8s.io/v1beta1, discovery, health and /metrics."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from adapter.errors import BadRequest, NotFound, StatusError, status_body
+from adapter.provider import ExternalMetricsProvider
+from adapter.quantity import format_quantity
+from forecaster.selector import SelectorError, parse_selector
+
+GROUP = "external.metrics.k8s.io"
+VERSION = "v1beta1"
+GROUP_VERSION = f"{GROUP}/{VERSION}"
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+
+
+def rfc3339(timestamp: float) -> str:
+    """Seconds since the epoch as the RFC 3339 UTC form Kubernetes uses."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status(err: StatusError) -> JSONResponse:
+    return JSONResponse(status_body(err.code, err.reason, err.message), status_code=err.code)
+
+
+def _group_version() -> dict[str, str]:
+    return {"groupVersion": GROUP_VERSION, "version": VERSION}
+
+
+def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -> FastAPI:
+    """Build the API server over a provider; /metrics exposes `registry`."""
+    app = FastAPI(title="scaleahead", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(StatusError)
+    async def _status_error(_: Request, err: StatusError) -> JSONResponse:
+        return _status(err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        if err.status_code == 405:
+            reason, message = (
+                "MethodNotAllowed",
+                f"{request.method} is not supported on {request.url.path}",
+            )
+        elif err.status_code == 404:
+            reason, message = "NotFound", f"the server could not find {request.url.path}"
+        else:
+            reason, message = "BadRequest", str(err.detail)
+        return JSONResponse(status_body(err.status_code, reason, message), err.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        return _status(BadRequest(f"invalid request: {err.errors()}"))
+
+    @app.get("/apis")
+    def api_group_list() -> dict[str, Any]:
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [
+                {
+                    "name": GROUP,
+                    "versions": [_group_version()],
+                    "preferredVersion": _group_version(),
+                }
+            ],
+        }
+
+    @app.get(f"/apis/{GROUP}")
+    def api_group() -> dict[str, Any]:
+        return {
+            "kind": "APIGroup",
+            "apiVersion": "v1",
+            "name": GROUP,
+            "versions": [_group_version()],
+            "preferredVersion": _group_version(),
+        }
+
+    @app.get(f"/apis/{GROUP_VERSION}")
+    def api_resources() -> dict[str, Any]:
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": GROUP_VERSION,
+            "resources": [
+                {
+                    "name": name,
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "ExternalMetricValueList",
+                    "verbs": ["get"],
+                }
+                for name in provider.metric_names()
+            ],
+        }
+
+    @app.get(f"/apis/{GROUP_VERSION}/namespaces/{{namespace}}/{{metric}}")
+    def external_metric(namespace: str, metric: str, request: Request) -> dict[str, Any]:
+        if len(namespace) > 63 or not _NAMESPACE.match(namespace):
+            raise BadRequest(
+                f'invalid namespace "{namespace}": expected a DNS-1123 label '
+                "(lower-case alphanumerics and '-', at most 63 characters)"
+            )
+        raw = request.query_params.getlist("labelSelector")
+        if len(raw) > 1:
+            raise BadRequest("labelSelector given more than once")
+        try:
+            selector = parse_selector(raw[0] if raw else None)
+        except SelectorError as err:
+            raise BadRequest(f"invalid labelSelector: {err}") from None
+        values = provider.values(namespace, metric, selector)
+        if not values:  # a provider must raise instead; never answer an empty success
+            raise NotFound(f'no series of external metric "{metric}" matches')
+        return {
+            "kind": "ExternalMetricValueList",
+            "apiVersion": GROUP_VERSION,
+            "metadata": {},
+            "items": [
+                {
+                    "metricName": v.metric,
+                    "metricLabels": v.labels,
+                    "timestamp": rfc3339(v.timestamp),
+                    "value": format_quantity(v.value),
+                }
+                for v in values
+            ],
+        }
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    @app.get("/livez", response_class=PlainTextResponse)
+    def alive() -> str:
+        return "ok"
+
+    @app.get("/readyz", response_class=PlainTextResponse)
+    def ready() -> Response:
+        reasons = provider.not_ready()
+        if reasons:
+            return PlainTextResponse("not ready:\n" + "\n".join(reasons) + "\n", 503)
+        return PlainTextResponse("ok")
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

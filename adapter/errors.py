@@ -1,0 +1,49 @@
+"""Errors the API answers as Kubernetes `Status` objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StatusError(Exception):
+    """An error with the HTTP code and Kubernetes reason it is answered with."""
+
+    code = 500
+    reason = "InternalError"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(StatusError):
+    code = 400
+    reason = "BadRequest"
+
+
+class NotFound(StatusError):
+    code = 404
+    reason = "NotFound"
+
+
+class MethodNotAllowed(StatusError):
+    code = 405
+    reason = "MethodNotAllowed"
+
+
+class Unavailable(StatusError):
+    code = 503
+    reason = "ServiceUnavailable"
+
+
+def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    """A `Status` object as the Kubernetes API servers write it."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }

@@ -1,0 +1,82 @@
+"""Per-series gauges for Grafana and other adapters, read from the store at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from forecaster.config import Rule
+from forecaster.policy import lead_window_upper, served_value
+from forecaster.store import ForecastStore
+
+
+class SeriesCollector(Collector):
+    """Exports actual, forecast, band, served value, age and fallback per forecast series.
+
+    Each sample carries the series' own labels plus `external_metric` (the rule's name).
+    """
+
+    def __init__(self, rules: list[Rule], store: ForecastStore, clock: Callable[[], float]):
+        self.rules = rules
+        self.store = store
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock()
+        families = {
+            "actual": GaugeMetricFamily(
+                "scaleahead_series_actual", "Newest actual rate the forecast was built on."
+            ),
+            "mean": GaugeMetricFamily(
+                "scaleahead_series_forecast_at_lead",
+                "Point forecast for the step starting at now + lead.",
+            ),
+            "upper": GaugeMetricFamily(
+                "scaleahead_series_forecast_upper_at_lead",
+                "Upper-quantile forecast for the step starting at now + lead.",
+            ),
+            "window": GaugeMetricFamily(
+                "scaleahead_series_forecast_upper_lead_window",
+                "Max upper-quantile forecast over now .. now + lead (what the policy uses).",
+            ),
+            "horizon": GaugeMetricFamily(
+                "scaleahead_series_forecast_upper_horizon_max",
+                "Max upper-quantile forecast over the whole horizon.",
+            ),
+            "served": GaugeMetricFamily(
+                "scaleahead_series_served", "Value served to the HPA for this series now."
+            ),
+            "age": GaugeMetricFamily(
+                "scaleahead_series_forecast_age_seconds",
+                "Seconds since the newest data behind the forecast.",
+            ),
+            "fallback": GaugeMetricFamily(
+                "scaleahead_series_fallback",
+                "1 when the forecast is older than its TTL and the actual is served alone.",
+            ),
+        }
+        for rule in self.rules:
+            snapshot = self.store.snapshot(rule.name)
+            if snapshot is None:
+                continue
+            for fc in snapshot.forecasts.values():
+                labels = {**fc.labels, "external_metric": rule.name}
+                served = served_value(fc.last_actual, fc, now, rule)
+                at_lead = fc.at(now + rule.lead + rule.step)
+                window = lead_window_upper(fc, now, rule)
+                values = {
+                    "actual": fc.last_actual,
+                    "mean": at_lead[0] if at_lead else None,
+                    "upper": at_lead[1] if at_lead else None,
+                    "window": window,
+                    "horizon": float(fc.upper.max()),
+                    "served": served.value if served else None,
+                    "age": fc.age(now),
+                    "fallback": 0.0 if served and served.predictive else 1.0,
+                }
+                for name, value in values.items():
+                    if value is not None:
+                        families[name].add_sample(families[name].name, labels, value)
+        yield from families.values()
