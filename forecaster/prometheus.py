@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +54,7 @@ class PrometheusClient:
             base_url=config.url,
             timeout=float(config.timeout),
             auth=auth,
-            verify=str(config.ca_file) if config.ca_file else True,
+            verify=ssl.create_default_context(cafile=config.ca_file) if config.ca_file else True,
             transport=transport,
             headers={"User-Agent": "scaleahead"},
         )

@@ -131,10 +131,12 @@ def parse_selector(text: str | None) -> LabelSelector:
                 raise SelectorError(f"expected a value, found {tok!r} in {text!r}")
             values.append(_check_value(tok))
             i += 1
-            if i < len(tokens) and tokens[i] == ",":
+            if i >= len(tokens):
+                raise SelectorError(f"unclosed '(' in {text!r}")
+            if tokens[i] == ",":
                 i += 1
                 continue
-            if i < len(tokens) and tokens[i] == ")":
+            if tokens[i] == ")":
                 i += 1
                 return tuple(values)
             raise SelectorError(f"expected ',' or ')' in value set of {text!r}")
