@@ -77,7 +77,9 @@ def test_demo_serves_a_forecast_within_30s(tmp_path):
     # The banner names the URL, the metric and a curl that works.
     assert f"http://127.0.0.1:{port}" in log
     assert "http_requests_forecast" in log
-    assert f"curl -s 'http://127.0.0.1:{port}{METRIC_PATH}?labelSelector=service%3Dnasa-http'" in log
+    assert (
+        f"curl -s 'http://127.0.0.1:{port}{METRIC_PATH}?labelSelector=service%3Dnasa-http'" in log
+    )
     assert "PLAIN HTTP" in log
 
 
@@ -91,7 +93,10 @@ def test_kubectl_reads_discovery_and_metric(tmp_path, prometheus: PrometheusServ
         def kubectl_raw(path: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
                 [kubectl, "--kubeconfig", str(kubeconfig), "get", "--raw", path],
-                capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                stdin=subprocess.DEVNULL,
             )
 
         resources = json.loads(kubectl_raw("/apis/external.metrics.k8s.io/v1beta1").stdout)
@@ -111,17 +116,59 @@ def test_kubectl_reads_discovery_and_metric(tmp_path, prometheus: PrometheusServ
 
 def make_cert(dir: Path) -> tuple[Path, Path, Path]:
     """A CA and a serving certificate for 127.0.0.1 signed by it (openssl CLI)."""
-    ca_key, ca, key, csr, cert = (dir / n for n in ("ca.key", "ca.crt", "tls.key", "tls.csr",
-                                                     "tls.crt"))
+    ca_key, ca, key, csr, cert = (
+        dir / n for n in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt")
+    )
     run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        "-subj", "/CN=scaleahead-test-ca", "-keyout", str(ca_key), "-out", str(ca))
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=scaleahead",
-        "-keyout", str(key), "-out", str(csr))
+    run(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=scaleahead-test-ca",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+    )
+    run(
+        "openssl",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=scaleahead",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
     ext = dir / "ext.cnf"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", str(cert))
+    run(
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
+    )
     return ca, cert, key
 
 
@@ -129,18 +176,37 @@ def test_tls_serving_with_kubectl(tmp_path, prometheus: PrometheusServer, kubect
     ca, cert, key = make_cert(tmp_path)
     config = write_config(tmp_path / "config.yaml", prometheus.url)
     port = free_port()
-    args = ["serve", "--config", str(config), "--bind-address", "127.0.0.1",
-            "--secure-port", str(port), "--tls-cert-file", str(cert),
-            "--tls-private-key-file", str(key)]
+    args = [
+        "serve",
+        "--config",
+        str(config),
+        "--bind-address",
+        "127.0.0.1",
+        "--secure-port",
+        str(port),
+        "--tls-cert-file",
+        str(cert),
+        "--tls-private-key-file",
+        str(key),
+    ]
     with running(args, tmp_path / "log"):
         wait_http(f"https://127.0.0.1:{port}/readyz", timeout=60)
         with pytest.raises(httpx.HTTPError):  # plain HTTP is not served on that port
             httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
         kubeconfig = write_kubeconfig(tmp_path / "kc", f"https://127.0.0.1:{port}", ca_file=ca)
         got = subprocess.run(
-            [kubectl, "--kubeconfig", str(kubeconfig), "get", "--raw",
-             f"{METRIC_PATH}?labelSelector=service%3Dsearch"],
-            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+            [
+                kubectl,
+                "--kubeconfig",
+                str(kubeconfig),
+                "get",
+                "--raw",
+                f"{METRIC_PATH}?labelSelector=service%3Dsearch",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
         )
         assert got.returncode == 0, got.stderr
         assert json.loads(got.stdout)["items"][0]["metricLabels"]["service"] == "search"
@@ -156,8 +222,9 @@ def test_tls_serving_with_kubectl(tmp_path, prometheus: PrometheusServer, kubect
     ],
 )
 def test_serve_refuses_bad_flags(args, needle):
-    got = subprocess.run(scaleahead_cmd() + args, capture_output=True, text=True, timeout=60,
-                         env=clean_env())
+    got = subprocess.run(
+        scaleahead_cmd() + args, capture_output=True, text=True, timeout=60, env=clean_env()
+    )
     assert got.returncode == 2
     assert needle in got.stderr
 
@@ -165,7 +232,12 @@ def test_serve_refuses_bad_flags(args, needle):
 def test_unreachable_prometheus_at_start_names_the_url(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     config = write_config(tmp_path / "c.yaml", url)
-    got = subprocess.run(scaleahead_cmd() + ["serve", "--config", str(config)],
-                         capture_output=True, text=True, timeout=120, env=clean_env())
+    got = subprocess.run(
+        [*scaleahead_cmd(), "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+    )
     assert got.returncode == 2
     assert f"{config}: prometheus.url" in got.stderr and url in got.stderr

@@ -48,15 +48,24 @@ def test_good_config_loads_with_units(tmp_path):
         ("    step: 1m\n", "    step: one minute\n", "rules[0].step: expected a duration"),
         ("    quantile: 0.9\n", "    quantile: 1.5\n", "rules[0].quantile: Input should be less"),
         ("    quantile: 0.9\n", "    quantile: high\n", "rules[0].quantile"),
-        ("  url: http://prometheus.monitoring:9090\n", "  url: prometheus:9090\n",
-         "prometheus.url: expected an http:// or https:// URL"),
+        (
+            "  url: http://prometheus.monitoring:9090\n",
+            "  url: prometheus:9090\n",
+            "prometheus.url: expected an http:// or https:// URL",
+        ),
         ("{<<.LabelMatchers>>}", "{}", "rules[0].query: expected exactly one <<.LabelMatchers>>"),
         ("    lead: 3m\n", "    lead: 90s\n", "lead: expected a multiple of step"),
         ("    horizon: 10m\n", "    horizon: 3m\n", "horizon: must cover lead + one step"),
-        ("    interval: 1m\n", "    interval: 1m\n    forecast_ttl: 8m\n",
-         "forecast_ttl: at most horizon - lead - step (6m)"),
-        ("  timeout: 5s\n", "  timeout: 5s\n  ca_file: /nonexistent/ca.crt\n",
-         "prometheus.ca_file: no such file: /nonexistent/ca.crt"),
+        (
+            "    interval: 1m\n",
+            "    interval: 1m\n    forecast_ttl: 8m\n",
+            "forecast_ttl: at most horizon - lead - step (6m)",
+        ),
+        (
+            "  timeout: 5s\n",
+            "  timeout: 5s\n  ca_file: /nonexistent/ca.crt\n",
+            "prometheus.ca_file: no such file: /nonexistent/ca.crt",
+        ),
         ("rules:\n", "rulez:\n", "rulez: unknown key"),
     ],
 )
@@ -71,7 +80,7 @@ def test_bad_config_names_file_and_key(tmp_path, old, new, expected):
 
 def test_duplicate_rule_names(tmp_path):
     rule = GOOD.split("rules:\n")[1]
-    with pytest.raises(ConfigError, match="rules: .*appears twice"):
+    with pytest.raises(ConfigError, match=r"rules: .*appears twice"):
         load_config(write(tmp_path, GOOD + rule))
 
 
@@ -80,8 +89,9 @@ def test_not_yaml(tmp_path):
         load_config(write(tmp_path, "prometheus: [unclosed\n"))
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("1m30s", 90), ("8d", 691200),
-                                                ("1h", 3600), (45, 45)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("1m30s", 90), ("8d", 691200), ("1h", 3600), (45, 45)]
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
     assert parse_duration(format_duration(seconds)) == seconds
@@ -95,11 +105,21 @@ def test_bad_durations(text):
 
 def test_check_config_command(tmp_path):
     good = write(tmp_path, GOOD)
-    ok = subprocess.run(scaleahead_cmd() + ["check-config", str(good)], capture_output=True,
-                        text=True, env=clean_env(), timeout=60)
+    ok = subprocess.run(
+        [*scaleahead_cmd(), "check-config", str(good)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
     assert ok.returncode == 0 and "OK (1 rule(s): http_requests_forecast" in ok.stdout
     bad = write(tmp_path, GOOD.replace("    step: 1m\n", "    step: 1 m\n"))
-    got = subprocess.run(scaleahead_cmd() + ["check-config", str(bad)], capture_output=True,
-                         text=True, env=clean_env(), timeout=60)
+    got = subprocess.run(
+        [*scaleahead_cmd(), "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
     assert got.returncode == 2
     assert f"{bad}: rules[0].step: expected a duration" in got.stderr

@@ -28,7 +28,9 @@ def test_short_history_gets_a_simpler_model_not_an_error(nasa: Trace):
     y = nasa.counts[:400] / 60
     out = model.forecast(
         pd.concat([frame(y[:3], "short"), frame(y[:1], "one"), frame(y, "long")]),
-        horizon=10, step=60, quantile=0.9,
+        horizon=10,
+        step=60,
+        quantile=0.9,
     )
     by = dict(tuple(out.groupby("unique_id")))
     assert set(by) == {"short", "one", "long"}
@@ -67,8 +69,16 @@ def test_a_decreasing_series_never_goes_negative():
 
 def forecast_at(origin: int, upper: list[float], last_actual: float = 1.0) -> SeriesForecast:
     ds = origin + 60 * np.arange(1, len(upper) + 1)
-    return SeriesForecast({"s": "a"}, origin, last_actual, origin, ds.astype(np.int64),
-                          np.asarray(upper) * 0.5, np.asarray(upper, dtype=float), "ets")
+    return SeriesForecast(
+        {"s": "a"},
+        origin,
+        last_actual,
+        origin,
+        ds.astype(np.int64),
+        np.asarray(upper) * 0.5,
+        np.asarray(upper, dtype=float),
+        "ets",
+    )
 
 
 def test_policy_takes_the_max_upper_over_now_to_now_plus_lead_plus_step():
@@ -95,8 +105,16 @@ def test_policy_falls_back_and_refuses_without_data():
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(0, "0"), (1.5, "1500m"), (2, "2"), (1234.567, "1234567m"), (0.0001, "1m"),
-     (12345678.9, "12345678900m"), (0.1 + 0.2, "300m"), (0.3001, "301m")],
+    [
+        (0, "0"),
+        (1.5, "1500m"),
+        (2, "2"),
+        (1234.567, "1234567m"),
+        (0.0001, "1m"),
+        (12345678.9, "12345678900m"),
+        (0.1 + 0.2, "300m"),
+        (0.3001, "301m"),
+    ],
 )
 def test_quantity(value, text):
     assert format_quantity(value) == text
@@ -126,8 +144,9 @@ def test_history_book_advances_and_keeps_holes():
 
 def test_trace_source_rates_and_loop():
     trace = Trace(start=0, resolution=60, counts=np.array([60.0, 120.0, np.nan, 30.0]))
-    rule = Rule(name="m", query="x{<<.LabelMatchers>>}", step=120, lead="0s", horizon="2m",
-                history="20m")
+    rule = Rule(
+        name="m", query="x{<<.LabelMatchers>>}", step=120, lead="0s", horizon="2m", history="20m"
+    )
     looped = TraceSource(trace, {"s": "a"}, loop=True)
     [series] = looped.fetch_range(rule, 120, 480)
     # Grid 120: minutes 0-1 -> 180/120; 240: minute 2 missing, 3 = 30 -> 30/120; 480 wraps.

@@ -45,7 +45,7 @@ def test_long_range_is_chunked_and_exact(prometheus: PrometheusServer):
 
 def test_refused_query_is_named(prometheus: PrometheusServer):
     client = PrometheusClient(PrometheusConfig(url=prometheus.url))
-    with pytest.raises(PrometheusError, match="refused the query.*bad_data"):
+    with pytest.raises(PrometheusError, match=r"refused the query.*bad_data"):
         client.query("rate(http_requests_total[1m]", prometheus.end)
 
 
@@ -69,8 +69,9 @@ def test_bearer_token_is_reread_from_its_file(tmp_path):
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request.headers.get("authorization", ""))
-        return httpx.Response(200, json={"status": "success",
-                                         "data": {"resultType": "vector", "result": []}})
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "vector", "result": []}}
+        )
 
     client = PrometheusClient(
         PrometheusConfig(url="http://prometheus:9090", bearer_token_file=token),
@@ -103,10 +104,17 @@ def secured_prometheus(prometheus: PrometheusServer, tmp_path_factory):
     (data / "lock").unlink(missing_ok=True)
     port = free_port()
     proc = subprocess.Popen(
-        [prometheus.binary, f"--config.file={prometheus.config}", f"--storage.tsdb.path={data}",
-         f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={web}",
-         "--storage.tsdb.retention.time=60d", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            prometheus.binary,
+            f"--config.file={prometheus.config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.config.file={web}",
+            "--storage.tsdb.retention.time=60d",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_http(f"https://127.0.0.1:{port}/-/ready", ok=(200, 401), timeout=60)
     password = root / "password"
@@ -118,9 +126,11 @@ def secured_prometheus(prometheus: PrometheusServer, tmp_path_factory):
 
 def test_basic_auth_and_ca_file_against_real_tls(secured_prometheus, prometheus):
     url, ca, password = secured_prometheus
-    good = PrometheusClient(PrometheusConfig(
-        url=url, ca_file=ca, basic_auth=BasicAuth(username="scaleahead", password_file=password)
-    ))
+    good = PrometheusClient(
+        PrometheusConfig(
+            url=url, ca_file=ca, basic_auth=BasicAuth(username="scaleahead", password_file=password)
+        )
+    )
     [sample] = good.query(QUERY, prometheus.end - 60)
     assert sample.value == pytest.approx(
         prometheus.series_by(namespace="default", service="checkout").rate_at(prometheus.end - 60)
@@ -128,8 +138,10 @@ def test_basic_auth_and_ca_file_against_real_tls(secured_prometheus, prometheus)
     no_auth = PrometheusClient(PrometheusConfig(url=url, ca_file=ca, retries=0))
     with pytest.raises(PrometheusError, match="401"):
         no_auth.query(QUERY, prometheus.end)
-    no_ca = PrometheusClient(PrometheusConfig(
-        url=url, retries=0, basic_auth=BasicAuth(username="scaleahead", password_file=password)
-    ))
-    with pytest.raises(PrometheusError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+    no_ca = PrometheusClient(
+        PrometheusConfig(
+            url=url, retries=0, basic_auth=BasicAuth(username="scaleahead", password_file=password)
+        )
+    )
+    with pytest.raises(PrometheusError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
         no_ca.query(QUERY, prometheus.end)

@@ -58,9 +58,7 @@ def test_render_escapes_everything_it_is_given():
         )
     )
     out = promql.matchers(sel)
-    assert out == (
-        'a="x\\"} or vector(1) or {y=\\"",b=~"v\\\\.1|w\\\\|z",c!="back\\\\slash"'
-    )
+    assert out == ('a="x\\"} or vector(1) or {y=\\"",b=~"v\\\\.1|w\\\\|z",c!="back\\\\slash"')
 
 
 SELECTORS = [

@@ -54,8 +54,12 @@ def service(prometheus: PrometheusServer):
     return svc, rule, clock
 
 
-def get_metric(client: TestClient, selector: str | None, ns: str = "default",
-               metric: str = "http_requests_forecast"):
+def get_metric(
+    client: TestClient,
+    selector: str | None,
+    ns: str = "default",
+    metric: str = "http_requests_forecast",
+):
     params = {} if selector is None else {"labelSelector": selector}
     return client.get(f"{BASE}/namespaces/{ns}/{metric}", params=params)
 
@@ -78,8 +82,9 @@ def test_served_value_matches_independent_computation(service, prometheus):
     assert item["metricLabels"] == {"namespace": "default", "service": "checkout"}
     assert item["value"].endswith("m") or item["value"].isdigit()
 
-    actual, expected = independent_value(prometheus, int(clock()), namespace="default",
-                                         service="checkout")
+    actual, expected = independent_value(
+        prometheus, int(clock()), namespace="default", service="checkout"
+    )
     served = parse_quantity(item["value"])
     print(f"served {served:.4f} req/s; independent {expected:.4f} req/s (actual {actual:.4f})")
     # Milli precision, rounded up: within 1 milli above the exact value.
