@@ -40,8 +40,6 @@ def test_shipped_config_is_valid_and_hpa_uses_its_metric():
     [cm] = [d for d in docs if d["kind"] == "ConfigMap"]
     config = parse_config(yaml.safe_load(cm["data"]["config.yaml"]), "ConfigMap config.yaml")
     [hpa] = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
-    assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] in {
-        r.name for r in config.rules
-    }
+    assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] in {r.name for r in config.rules}
     [api] = [d for d in docs if d["kind"] == "APIService"]
     assert api["metadata"]["name"] == "v1beta1.external.metrics.k8s.io"
