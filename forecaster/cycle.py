@@ -9,13 +9,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecaster.config import Rule
-from forecaster.history import HistoryBook
+from forecaster.engine import ForecastEngine
+from forecaster.history import HistoryBook, SeriesKey
 from forecaster.model import QuantileForecaster
+from forecaster.seasonality import DAY
 from forecaster.source import Source
 from forecaster.store import ForecastStore, SeriesForecast
 from forecaster.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+
+SEASONAL_MIN_HISTORY = DAY + 3600
+"""Series with less history than this get statsforecast's short-term models (the first
+rungs of the cold-start ladder); the others the seasonal engine."""
 
 
 @dataclass(frozen=True)
@@ -45,15 +51,78 @@ class ForecastCycle:
         rules: list[Rule],
         source: Source,
         store: ForecastStore,
-        model: QuantileForecaster | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.rules = {r.name: r for r in rules}
         self.source = source
         self.store = store
-        self.model = model or QuantileForecaster()
+        self.short_model = QuantileForecaster()
+        self._engines = {
+            r.name: ForecastEngine(
+                step=r.step, horizon=r.horizon_steps, lead=r.lead, quantile=r.quantile
+            )
+            for r in rules
+        }
         self.telemetry = telemetry
         self._books = {r.name: HistoryBook(r.step, r.history) for r in rules}
+
+    def _forecast_young(
+        self, rule: Rule, book: HistoryBook, keys: list, now: float, out: dict
+    ) -> int:
+        """Series with under a day of history: statsforecast's short-term models, batched."""
+        ids = [str(i) for i in range(len(keys))]
+        try:
+            frame = self.short_model.forecast(
+                book.frame(keys, ids),
+                horizon=rule.horizon_steps,
+                step=rule.step,
+                quantile=rule.quantile,
+            )
+        except Exception:
+            log.exception("rule %s: forecasting %d young series failed", rule.name, len(keys))
+            return len(keys)
+        groups = dict(tuple(frame.groupby("unique_id", sort=False)))
+        failures = 0
+        for uid, key in zip(ids, keys, strict=True):
+            group = groups.get(uid)
+            if group is None or len(group) != rule.horizon_steps:
+                failures += 1
+                continue
+            out[key] = self._series_forecast(
+                book,
+                key,
+                now,
+                group["ds"].to_numpy(dtype=np.int64),
+                group["mean"].to_numpy(dtype=np.float64),
+                group["upper"].to_numpy(dtype=np.float64),
+                str(group["model"].iloc[0]),
+                None,
+            )
+        return failures
+
+    @staticmethod
+    def _series_forecast(
+        book: HistoryBook,
+        key,
+        now: float,
+        ds: np.ndarray,
+        mean: np.ndarray,
+        upper: np.ndarray,
+        model: str,
+        recent_error: float | None,
+    ) -> SeriesForecast:
+        origin, last = book.last_observed(key)
+        return SeriesForecast(
+            labels=book.labels(key),
+            origin=origin,
+            last_actual=last,
+            made_at=now,
+            ds=ds.astype(np.int64),
+            mean=mean,
+            upper=upper,
+            model=model,
+            recent_error=recent_error,
+        )
 
     def run(self, rule: Rule, now: float) -> CycleReport:
         """Fetch, forecast and store one rule as of `now`; raise SourceError if the source
@@ -74,45 +143,42 @@ class ForecastCycle:
 
     def _run(self, rule: Rule, now: float, started: float) -> CycleReport:
         book = self._books[rule.name]
+        engine = self._engines[rule.name]
         end = int(now // rule.step) * rule.step
         start = book.fetch_start(end)
         fetched = self.source.fetch_range(rule, start, end)
         book.advance(end, fetched)
 
-        live = []
+        live: list[SeriesKey] = []
+        young: list[SeriesKey] = []
         for key in book.series_keys():
             origin, _ = book.last_observed(key)
-            if end - origin <= rule.ttl:
-                live.append(key)
-        ids = [str(i) for i in range(len(live))]
+            if end - origin > rule.ttl:
+                continue
+            first = book.first_observed(key)
+            (young if end - first < SEASONAL_MIN_HISTORY else live).append(key)
+        engine.forget(set(live))
         forecasts: dict = {}
         failures = 0
-        if live:
-            frame = book.frame(live, ids)
+        for key in live:
             try:
-                out = self.model.forecast(
-                    frame, horizon=rule.horizon_steps, step=rule.step, quantile=rule.quantile
-                )
+                mean, upper, fit = engine.forecast(key, book.values(key), end)
             except Exception:
-                log.exception("rule %s: forecasting %d series failed", rule.name, len(live))
-                out = None
-            groups = {} if out is None else dict(tuple(out.groupby("unique_id", sort=False)))
-            for uid, key in zip(ids, live, strict=True):
-                group = groups.get(uid)
-                if group is None or len(group) != rule.horizon_steps:
-                    failures += 1
-                    continue
-                origin, last = book.last_observed(key)
-                forecasts[key] = SeriesForecast(
-                    labels=book.labels(key),
-                    origin=origin,
-                    last_actual=last,
-                    made_at=now,
-                    ds=group["ds"].to_numpy(dtype=np.int64),
-                    mean=group["mean"].to_numpy(dtype=np.float64),
-                    upper=group["upper"].to_numpy(dtype=np.float64),
-                    model=str(group["model"].iloc[0]),
-                )
+                log.exception("rule %s %s: forecast failed", rule.name, book.labels(key))
+                failures += 1
+                continue
+            forecasts[key] = self._series_forecast(
+                book,
+                key,
+                now,
+                end + rule.step * np.arange(1, rule.horizon_steps + 1),
+                mean,
+                upper,
+                fit.candidate.name,
+                fit.recent_error,
+            )
+        if young:
+            failures += self._forecast_young(rule, book, young, now, forecasts)
         self.store.put(rule.name, now, forecasts)
         report = CycleReport(
             rule=rule.name,

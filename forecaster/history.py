@@ -87,6 +87,17 @@ class HistoryBook:
         assert self.end is not None
         return self.end - (self.slots - 1 - i) * self.step, float(values[i])
 
+    def first_observed(self, key: SeriesKey) -> int:
+        """The oldest grid point with a sample."""
+        values = self._series[key].values
+        i = int(np.flatnonzero(~np.isnan(values))[0])
+        assert self.end is not None
+        return self.end - (self.slots - 1 - i) * self.step
+
+    def values(self, key: SeriesKey) -> np.ndarray:
+        """The series on the grid ending at `end` (a view: do not modify)."""
+        return self._series[key].values
+
     def frame(self, keys: list[SeriesKey], unique_ids: list[str]) -> pd.DataFrame:
         """A tidy (unique_id, ds, y) frame of the given series, NaN for holes."""
         assert self.end is not None

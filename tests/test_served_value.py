@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from statsforecast import StatsForecast
-from statsforecast.models import AutoETS
 
 from adapter.service import build_service, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
+from forecaster.engine import ForecastEngine
 from forecaster.history import REFETCH_STEPS
-from forecaster.model import FIT_WINDOW
 from tests.conftest import RULE_QUERY, STEP, PrometheusServer
 
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
@@ -32,18 +29,19 @@ def parse_quantity(text: str) -> float:
     return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
-def independent_value(prom: PrometheusServer, now: int, **labels: str) -> tuple[float, float]:
-    """(actual, expected served value) straight from the trace and statsforecast."""
+def independent_value(
+    prom: PrometheusServer, rule: Rule, now: int, **labels: str
+) -> tuple[float, float]:
+    """(actual, expected served value) from the trace's own counts and a fresh engine,
+    without Prometheus, the history book, the cycle, the store or the API."""
     series = prom.series_by(**labels)
     actual = series.rate_at(now)
-    y = series.rates(now, FIT_WINDOW)
-    ds = now - STEP * np.arange(FIT_WINDOW - 1, -1, -1)
-    frame = pd.DataFrame({"unique_id": "x", "ds": ds, "y": y})
-    fc = StatsForecast(models=[AutoETS(season_length=1, alias="m")], freq=STEP).forecast(
-        df=frame, h=10, level=[80]
-    )
-    window = (fc["ds"] > now) & (fc["ds"] <= now + LEAD + STEP)
-    return actual, max(actual, float(fc.loc[window, "m-hi-80"].max()))
+    y = series.rates(now, rule.history // STEP)
+    engine = ForecastEngine(step=STEP, horizon=rule.horizon_steps, lead=LEAD, quantile=QUANTILE)
+    _, upper, _ = engine.forecast("x", y, now)
+    ds = now + STEP * np.arange(1, rule.horizon_steps + 1)
+    window = (ds > now) & (ds <= now + LEAD + STEP)
+    return actual, max(actual, float(upper[window].max()))
 
 
 @pytest.fixture
@@ -83,7 +81,7 @@ def test_served_value_matches_independent_computation(service, prometheus):
     assert item["value"].endswith("m") or item["value"].isdigit()
 
     actual, expected = independent_value(
-        prometheus, int(clock()), namespace="default", service="checkout"
+        prometheus, rule, int(clock()), namespace="default", service="checkout"
     )
     served = parse_quantity(item["value"])
     print(f"served {served:.4f} req/s; independent {expected:.4f} req/s (actual {actual:.4f})")

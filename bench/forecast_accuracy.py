@@ -1,0 +1,220 @@
+"""Forecast accuracy at the lead time on the shared real traces, against baselines.
+
+For every grid point t of the scored range (the last 7 days; 4 for the 14-day ELB trace)
+each method serves max(actual(t), max of its forecast over the steps labelled
+(t, t + lead + step]), using only data up to t. The score is the MAE of that served value
+against the realised maximum over the same steps. Baselines, measured in the same run:
+reactive (the actual alone), seasonal naive (same time yesterday), and statsmodels
+Holt-Winters (additive daily season, refit every 6 h on the last 3 days, its state
+updated with each new observation in between). scaleahead serves its upper quantile;
+its coverage is the share of steps t + lead + step at or below that quantile.
+
+Run: python -m bench.forecast_accuracy [--traces DIR] [--quantile 0.9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from forecaster.engine import ForecastEngine
+from forecaster.replay import read_trace
+from forecaster.seasonality import DAY
+
+TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
+HISTORY = 15 * DAY  # what the engine is given at each origin (two weeks for weekly cycles)
+HORIZON = 600
+
+
+@dataclass
+class Series:
+    name: str
+    step: int
+    ds: np.ndarray  # grid point labelling each value (end of its interval)
+    y: np.ndarray  # rate per second, NaN where the trace has no row
+    outage: np.ndarray  # known outages, excluded from scoring
+
+
+def load(path: Path) -> Series:
+    trace = read_trace(path)
+    step = trace.resolution
+    ds = trace.start + step * np.arange(1, len(trace.counts) + 1)
+    y = trace.counts / step
+    outage = np.zeros(len(y), dtype=bool)
+    if path.name.startswith("nasa"):  # the hurricane shutdown (see the traces' README)
+        lo = np.datetime64("1995-08-01T18:53").astype("datetime64[s]").astype(np.int64)
+        hi = np.datetime64("1995-08-03T08:36").astype("datetime64[s]").astype(np.int64)
+        outage = (ds > lo) & (ds <= hi + step)
+    return Series(path.stem, step, ds, y, outage)
+
+
+def scored_origins(s: Series, days: int, window: int) -> np.ndarray:
+    first = int(np.searchsorted(s.ds, s.ds[-1] - days * DAY))
+    origins = np.arange(first, len(s.y) - window)
+    idx = origins[:, None] + np.arange(0, window + 1)[None, :]
+    ok = np.isfinite(s.y[idx]).all(axis=1) & ~s.outage[idx].any(axis=1)
+    return origins[ok]
+
+
+def window_max(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
+    return s.y[origins[:, None] + np.arange(1, window + 1)[None, :]].max(axis=1)
+
+
+def reactive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
+    return s.y[origins]
+
+
+def seasonal_naive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
+    p = DAY // s.step
+    back = s.y[origins[:, None] + np.arange(1, window + 1)[None, :] - p]
+    fc = np.max(np.where(np.isfinite(back), back, -np.inf), axis=1)
+    return np.maximum(s.y[origins], fc)
+
+
+def holt_winters(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    p = DAY // s.step
+    refit = 6 * 3600 // s.step
+    fit_len = 3 * p
+    served = np.empty(len(origins))
+    level, season, alpha, gamma, at = 0.0, np.zeros(p), 0.0, 0.0, -1
+    last_fit = -(10**9)
+    for i, o in enumerate(origins):
+        if o - last_fit >= refit or at < 0:
+            hist = s.y[o + 1 - fit_len : o + 1]
+            hist = np.where(np.isfinite(hist), hist, np.nan)
+            hist = _ffill(hist)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = ExponentialSmoothing(
+                    hist, seasonal="add", seasonal_periods=p, initialization_method="estimated"
+                ).fit()
+            alpha = float(res.params["smoothing_level"])
+            gamma = float(res.params["smoothing_seasonal"])
+            level = float(res.level[-1])
+            idx = np.arange(o + 1 - p, o + 1)
+            season = np.empty(p)
+            season[idx % p] = np.asarray(res.season)[-p:]
+            at, last_fit = o, o
+        for j in range(at + 1, o + 1):  # absorb new observations with the fitted parameters
+            v = s.y[j]
+            if np.isfinite(v):
+                k = j % p
+                new_level = alpha * (v - season[k]) + (1 - alpha) * level
+                season[k] = gamma * (v - level) + (1 - gamma) * season[k]
+                level = new_level
+        at = o
+        fut = (o + np.arange(1, window + 1)) % p
+        served[i] = max(s.y[o], float(np.max(level + season[fut])))
+    return served
+
+
+def _ffill(x: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(x)
+    idx = np.where(ok, np.arange(len(x)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    out = x[idx]
+    first = int(np.argmax(ok))
+    out[:first] = x[first]
+    return out
+
+
+def scaleahead(
+    s: Series, origins: np.ndarray, window: int, lead: int, quantile: float
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    engine = ForecastEngine(step=s.step, horizon=HORIZON // s.step, lead=lead, quantile=quantile)
+    hist = HISTORY // s.step
+    served = np.empty(len(origins))
+    covered = np.empty(len(origins), dtype=bool)
+    models: dict[str, int] = {}
+    for i, o in enumerate(origins):
+        y = s.y[max(0, o + 1 - hist) : o + 1]
+        y = np.where(s.outage[max(0, o + 1 - hist) : o + 1], 0.0, y)  # outages are real zeros
+        _, upper, fit = engine.forecast(s.name, y, int(s.ds[o]))
+        served[i] = max(s.y[o], float(upper[:window].max()))
+        covered[i] = s.y[o + window] <= upper[window - 1]
+        models[fit.candidate.name] = models.get(fit.candidate.name, 0) + 1
+    return served, covered, models
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--traces", type=Path, default=TRACES)
+    ap.add_argument("--quantile", type=float, default=0.9)
+    ap.add_argument("--only", help="substring of the trace file names to run")
+    args = ap.parse_args()
+    rows = []
+    for path in sorted(args.traces.glob("*.csv")):
+        if args.only and args.only not in path.name:
+            continue
+        s = load(path)
+        lead = 180 if s.step == 60 else 300
+        window = lead // s.step + 1
+        days = 4 if len(s.y) * s.step < 21 * DAY else 7
+        origins = scored_origins(s, days, window)
+        target = window_max(s, origins, window)
+        results = {}
+        timings = {}
+        for name, fn in (
+            ("reactive", reactive),
+            ("seasonal naive", seasonal_naive),
+            ("holt-winters", holt_winters),
+        ):
+            t0 = time.perf_counter()
+            results[name] = np.mean(np.abs(fn(s, origins, window) - target))
+            timings[name] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        served, covered, models = scaleahead(s, origins, window, lead, args.quantile)
+        timings["scaleahead"] = time.perf_counter() - t0
+        results["scaleahead"] = np.mean(np.abs(served - target))
+        best = min(v for k, v in results.items() if k != "scaleahead")
+        rows.append(
+            (
+                s.name,
+                s.step,
+                lead,
+                days,
+                len(origins),
+                results,
+                best,
+                covered.mean(),
+                models,
+                timings,
+                float(target.mean()),
+            )
+        )
+
+    print(
+        f"\nMAE of the served value vs the realised max over (t, t+lead+step], "
+        f"quantile {args.quantile}\n"
+    )
+    header = (
+        f"{'trace':40s} {'method':15s} {'MAE':>10s} {'MAE/mean':>9s} {'/best base':>10s} "
+        f"{'secs':>7s}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, step, lead, days, n, results, best, cov, models, timings, mean in rows:
+        for method, mae in results.items():
+            print(
+                f"{name:40s} {method:15s} {mae:10.4f} {mae / mean:9.3f} {mae / best:10.3f} "
+                f"{timings[method]:7.1f}"
+            )
+        print(
+            f"{'':40s} step {step}s, lead {lead}s, last {days} days, {n} origins; "
+            f"scaleahead upper-quantile coverage {cov * 100:.1f}% (nominal "
+            f"{args.quantile * 100:.0f}%)"
+        )
+        top = sorted(models.items(), key=lambda kv: -kv[1])[:4]
+        print(f"{'':40s} models used: " + ", ".join(f"{k} {v / n * 100:.0f}%" for k, v in top))
+        print()
+
+
+if __name__ == "__main__":
+    main()
