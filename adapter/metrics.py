@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import numpy as np
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -56,6 +57,14 @@ class SeriesCollector(Collector):
                 "scaleahead_series_fallback",
                 "1 when the forecast is older than its TTL and the actual is served alone.",
             ),
+            "error": GaugeMetricFamily(
+                "scaleahead_series_backtest_error",
+                "The model's mean absolute error of the served value on the series' own "
+                "last day (rolling-origin backtest at the last refit).",
+            ),
+            "model": GaugeMetricFamily(
+                "scaleahead_series_model_info", "The model forecasting the series (value 1)."
+            ),
         }
         for rule in self.rules:
             snapshot = self.store.snapshot(rule.name)
@@ -75,8 +84,12 @@ class SeriesCollector(Collector):
                     "served": served.value if served else None,
                     "age": fc.age(now),
                     "fallback": 0.0 if served and served.predictive else 1.0,
+                    "error": fc.recent_error,
                 }
                 for name, value in values.items():
-                    if value is not None:
+                    if value is not None and np.isfinite(value):
                         families[name].add_sample(families[name].name, labels, value)
+                families["model"].add_sample(
+                    families["model"].name, {**labels, "model": fc.model}, 1.0
+                )
         yield from families.values()

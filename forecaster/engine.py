@@ -269,7 +269,7 @@ class SeriesModel:
                 zgrid = np.nanquantile(z, LEVELS, axis=0)
         fit = SeriesFit(best, end, seasonality, zgrid, floor, best_err, masked)
         if best.period:
-            fit.profile = ctx.profiles[best.period]
+            fit.profile = ctx.profiles[best.period].astype(np.float32)  # kept per series
         if best.kind == "hw":
             p = best.period // self.step
             prof = ctx.profiles[best.period]

@@ -19,7 +19,7 @@ SeriesKey = tuple[tuple[str, str], ...]
 @dataclass
 class _Series:
     labels: dict[str, str]
-    values: np.ndarray  # float64 on the book's grid, NaN = no sample
+    values: np.ndarray  # float32 on the book's grid (half the memory), NaN = no sample
 
 
 @dataclass
@@ -69,7 +69,7 @@ class HistoryBook:
             key = series_key(rs.labels)
             entry = self._series.get(key)
             if entry is None:
-                entry = _Series(dict(rs.labels), np.full(self.slots, np.nan))
+                entry = _Series(dict(rs.labels), np.full(self.slots, np.nan, dtype=np.float32))
                 self._series[key] = entry
             idx = (rs.timestamps - first) // self.step
             good = (idx >= 0) & (idx < self.slots) & np.isfinite(rs.values) & (rs.values >= 0)
@@ -95,8 +95,8 @@ class HistoryBook:
         return self.end - (self.slots - 1 - i) * self.step
 
     def values(self, key: SeriesKey) -> np.ndarray:
-        """The series on the grid ending at `end` (a view: do not modify)."""
-        return self._series[key].values
+        """The series on the grid ending at `end`, as float64."""
+        return self._series[key].values.astype(np.float64)
 
     def frame(self, keys: list[SeriesKey], unique_ids: list[str]) -> pd.DataFrame:
         """A tidy (unique_id, ds, y) frame of the given series, NaN for holes."""
@@ -106,7 +106,7 @@ class HistoryBook:
             {
                 "unique_id": np.repeat(np.asarray(unique_ids, dtype=object), self.slots),
                 "ds": np.tile(ds, len(keys)),
-                "y": np.concatenate([self._series[k].values for k in keys])
+                "y": np.concatenate([self._series[k].values for k in keys]).astype(np.float64)
                 if keys
                 else np.empty(0),
             }

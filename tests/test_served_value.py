@@ -89,6 +89,12 @@ def test_served_value_matches_independent_computation(service, prometheus):
     assert expected - 1e-6 <= served <= expected + 0.001 + 1e-6
     assert served > actual  # the forecast's upper quantile, not just the actual, is served
 
+    metrics = client.get("/metrics").text
+    labels = 'external_metric="http_requests_forecast",namespace="default",service="checkout"'
+    assert f"scaleahead_series_served{{{labels}}} " in metrics
+    assert f"scaleahead_series_backtest_error{{{labels}}} " in metrics
+    assert "scaleahead_series_model_info{" in metrics and 'model="' in metrics
+
 
 def test_selectors_namespaces_and_items(service):
     svc, rule, clock = service
