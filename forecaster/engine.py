@@ -14,6 +14,7 @@ short-history rung (under a day) and the data conventions are statsforecast's.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
@@ -66,6 +67,7 @@ class SeriesFit:
     hw_level: float = 0.0
     hw_season: np.ndarray | None = None  # indexed by phase
     hw_end: int = 0  # grid point the Holt-Winters state has absorbed
+    next_refit: int = 0  # grid point from which a refit is due
 
 
 def _ffill(x: np.ndarray) -> np.ndarray:
@@ -373,8 +375,13 @@ class ForecastEngine:
     ) -> tuple[np.ndarray, np.ndarray, SeriesFit]:
         """Mean and upper forecasts of one series for the steps after `end`."""
         fit = self.fits.get(key)
-        if fit is None or end - fit.fitted_end >= self.refit_every or end < fit.fitted_end:
+        if fit is None or end >= fit.next_refit or end < fit.fitted_end:
+            first = fit is None
             fit = self.model.fit(y, end)
+            # Series registered together would all refit in the same cycle; the first
+            # refit of each comes after a stable fraction (1/2 to 1) of the period instead.
+            fraction = 0.5 + 0.5 * (zlib.crc32(repr(key).encode()) % 1000) / 1000 if first else 1.0
+            fit.next_refit = end + int(self.refit_every * fraction)
             self.fits[key] = fit
         track = self.tracking.setdefault(key, _Tracking(self.quantile))
         self._absorb(track, y, end)

@@ -170,3 +170,21 @@ def test_young_series_get_statsforecast_and_old_ones_the_engine(nasa: Trace):
         assert snap is not None
         [fc] = snap.forecasts.values()
         assert fc.model in expected
+
+
+def test_refits_of_series_registered_together_are_spread_over_the_hour(july):
+    engine = ForecastEngine(step=STEP, horizon=10, lead=180, quantile=0.9, refit_every=3600)
+    y = july[: 2 * DAYS]
+    end = end_of(y)
+    for k in range(60):
+        engine.forecast(("s", k), y, end)
+    due = sorted((f.next_refit - end) // STEP for f in engine.fits.values())
+    assert 30 <= due[0] and due[-1] < 60
+    assert len(set(due)) >= 15  # not all in one cycle
+    key = ("s", 0)
+    first = engine.fits[key]
+    engine.forecast(key, y, first.next_refit - STEP)
+    assert engine.fits[key] is first  # not yet due: the cheap update only
+    engine.forecast(key, y, first.next_refit)
+    refit = engine.fits[key]
+    assert refit is not first and refit.next_refit == first.next_refit + 3600
