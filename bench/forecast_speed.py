@@ -7,8 +7,9 @@ the store, not Prometheus. Per size it prints: the first cycle (backfill of 14 d
 fit of every series: what an hourly refit costs), a steady cycle (one new minute: the
 level update and ACI only), the amortised cost per 60-second cycle with hourly refits,
 series per second per core, and the process's peak resident memory (which includes the
-benchmark's own input arrays, printed separately: the service holds no such copy). Baselines measured
-in the same run: statsforecast AutoETS (no season) and MSTL (daily season) per series.
+benchmark's own input arrays, printed separately: the service holds no such copy).
+Baselines measured in the same run: statsforecast AutoETS (no season) and MSTL (daily
+season) per series.
 
 Run: python -m bench.forecast_speed [--sizes 100,1000,5000] [--skip-baselines]
 """
