@@ -7,17 +7,22 @@ import ipaddress
 import logging
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
 import uvicorn
+from pydantic import ValidationError
 
 from adapter.api import GROUP_VERSION
 from adapter.service import DEMO_RULE, build_service, demo_source, prometheus_source
-from forecaster.config import Config, ConfigError, load_config
-from forecaster.prometheus import PrometheusClient, PrometheusError
+from forecaster.config import Config, ConfigError, Rule, describe_validation_error, load_config
+from forecaster.durations import parse_duration
+from forecaster.prometheus import PrometheusClient, PrometheusError, PrometheusSource
 from forecaster.replay import DEMO_LABELS
 from forecaster.scheduler import start_scheduler
+from forecaster.selector import SelectorError, parse_selector
+from forecaster.source import Source
 
 log = logging.getLogger("scaleahead")
 
@@ -124,6 +129,124 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time(flag: str, text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"{flag}: expected an RFC 3339 time like 1995-08-25T00:00:00Z, got {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        raise UsageError(f"{flag}: {text!r} has no time zone; add Z or an offset")
+    return int(when.timestamp())
+
+
+def _seconds(flag: str, text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise UsageError(f"{flag}: {err}") from None
+
+
+def backtest(args: argparse.Namespace) -> int:
+    from forecaster.backtest import BacktestError, default_capacity, record, replay, score
+    from forecaster.hpa import HPASettings
+    from forecaster.replay import TraceError, TraceSource, read_trace
+    from forecaster.report import plot, summary, table, write_csv, write_json
+
+    lead = _seconds("--lead", args.lead)
+    start, end = _time("--from", args.from_), _time("--to", args.to)
+    overrides: dict[str, object] = {"lead": lead}
+    if args.quantile is not None:
+        overrides["quantile"] = args.quantile
+    try:
+        if args.csv:
+            if args.config or args.metric or args.selector:
+                raise UsageError("--csv replaces --config, --metric and --selector")
+            trace = read_trace(Path(args.csv))
+            base = {
+                "name": "backtest",
+                "query": "csv{<<.LabelMatchers>>}",
+                "step": trace.resolution,
+                "history": "15d",
+            }
+            rule = Rule.model_validate({**base, **overrides})
+            source: Source = TraceSource(trace, {"csv": Path(args.csv).name})
+            selector = parse_selector(None)
+            end = trace.end if end is None else end
+        else:
+            if not (args.config and args.metric):
+                raise UsageError("give --csv FILE, or --config FILE with --metric NAME")
+            config = load_config(args.config)
+            found = config.rule(args.metric)
+            if found is None:
+                raise UsageError(
+                    f"--metric {args.metric}: no such rule in {args.config} "
+                    f"(rules: {', '.join(r.name for r in config.rules)})"
+                )
+            rule = Rule.model_validate({**found.model_dump(), **overrides})
+            source = PrometheusSource(PrometheusClient(config.prometheus))
+            try:
+                selector = parse_selector(args.selector)
+            except SelectorError as err:
+                raise UsageError(f"--selector: {err}") from None
+            end = int(time.time()) if end is None else end
+    except ValidationError as err:
+        raise UsageError(describe_validation_error("backtest flags", err)) from None
+    except TraceError as err:
+        raise UsageError(str(err)) from None
+    start = end - 7 * 86400 if start is None else start
+    try:
+        recorded = record(source, rule, selector, start, end)
+    except (BacktestError, PrometheusError) as err:
+        raise UsageError(str(err)) from None
+
+    from tqdm import tqdm
+
+    def progress(steps):  # type: ignore[no-untyped-def]
+        return tqdm(
+            steps,
+            desc="replay",
+            unit="step",
+            file=sys.stderr,
+            disable=None,
+            mininterval=0.5,
+            leave=False,
+        )
+
+    started = time.perf_counter()
+    result = replay(rule, recorded, start, end, progress)
+    seconds = time.perf_counter() - started
+    capacity = args.capacity_per_pod or default_capacity(result.actual)
+    hpa = HPASettings(
+        target_per_pod=args.target_per_pod or capacity,
+        capacity_per_pod=capacity,
+        startup=lead,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        tolerance=args.tolerance,
+        sync_period=_seconds("--sync-period", args.sync_period),
+        scale_down_stabilization=_seconds(
+            "--scale-down-stabilization", args.scale_down_stabilization
+        ),
+        scale_up_pods=args.scale_up_pods,
+        scale_up_percent=args.scale_up_percent,
+        scale_up_period=_seconds("--scale-up-period", args.scale_up_period),
+    )
+    scores = score(result, hpa)
+    data = summary(result, scores, seconds)
+    print(table(data))
+    if args.output:
+        write_csv(Path(args.output), result)
+    if args.json:
+        write_json(Path(args.json), data)
+    if args.plot:
+        plot(Path(args.plot), result, scores)
+    return 0
+
+
 def check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     names = ", ".join(r.name for r in config.rules)
@@ -147,6 +270,47 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-private-key-file", help="serving key (PEM)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=serve)
+
+    b = sub.add_parser(
+        "backtest",
+        help="replay history through the forecaster and a simulated HPA",
+        description="Replay a recorded history through the same forecast cycle and "
+        "served-value policy as `serve`, score it against baselines, and simulate the HPA.",
+    )
+    b.add_argument("--csv", help="timestamp,value CSV of counts per interval")
+    b.add_argument("--config", help="configuration file (with --metric and --selector)")
+    b.add_argument("--metric", help="the rule (external metric) to replay")
+    b.add_argument("--selector", help="label selector picking one series")
+    b.add_argument(
+        "--from",
+        dest="from_",
+        help="RFC 3339 start of the scored range "
+        "(default: 7 days before --to); earlier data is history",
+    )
+    b.add_argument("--to", help="RFC 3339 end of the scored range (default: end of data)")
+    b.add_argument("--lead", default="3m", help="pod start-up delay (default 3m)")
+    b.add_argument("--quantile", type=float, help="upper quantile served (default: the rule's)")
+    b.add_argument("--output", help="per-step CSV (columns: see docs/backtest.md)")
+    b.add_argument("--plot", help="PNG picture of demand, forecast and capacity")
+    b.add_argument("--json", help="summary as JSON")
+    g = b.add_argument_group("simulated HPA (Kubernetes defaults)")
+    g.add_argument(
+        "--capacity-per-pod",
+        type=float,
+        help="req/s one pod serves (default: the range's p99 demand / 10)",
+    )
+    g.add_argument(
+        "--target-per-pod", type=float, help="AverageValue target (default: the capacity per pod)"
+    )
+    g.add_argument("--min-replicas", type=int, default=1)
+    g.add_argument("--max-replicas", type=int, default=1000)
+    g.add_argument("--tolerance", type=float, default=0.1)
+    g.add_argument("--sync-period", default="15s")
+    g.add_argument("--scale-down-stabilization", default="5m")
+    g.add_argument("--scale-up-pods", type=int, default=4)
+    g.add_argument("--scale-up-percent", type=float, default=100.0)
+    g.add_argument("--scale-up-period", default="15s")
+    b.set_defaults(func=backtest)
 
     c = sub.add_parser("check-config", help="validate a configuration file and exit")
     c.add_argument("file")

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from forecaster import baselines
 from forecaster.engine import ForecastEngine
 from forecaster.replay import read_trace
 from forecaster.seasonality import DAY
@@ -66,64 +66,22 @@ def window_max(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
     return s.y[origins[:, None] + np.arange(1, window + 1)[None, :]].max(axis=1)
 
 
-def reactive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
-    return s.y[origins]
-
-
-def seasonal_naive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
-    p = DAY // s.step
-    back = s.y[origins[:, None] + np.arange(1, window + 1)[None, :] - p]
-    fc = np.max(np.where(np.isfinite(back), back, -np.inf), axis=1)
+def served(s: Series, origins: np.ndarray, window: int, paths: np.ndarray) -> np.ndarray:
+    """The served-value policy applied to a baseline's forecasts: max(actual, window max)."""
+    fc = np.max(np.where(np.isfinite(paths[:, :window]), paths[:, :window], -np.inf), axis=1)
     return np.maximum(s.y[origins], fc)
 
 
+def reactive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
+    return served(s, origins, window, baselines.reactive(s.y, origins, window))
+
+
+def seasonal_naive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
+    return served(s, origins, window, baselines.seasonal_naive(s.y, origins, window, s.step))
+
+
 def holt_winters(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
-    from statsmodels.tsa.holtwinters import ExponentialSmoothing
-
-    p = DAY // s.step
-    refit = 6 * 3600 // s.step
-    fit_len = 3 * p
-    served = np.empty(len(origins))
-    level, season, alpha, gamma, at = 0.0, np.zeros(p), 0.0, 0.0, -1
-    last_fit = -(10**9)
-    for i, o in enumerate(origins):
-        if o - last_fit >= refit or at < 0:
-            hist = s.y[o + 1 - fit_len : o + 1]
-            hist = np.where(np.isfinite(hist), hist, np.nan)
-            hist = _ffill(hist)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = ExponentialSmoothing(
-                    hist, seasonal="add", seasonal_periods=p, initialization_method="estimated"
-                ).fit()
-            alpha = float(res.params["smoothing_level"])
-            gamma = float(res.params["smoothing_seasonal"])
-            level = float(res.level[-1])
-            idx = np.arange(o + 1 - p, o + 1)
-            season = np.empty(p)
-            season[idx % p] = np.asarray(res.season)[-p:]
-            at, last_fit = o, o
-        for j in range(at + 1, o + 1):  # absorb new observations with the fitted parameters
-            v = s.y[j]
-            if np.isfinite(v):
-                k = j % p
-                new_level = alpha * (v - season[k]) + (1 - alpha) * level
-                season[k] = gamma * (v - level) + (1 - gamma) * season[k]
-                level = new_level
-        at = o
-        fut = (o + np.arange(1, window + 1)) % p
-        served[i] = max(s.y[o], float(np.max(level + season[fut])))
-    return served
-
-
-def _ffill(x: np.ndarray) -> np.ndarray:
-    ok = np.isfinite(x)
-    idx = np.where(ok, np.arange(len(x)), 0)
-    np.maximum.accumulate(idx, out=idx)
-    out = x[idx]
-    first = int(np.argmax(ok))
-    out[:first] = x[first]
-    return out
+    return served(s, origins, window, baselines.holt_winters(s.y, origins, window, s.step))
 
 
 def scaleahead(

@@ -28,7 +28,7 @@ import pandas as pd
 from forecaster.config import Rule
 from forecaster.cycle import ForecastCycle
 from forecaster.replay import read_trace
-from forecaster.selector import LabelSelector
+from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.source import InstantSample, RangeSeries
 from forecaster.store import ForecastStore
 
@@ -48,11 +48,17 @@ class ArraySource:
     def describe(self) -> str:
         return f"{len(self.rates)} in-memory series"
 
-    def fetch_range(self, rule: Rule, start: int, end: int) -> list[RangeSeries]:
+    def fetch_range(
+        self, rule: Rule, start: int, end: int, selector: LabelSelector = EVERYTHING
+    ) -> list[RangeSeries]:
         lo = max(0, (start - self.t0) // STEP)
         hi = min(self.rates.shape[1], (end - self.t0) // STEP + 1)
         ts = self.t0 + STEP * np.arange(lo, hi, dtype=np.int64)
-        return [RangeSeries(lab, ts, self.rates[i, lo:hi]) for i, lab in enumerate(self.labels)]
+        return [
+            RangeSeries(lab, ts, self.rates[i, lo:hi])
+            for i, lab in enumerate(self.labels)
+            if selector.matches(lab)
+        ]
 
     def fetch_current(self, rule: Rule, selector: LabelSelector, at: float) -> list[InstantSample]:
         return []

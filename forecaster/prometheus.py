@@ -13,7 +13,7 @@ import numpy as np
 
 from forecaster import promql
 from forecaster.config import PrometheusConfig, Rule
-from forecaster.selector import LabelSelector
+from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.source import InstantSample, RangeSeries, SourceError
 
 MAX_POINTS_PER_QUERY = 10_000
@@ -185,10 +185,10 @@ class PrometheusSource:
     def describe(self) -> str:
         return f"Prometheus at {self.client.url}"
 
-    def fetch_range(self, rule: Rule, start: int, end: int) -> list[RangeSeries]:
-        return self.client.query_range(
-            promql.render(rule.query, LabelSelector()), start, end, rule.step
-        )
+    def fetch_range(
+        self, rule: Rule, start: int, end: int, selector: LabelSelector = EVERYTHING
+    ) -> list[RangeSeries]:
+        return self.client.query_range(promql.render(rule.query, selector), start, end, rule.step)
 
     def fetch_current(self, rule: Rule, selector: LabelSelector, at: float) -> list[InstantSample]:
         samples = self.client.query(promql.render(rule.query, selector), at)

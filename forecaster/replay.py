@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import Rule
-from forecaster.selector import LabelSelector
+from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.source import InstantSample, RangeSeries, SourceError
 
 DEMO_TRACE = "nasa_http_1995_07.csv.gz"
@@ -120,7 +120,11 @@ class TraceSource:
         missing = np.isnan(counts).all(axis=1)
         return np.where(missing, np.nan, np.nansum(counts, axis=1)) / rule.step
 
-    def fetch_range(self, rule: Rule, start: int, end: int) -> list[RangeSeries]:
+    def fetch_range(
+        self, rule: Rule, start: int, end: int, selector: LabelSelector = EVERYTHING
+    ) -> list[RangeSeries]:
+        if not selector.matches(self.labels):
+            return []
         start = -(-start // rule.step) * rule.step
         end = (end // rule.step) * rule.step
         if end < start:

@@ -179,3 +179,7 @@ def parse_selector(text: str | None) -> LabelSelector:
             if i >= len(tokens):
                 raise SelectorError(f"trailing ',' in {text!r}")
     return LabelSelector(tuple(reqs))
+
+
+EVERYTHING = LabelSelector()
+"""The empty selector (matches every series); immutable, so safe as a default argument."""

@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from forecaster.config import Rule
-from forecaster.selector import LabelSelector
+from forecaster.selector import EVERYTHING, LabelSelector
 
 
 class SourceError(Exception):
@@ -40,8 +40,11 @@ class Source(Protocol):
         """A short human description (URL or trace name) for logs and errors."""
         ...
 
-    def fetch_range(self, rule: Rule, start: int, end: int) -> list[RangeSeries]:
-        """Every series of the rule over the grid points in [start, end]; raise SourceError."""
+    def fetch_range(
+        self, rule: Rule, start: int, end: int, selector: LabelSelector = EVERYTHING
+    ) -> list[RangeSeries]:
+        """The rule's series matching `selector` (default: all) over the grid points in
+        [start, end]; raise SourceError."""
         ...
 
     def fetch_current(self, rule: Rule, selector: LabelSelector, at: float) -> list[InstantSample]:

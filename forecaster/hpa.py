@@ -1,0 +1,124 @@
+"""A simulated HorizontalPodAutoscaler fed by a series of metric values.
+
+It follows the Kubernetes controller for an External metric with target type
+AverageValue: every sync period the desired replicas are ceil(value / target), unless
+value / (target x current) is within the tolerance of 1; scale-ups are limited by the
+scale-up policies (the larger of +100% and +4 pods per 15 s by default); scale-downs use
+the highest recommendation of the stabilization window (300 s by default). A pod added
+at time t is Ready, and serves, from t + startup. Demand beyond the Ready pods' capacity
+is counted as requests beyond capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class HPASettings:
+    """The HPA spec and the workload, with the Kubernetes defaults where there are any."""
+
+    target_per_pod: float  # AverageValue target (metric units per pod)
+    capacity_per_pod: float  # what one Ready pod can serve (same units)
+    startup: int = 180  # seconds from scale-up to Ready
+    min_replicas: int = 1
+    max_replicas: int = 1000
+    tolerance: float = 0.1
+    sync_period: int = 15
+    scale_down_stabilization: int = 300
+    scale_up_pods: int = 4  # per scale_up_period
+    scale_up_percent: float = 100.0  # per scale_up_period
+    scale_up_period: int = 15
+
+
+@dataclass(frozen=True)
+class HPAResult:
+    """What the simulated HPA did, per sync tick, and its totals."""
+
+    times: np.ndarray  # tick start (Unix seconds)
+    replicas: np.ndarray  # pods (Ready or not) during the tick
+    ready: np.ndarray  # Ready pods during the tick
+    beyond_capacity_share: float  # requests beyond Ready capacity / all requests
+    underprovisioned_share: float  # share of time demand exceeded Ready capacity
+    pod_minutes: float
+
+
+def _totals(
+    times: np.ndarray, demand: np.ndarray, replicas: np.ndarray, ready: np.ndarray, s: HPASettings
+) -> HPAResult:
+    capacity = ready * s.capacity_per_pod
+    excess = np.maximum(0.0, demand - capacity)
+    total = float(demand.sum())
+    return HPAResult(
+        times=times,
+        replicas=replicas,
+        ready=ready,
+        beyond_capacity_share=float(excess.sum() / total) if total > 0 else 0.0,
+        underprovisioned_share=float(np.mean(demand > capacity + 1e-12)),
+        pod_minutes=float(replicas.sum() * s.sync_period / 60.0),
+    )
+
+
+def simulate(
+    start: int, step: int, demand: np.ndarray, metric: np.ndarray, s: HPASettings
+) -> HPAResult:
+    """Run the HPA over the steps [start, start + len(demand) * step).
+
+    `demand[i]` is the request rate during step i; `metric[i]` is the value the HPA reads
+    during step i (NaN: no value, the HPA holds its replicas, as Kubernetes does when a
+    metric is unavailable).
+    """
+    ticks_per_step = max(1, step // s.sync_period)
+    n_ticks = len(demand) * ticks_per_step
+    times = start + s.sync_period * np.arange(n_ticks, dtype=np.int64)
+    first = metric[np.isfinite(metric)]
+    initial = math.ceil(first[0] / s.target_per_pod) if len(first) else s.min_replicas
+    replicas = min(max(initial, s.min_replicas), s.max_replicas)
+    pods: deque[int] = deque([start - s.startup] * replicas)  # start times, oldest first
+    recommendations: deque[tuple[int, int]] = deque()
+    out_replicas = np.empty(n_ticks, dtype=np.int64)
+    out_ready = np.empty(n_ticks, dtype=np.int64)
+    for k in range(n_ticks):
+        now = int(times[k])
+        value = metric[k // ticks_per_step]
+        current = len(pods)
+        if np.isfinite(value):
+            ratio = value / (s.target_per_pod * current) if current else math.inf
+            desired = (
+                current
+                if abs(ratio - 1.0) <= s.tolerance
+                else math.ceil(value / s.target_per_pod - 1e-9)
+            )
+            desired = min(max(desired, s.min_replicas), s.max_replicas)
+            recommendations.append((now, desired))
+            while recommendations and recommendations[0][0] <= now - s.scale_down_stabilization:
+                recommendations.popleft()
+            if desired < current:
+                desired = min(current, max(r for _, r in recommendations))
+            elif desired > current:
+                limit = current + max(
+                    s.scale_up_pods, math.ceil(current * s.scale_up_percent / 100.0)
+                )
+                desired = min(desired, limit)
+            while len(pods) < desired:
+                pods.append(now)
+            while len(pods) > desired:
+                pods.pop()  # the newest (least likely Ready) first
+        out_replicas[k] = len(pods)
+        out_ready[k] = sum(1 for p in pods if p + s.startup <= now)
+    tick_demand = np.repeat(demand, ticks_per_step)
+    return _totals(times, tick_demand, out_replicas, out_ready, s)
+
+
+def perfect_foresight(start: int, step: int, demand: np.ndarray, s: HPASettings) -> HPAResult:
+    """The bound: exactly enough Ready pods for each step's demand, no more, no delay."""
+    ticks_per_step = max(1, step // s.sync_period)
+    need = np.ceil(np.where(np.isfinite(demand), demand, 0.0) / s.capacity_per_pod - 1e-9)
+    need = np.clip(need, s.min_replicas, s.max_replicas).astype(np.int64)
+    replicas = np.repeat(need, ticks_per_step)
+    times = start + s.sync_period * np.arange(len(replicas), dtype=np.int64)
+    return _totals(times, np.repeat(demand, ticks_per_step), replicas, replicas, s)
