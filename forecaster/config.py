@@ -89,7 +89,7 @@ class Rule(_Strict):
     name: str
     query: str
     step: Duration = 60
-    history: Duration = 8 * 86400
+    history: Duration = 15 * 86400
     horizon: Duration = 600
     lead: Duration = 180
     quantile: float = Field(default=0.9, gt=0.5, lt=1.0)

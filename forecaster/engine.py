@@ -14,7 +14,6 @@ short-history rung (under a day) and the data conventions are statsforecast's.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
@@ -364,6 +363,7 @@ class ForecastEngine:
     refit_every: int = 3600
     fits: dict[Hashable, SeriesFit] = field(default_factory=dict)
     tracking: dict[Hashable, _Tracking] = field(default_factory=dict)
+    _registered: int = 0
 
     def __post_init__(self) -> None:
         self.model = SeriesModel(
@@ -379,8 +379,13 @@ class ForecastEngine:
             first = fit is None
             fit = self.model.fit(y, end)
             # Series registered together would all refit in the same cycle; the first
-            # refit of each comes after a stable fraction (1/2 to 1) of the period instead.
-            fraction = 0.5 + 0.5 * (zlib.crc32(repr(key).encode()) % 1000) / 1000 if first else 1.0
+            # refit of the n-th series comes after 1/2 to 1 of the period instead, spread
+            # evenly by the golden-ratio sequence (by order, not labels: a replay of one
+            # series refits on the same schedule whatever its labels).
+            fraction = 1.0
+            if first:
+                fraction = 0.5 + 0.5 * ((self._registered * 0.6180339887498949) % 1.0)
+                self._registered += 1
             fit.next_refit = end + int(self.refit_every * fraction)
             self.fits[key] = fit
         track = self.tracking.setdefault(key, _Tracking(self.quantile))

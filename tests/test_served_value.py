@@ -46,7 +46,9 @@ def independent_value(
 
 @pytest.fixture
 def service(prometheus: PrometheusServer):
-    rule = Rule(name="http_requests_forecast", query=RULE_QUERY, lead="3m", quantile=QUANTILE)
+    rule = Rule(
+        name="http_requests_forecast", query=RULE_QUERY, lead="3m", quantile=QUANTILE, history="8d"
+    )
     clock = Clock(prometheus.end - 1800)
     svc = build_service([rule], prometheus_source(PrometheusConfig(url=prometheus.url)), clock)
     return svc, rule, clock
