@@ -18,7 +18,7 @@ import numpy as np
 from forecaster import baselines
 from forecaster.config import Rule
 from forecaster.cycle import ForecastCycle
-from forecaster.hpa import HPAResult, HPASettings, perfect_foresight, simulate
+from forecaster.hpa import HPAResult, HPASettings, simulate
 from forecaster.policy import served_value
 from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.source import InstantSample, RangeSeries, Source
@@ -248,13 +248,20 @@ def score(r: Replay, hpa: HPASettings) -> Scores:
 
     demand = r.actual
     start = int(r.times[0]) - step
-    bound = perfect_foresight(start, step, demand, hpa)
+    demand0 = np.where(np.isfinite(demand), demand, 0.0)
+
+    def acted(values: np.ndarray) -> np.ndarray:
+        """What the HPA reads during each step: the value computed a step earlier."""
+        return np.concatenate([[values[0]], values[:-1]])
+
+    # Perfect foresight: the same HPA fed the realised demand over the lead window.
+    oracle = np.where(np.isfinite(window_max), np.maximum(demand, window_max), demand)
+    bound = simulate(start, step, demand0, acted(oracle), hpa)
     methods = []
     for name, p in paths.items():
         err = np.abs(p - realised)
         lead_err = err[:, k]
         mae_lead = float(np.nanmean(lead_err)) if np.isfinite(lead_err).any() else None
-        metric = np.concatenate([[served[name][0]], served[name][:-1]])  # acted on a step late
         s_err = np.abs(served[name] - window_max)
         methods.append(
             MethodScore(
@@ -266,7 +273,7 @@ def score(r: Replay, hpa: HPASettings) -> Scores:
                 if name == "scaleahead" and np.isfinite(r.upper[:, k]).any()
                 else None,
                 served_mae=float(np.nanmean(s_err)) if np.isfinite(s_err).any() else None,
-                hpa=simulate(start, step, np.where(np.isfinite(demand), demand, 0.0), metric, hpa),
+                hpa=simulate(start, step, demand0, acted(served[name]), hpa),
             )
         )
     return Scores(methods, bound, hpa)

@@ -112,13 +112,3 @@ def simulate(
         out_ready[k] = sum(1 for p in pods if p + s.startup <= now)
     tick_demand = np.repeat(demand, ticks_per_step)
     return _totals(times, tick_demand, out_replicas, out_ready, s)
-
-
-def perfect_foresight(start: int, step: int, demand: np.ndarray, s: HPASettings) -> HPAResult:
-    """The bound: exactly enough Ready pods for each step's demand, no more, no delay."""
-    ticks_per_step = max(1, step // s.sync_period)
-    need = np.ceil(np.where(np.isfinite(demand), demand, 0.0) / s.capacity_per_pod - 1e-9)
-    need = np.clip(need, s.min_replicas, s.max_replicas).astype(np.int64)
-    replicas = np.repeat(need, ticks_per_step)
-    times = start + s.sync_period * np.arange(len(replicas), dtype=np.int64)
-    return _totals(times, np.repeat(demand, ticks_per_step), replicas, replicas, s)

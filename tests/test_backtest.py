@@ -59,8 +59,11 @@ def test_csv_backtest_writes_its_outputs(tmp_path, capsys):
     data = json.loads(js.read_text())
     by = {m["method"]: m for m in data["methods"]}
     assert 0.5 < by["scaleahead"]["coverage"] <= 1.0
-    assert by["perfect foresight"]["beyond_capacity_share"] == 0.0
-    assert by["scaleahead"]["pod_minutes"] >= by["perfect foresight"]["pod_minutes"]
+    # A perfect forecast through the same HPA drops fewer requests than any forecast.
+    oracle = by["perfect foresight"]["beyond_capacity_share"]
+    assert (
+        oracle < by["scaleahead"]["beyond_capacity_share"] < by["reactive"]["beyond_capacity_share"]
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
 
 

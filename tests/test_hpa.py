@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forecaster.hpa import HPASettings, perfect_foresight, simulate
+from forecaster.hpa import HPASettings, simulate
 
 S = HPASettings(
     target_per_pod=10.0, capacity_per_pod=10.0, startup=60, min_replicas=1, max_replicas=100
@@ -53,12 +53,3 @@ def test_new_pods_serve_only_after_startup():
 def test_a_missing_metric_holds_replicas():
     r = run([50.0, np.nan, np.nan, np.nan], demand=[50.0] * 4)
     assert set(r.replicas.tolist()) == {5}
-
-
-def test_perfect_foresight_is_the_bound():
-    demand = np.array([5.0, 55.0, 12.0, 99.0])
-    b = perfect_foresight(0, 60, demand, S)
-    assert b.beyond_capacity_share == 0.0
-    assert b.pod_minutes == (1 + 6 + 2 + 10)
-    lagging = run(demand)
-    assert lagging.pod_minutes >= b.pod_minutes or lagging.beyond_capacity_share > 0
