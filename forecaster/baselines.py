@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from forecaster.engine import ffill
 from forecaster.seasonality import DAY
 
 
@@ -25,17 +26,6 @@ def seasonal_naive(y: np.ndarray, origins: np.ndarray, horizon: int, step: int) 
     out = np.full(back.shape, np.nan)
     ok = back >= 0
     out[ok] = y[back[ok]]
-    return out
-
-
-def _ffill(x: np.ndarray) -> np.ndarray:
-    ok = np.isfinite(x)
-    if not ok.any():
-        return np.zeros_like(x)
-    idx = np.where(ok, np.arange(len(x)), 0)
-    np.maximum.accumulate(idx, out=idx)
-    out = x[idx]
-    out[: int(np.argmax(ok))] = x[int(np.argmax(ok))]
     return out
 
 
@@ -65,7 +55,7 @@ def holt_winters(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 res = ExponentialSmoothing(
-                    _ffill(hist),
+                    ffill(hist),
                     seasonal="add",
                     seasonal_periods=p,
                     initialization_method="estimated",

@@ -69,7 +69,7 @@ class SeriesFit:
     next_refit: int = 0  # grid point from which a refit is due
 
 
-def _ffill(x: np.ndarray) -> np.ndarray:
+def ffill(x: np.ndarray) -> np.ndarray:
     """Forward-fill NaNs (leading NaNs take the first finite value)."""
     ok = np.isfinite(x)
     if ok.all() or not ok.any():
@@ -84,7 +84,7 @@ def _ffill(x: np.ndarray) -> np.ndarray:
 
 def _ewma(x: np.ndarray, alpha: float) -> np.ndarray:
     """Exponentially weighted mean at every index; holes carry the last value."""
-    x = _ffill(x)
+    x = ffill(x)
     out, _ = lfilter([alpha], [1.0, alpha - 1.0], x, zi=[(1.0 - alpha) * x[0]])
     return np.asarray(out)
 
@@ -118,7 +118,7 @@ def _paths(
     y, H = ctx.y, ctx.horizon
     hs = np.arange(1, H + 1)
     if c.kind == "naive":
-        last = _ffill(y)
+        last = ffill(y)
         return np.repeat(last[origins][:, None], H, axis=1)
     if c.kind == "level":
         lv = _ewma(y, c.alpha)

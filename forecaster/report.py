@@ -121,7 +121,11 @@ def _bins(x: np.ndarray, size: int, how: str) -> np.ndarray:
     chunks = x[:n].reshape(-1, size)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return {"max": np.nanmax, "min": np.nanmin, "mean": np.nanmean}[how](chunks, axis=1)
+        if how == "max":
+            return np.nanmax(chunks, axis=1)
+        if how == "min":
+            return np.nanmin(chunks, axis=1)
+        return np.nanmean(chunks, axis=1)
 
 
 def plot(path: Path, r: Replay, s: Scores) -> None:
