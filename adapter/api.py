@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapter import openapi
 from adapter.errors import BadRequest, NotFound, StatusError, status_body
 from adapter.provider import ExternalMetricsProvider
 from adapter.quantity import format_quantity
@@ -146,6 +148,12 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
         if reasons:
             return PlainTextResponse("not ready:\n" + "\n".join(reasons) + "\n", 503)
         return PlainTextResponse("ok")
+
+    spec = openapi.document(version("scaleahead"))
+
+    @app.get("/openapi/v2")
+    def openapi_v2() -> dict[str, Any]:
+        return spec
 
     @app.get("/metrics")
     def metrics() -> Response:

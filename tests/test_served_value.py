@@ -223,3 +223,13 @@ def test_discovery(service):
     assert missing.status_code == 404 and missing.json()["kind"] == "Status"
     post = client.post(f"{BASE}/namespaces/default/http_requests_forecast")
     assert post.status_code == 405 and post.json()["reason"] == "MethodNotAllowed"
+
+
+def test_openapi_v2_describes_the_api(service):
+    svc, _, _ = service
+    doc = TestClient(svc.app).get("/openapi/v2").json()
+    assert doc["swagger"] == "2.0"
+    get = doc["paths"][f"{BASE}/namespaces/{{namespace}}/{{metric}}"]["get"]
+    assert {p["name"] for p in get["parameters"]} == {"namespace", "metric", "labelSelector"}
+    ref = get["responses"]["200"]["schema"]["$ref"].split("/")[-1]
+    assert set(doc["definitions"][ref]["properties"]) >= {"kind", "apiVersion", "items"}
