@@ -19,6 +19,11 @@ from forecaster.source import InstantSample, RangeSeries, SourceError
 MAX_POINTS_PER_QUERY = 10_000
 """Points per series per query_range call: under Prometheus' hard limit of 11,000."""
 
+POINTS_PER_RESPONSE = 1_000_000
+"""Points (series x steps) asked for in one query_range call: keeps each answer to tens of
+megabytes and far from Prometheus' --query.max-samples (50 million by default), however
+many series a rule has."""
+
 QueryObserver = Callable[[str, float, bool], None]
 """Called after each HTTP call with (endpoint, seconds, succeeded)."""
 
@@ -43,9 +48,11 @@ class PrometheusClient:
         *,
         observer: QueryObserver | None = None,
         transport: httpx.BaseTransport | None = None,
+        points_per_response: int = POINTS_PER_RESPONSE,
     ) -> None:
         self._config = config
         self._observer = observer
+        self.points_per_response = points_per_response
         auth = None
         if config.basic_auth is not None:
             password = config.basic_auth.password_file.read_text().strip()
@@ -132,16 +139,20 @@ class PrometheusClient:
             for item in data["result"]
         ]
 
-    def query_range(self, promql: str, start: int, end: int, step: int) -> list[RangeSeries]:
+    def query_range(
+        self, promql: str, start: int, end: int, step: int, series: int = 1
+    ) -> list[RangeSeries]:
         """Evaluate over [start, end] on the grid of multiples of `step`, in chunks.
 
-        `start` and `end` are rounded to the grid (start up, end down); samples that are
-        NaN, infinite or negative are dropped, so a series' grid may have holes.
+        Each chunk holds at most MAX_POINTS_PER_QUERY steps, and at most
+        `points_per_response / series` when the query is expected to return `series`
+        series. `start` and `end` are rounded to the grid (start up, end down); samples
+        that are NaN, infinite or negative are dropped, so a series' grid may have holes.
         """
         start = -(-start // step) * step
         end = (end // step) * step
         merged: dict[tuple[tuple[str, str], ...], tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        chunk = MAX_POINTS_PER_QUERY * step
+        chunk = max(1, min(MAX_POINTS_PER_QUERY, self.points_per_response // max(series, 1))) * step
         lo = start
         while lo <= end:
             hi = min(end, lo + chunk - step)
@@ -181,6 +192,7 @@ class PrometheusSource:
 
     def __init__(self, client: PrometheusClient) -> None:
         self.client = client
+        self._series: dict[str, int] = {}  # query -> series it returned last time
 
     def describe(self) -> str:
         return f"Prometheus at {self.client.url}"
@@ -188,7 +200,15 @@ class PrometheusSource:
     def fetch_range(
         self, rule: Rule, start: int, end: int, selector: LabelSelector = EVERYTHING
     ) -> list[RangeSeries]:
-        return self.client.query_range(promql.render(rule.query, selector), start, end, rule.step)
+        """Chunked by time so that no answer exceeds the client's point budget: the number
+        of series is known from the previous fetch, or learnt from the newest step first."""
+        query = promql.render(rule.query, selector)
+        count = self._series.get(query)
+        if count is None and end - start >= 2 * rule.step:
+            count = len(self.client.query_range(query, end, end, rule.step))
+        found = self.client.query_range(query, start, end, rule.step, series=count or 1)
+        self._series[query] = len(found)
+        return found
 
     def fetch_current(self, rule: Rule, selector: LabelSelector, at: float) -> list[InstantSample]:
         samples = self.client.query(promql.render(rule.query, selector), at)

@@ -10,9 +10,14 @@ import httpx
 import numpy as np
 import pytest
 
-from forecaster.config import BasicAuth, PrometheusConfig
-from forecaster.prometheus import MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusError
-from tests.conftest import STEP, PrometheusServer, free_port, wait_http
+from forecaster.config import BasicAuth, PrometheusConfig, Rule
+from forecaster.prometheus import (
+    MAX_POINTS_PER_QUERY,
+    PrometheusClient,
+    PrometheusError,
+    PrometheusSource,
+)
+from tests.conftest import RULE_QUERY, STEP, PrometheusServer, free_port, wait_http
 from tests.test_cli import make_cert
 
 QUERY = 'sum by (service) (rate(http_requests_total{namespace="default",service="checkout"}[1m]))'
@@ -145,3 +150,32 @@ def test_basic_auth_and_ca_file_against_real_tls(secured_prometheus, prometheus)
     )
     with pytest.raises(PrometheusError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
         no_ca.query(QUERY, prometheus.end)
+
+
+def test_many_series_are_fetched_in_bounded_answers(prometheus: PrometheusServer):
+    """With a point budget per answer, a long backfill of 3 series takes more, smaller
+    chunks, and gives exactly what one big fetch gives."""
+    rule = Rule(name="r", query=RULE_QUERY, history="9d")
+    end = prometheus.end - 3600
+    start = end - 9 * 86400 + STEP
+    calls: list[str] = []
+    small = PrometheusSource(
+        PrometheusClient(
+            PrometheusConfig(url=prometheus.url),
+            observer=lambda ep, s, ok: calls.append(ep),
+            points_per_response=3 * 1000,
+        )
+    )
+    got = small.fetch_range(rule, start, end)
+    steps = (end - start) // STEP + 1
+    assert len(calls) == 1 + -(-steps // 1000)  # a one-step probe, then 1,000 steps a chunk
+    reference = PrometheusSource(PrometheusClient(PrometheusConfig(url=prometheus.url)))
+    want = {tuple(sorted(s.labels.items())): s for s in reference.fetch_range(rule, start, end)}
+    assert len(got) == len(want) == 3
+    for s in got:
+        w = want[tuple(sorted(s.labels.items()))]
+        np.testing.assert_array_equal(s.timestamps, w.timestamps)
+        np.testing.assert_array_equal(s.values, w.values)
+    calls.clear()
+    small.fetch_range(rule, start, end)  # the series count is now known: no probe
+    assert len(calls) == -(-steps // 1000)
