@@ -107,6 +107,7 @@ def bench_size(n: int, rng: np.random.Generator) -> dict[str, float]:
         "per_cycle": per_cycle,
         "series_per_cycle": 60 / per_cycle * n,
         "rss": peak_rss_mib(),
+        "input": rates.nbytes / 2**20,
     }
 
 
@@ -143,7 +144,8 @@ def main() -> None:
     print(f"\n{DAYS} days of one-minute history per series, horizon 10 min, one core\n")
     header = (
         f"{'series':>7s} {'refit (s)':>10s} {'update (s)':>11s} {'per 60s cycle (s)':>18s} "
-        f"{'series/s/core':>14s} {'series per 60s cycle':>21s} {'peak RSS MiB':>13s}"
+        f"{'series/s/core':>14s} {'series per 60s cycle':>21s} {'peak RSS MiB':>13s} "
+        f"{'of it bench input':>18s}"
     )
     print(header)
     print("-" * len(header))
@@ -151,7 +153,8 @@ def main() -> None:
         r = bench_size(n, rng)
         print(
             f"{n:7d} {r['fit']:10.2f} {r['update']:11.3f} {r['per_cycle']:18.3f} "
-            f"{n / r['per_cycle']:14.0f} {r['series_per_cycle']:21.0f} {r['rss']:13.0f}"
+            f"{n / r['per_cycle']:14.0f} {r['series_per_cycle']:21.0f} {r['rss']:13.0f} "
+            f"{r['input']:18.0f}"
         )
     if not args.skip_baselines:
         print("\nbaselines, seconds per series per fit (statsforecast, same machine, same run):")
