@@ -60,6 +60,7 @@ class SeriesFit:
     seasonality: str  # "none", "daily", "weekly": what detection found
     zgrid: np.ndarray  # (len(LEVELS), H) quantiles of scaled residuals by horizon
     scale_floor: float
+    scale_power: float  # residuals scale with forecast ** scale_power
     recent_error: float  # backtest MAE of the lead-window max, in the series' units
     masked: float  # fraction of the history masked as outage
     profile: np.ndarray | None = None
@@ -89,8 +90,12 @@ def _ewma(x: np.ndarray, alpha: float) -> np.ndarray:
     return np.asarray(out)
 
 
-def _scale(f: np.ndarray, floor: float) -> np.ndarray:
-    return np.sqrt(np.maximum(f, floor))
+SCALE_POWERS = (0.0, 0.5, 1.0)
+"""How residuals may grow with the forecast: constant, like counts (sqrt), proportionally."""
+
+
+def _scale(f: np.ndarray, floor: float, power: float) -> np.ndarray:
+    return np.maximum(f, floor) ** power
 
 
 @dataclass
@@ -250,25 +255,41 @@ class SeriesModel:
         cal_n = min(CALIBRATION_SECONDS // self.step, max(0, n - H - 1))
         best, best_err = cands[0], np.inf
         if eval_n >= 10 and len(cands) > 1:
+            # Judged on the steps the served value covers, (t, t + lead + step]: the point
+            # error there sets the width of the calibrated band, and so what capacity
+            # the served value buys. (Scoring the max over the window instead rewards
+            # noisy forecasts, whose own noise imitates the realised max.)
             origins = np.arange(n - H - eval_n, n - H)
-            target = self._window_max(ctx.y, origins)
-            ok = np.isfinite(target)
+            ahead = origins[:, None] + np.arange(1, self.window + 1)[None, :]
+            actual = ctx.y[ahead]
             for c in cands:
-                paths = _paths(c, ctx, origins)
-                pred = np.maximum(ctx.y[origins], paths[:, : self.window].max(axis=1))
-                err = float(np.nanmean(np.abs(pred[ok] - target[ok]))) if ok.any() else np.inf
+                paths = _paths(c, ctx, origins)[:, : self.window]
+                err = float(np.nanmean(np.abs(paths - actual)))
+                if not np.isfinite(err):
+                    err = np.inf
                 if err < best_err:
                     best, best_err = c, err
         floor = 0.05 * max(float(np.nanmean(ctx.y)), 1e-9)
         zgrid = np.zeros((len(LEVELS), H))
+        power = 0.5
         if cal_n >= 10:
             origins = np.arange(n - H - cal_n, n - H)
             paths = _paths(best, ctx, origins)
             future = origins[:, None] + np.arange(1, H + 1)[None, :]
-            z = (ctx.y[future] - paths) / _scale(paths, floor)
-            if np.isfinite(z).sum(axis=0).min() >= 10:
-                zgrid = np.nanquantile(z, LEVELS, axis=0)
-        fit = SeriesFit(best, end, seasonality, zgrid, floor, best_err, masked)
+            # Of the residual scalings, keep the sharpest: the narrowest mean band at the
+            # quantile, each band covering the same share of the calibration window.
+            best_width = np.inf
+            for p in SCALE_POWERS:
+                scale = _scale(paths, floor, p)
+                z = (ctx.y[future] - paths) / scale
+                if np.isfinite(z).sum(axis=0).min() < 10:
+                    continue
+                zq = np.nanquantile(z, self.quantile, axis=0)
+                width = float(np.nanmean(zq[None, :] * scale))
+                if width < best_width:
+                    best_width, power = width, p
+                    zgrid = np.nanquantile(z, LEVELS, axis=0)
+        fit = SeriesFit(best, end, seasonality, zgrid, floor, power, best_err, masked)
         if best.period:
             fit.profile = ctx.profiles[best.period].astype(np.float32)  # kept per series
         if best.kind == "hw":
@@ -332,7 +353,7 @@ class SeriesModel:
         i = int(np.clip(np.searchsorted(LEVELS, q), 1, len(LEVELS) - 1))
         w = float(np.clip((q - LEVELS[i - 1]) / (LEVELS[i] - LEVELS[i - 1]), 0.0, 1.0))
         zq = (1 - w) * fit.zgrid[i - 1] + w * fit.zgrid[i]
-        upper = mean + zq * _scale(mean, fit.scale_floor)
+        upper = mean + zq * _scale(mean, fit.scale_floor, fit.scale_power)
         upper = np.clip(np.where(np.isfinite(upper), upper, mean), mean, np.maximum(cap, mean))
         return mean, upper
 

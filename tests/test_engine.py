@@ -188,3 +188,23 @@ def test_refits_of_series_registered_together_are_spread_over_the_hour(july):
     engine.forecast(key, y, first.next_refit)
     refit = engine.fits[key]
     assert refit is not first and refit.next_refit == first.next_refit + 3600
+
+
+def test_band_scaling_follows_how_the_noise_grows():
+    """Noise of constant spread gets a band of constant width; noise that grows with the
+    level gets a band that grows with it (whichever power is sharpest at equal coverage)."""
+    rng = np.random.default_rng(11)
+    t = np.arange(4 * DAYS)
+    base = 55 + 45 * np.sin(2 * np.pi * t / DAYS)
+    additive = np.maximum(base + rng.normal(0, 5, len(t)), 0)
+    proportional = base * np.maximum(1 + rng.normal(0, 0.15, len(t)), 0)
+    assert model().fit(additive, end_of(additive)).scale_power == 0.0
+    fit = model().fit(proportional, end_of(proportional))
+    assert fit.scale_power > 0.0
+    # Forecast at the trough and at the peak: the band is wider where the level is higher.
+    widths = []
+    for cut in (DAYS * 3 + DAYS * 3 // 4, DAYS * 3 + DAYS // 4):  # trough, then peak
+        y = proportional[:cut]
+        mean, upper = model().forecast(fit, y, end_of(y))
+        widths.append(float(np.mean(upper - mean)))
+    assert widths[1] > 1.5 * widths[0]
