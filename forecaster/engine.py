@@ -4,8 +4,9 @@ What changes slowly (which cycles a series has, its seasonal profile, which cand
 model forecasts it best, the spread of its errors by horizon) is fitted every
 `refit_every` seconds. What changes every step (the level) is recomputed each cycle from
 the newest observations in O(window). Upper quantiles are conformal: the empirical
-q-quantile of the chosen model's own past errors at each horizon, scaled by sqrt(level)
-so that a quiet night and a busy afternoon get intervals of the right width.
+q-quantile of the chosen model's own past errors at each horizon, scaled by a power of
+the forecast (chosen per series as the sharpest at equal coverage) so that a quiet night
+and a busy afternoon get intervals of the right width, and adapted online to misses.
 
 statsforecast's ETS refuses seasons longer than 24 steps and its MSTL takes minutes per
 series at one-minute steps, so the seasonal candidates here are vectorised numpy; the
@@ -40,7 +41,7 @@ ACI_RATE = 0.01
 class Candidate:
     """One model a series may be forecast with."""
 
-    kind: str  # "naive", "level", "profile-add", "profile-mult", "snaive", "hw"
+    kind: str  # naive, level, profile-add, profile-mult, snaive, hw
     period: int = 0  # seconds; 0 for non-seasonal kinds
     alpha: float = 0.0  # level smoothing
     gamma: float = 0.0  # seasonal smoothing (hw)
@@ -116,9 +117,7 @@ def _profile_at(ctx: _Context, period: int, n_future: int) -> np.ndarray:
     return ctx.profiles[period][ph]
 
 
-def _paths(
-    c: Candidate, ctx: _Context, origins: np.ndarray, fit: SeriesFit | None = None
-) -> np.ndarray:
+def _paths(c: Candidate, ctx: _Context, origins: np.ndarray) -> np.ndarray:
     """Mean forecasts F[i, h-1] for h = 1..H made at each origin index (data up to it)."""
     y, H = ctx.y, ctx.horizon
     hs = np.arange(1, H + 1)
@@ -158,11 +157,12 @@ def _hw_run(
     alpha: float,
     gamma: float,
     record: bool = False,
-) -> tuple[float, np.ndarray, np.ndarray | None]:
-    """Additive Holt-Winters (no trend) through y; optionally record the level at each
-    index. Holes leave the state unchanged."""
+) -> tuple[float, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Additive Holt-Winters (no trend) through y. With `record`, also the level after
+    each index and the seasonal value written at each index. Holes leave the state."""
     season = season.copy()
     levels = np.empty(len(y)) if record else None
+    written = np.empty(len(y)) if record else None
     for i in range(len(y)):
         v = y[i]
         k = phase[i]
@@ -170,9 +170,10 @@ def _hw_run(
             new_level = alpha * (v - season[k]) + (1.0 - alpha) * level
             season[k] = gamma * (v - new_level) + (1.0 - gamma) * season[k]
             level = new_level
-        if levels is not None:
+        if levels is not None and written is not None:
             levels[i] = level
-    return level, season, levels
+            written[i] = season[k]
+    return level, season, levels, written
 
 
 def _hw_paths(c: Candidate, ctx: _Context, origins: np.ndarray, prof: np.ndarray) -> np.ndarray:
@@ -183,14 +184,16 @@ def _hw_paths(c: Candidate, ctx: _Context, origins: np.ndarray, prof: np.ndarray
     season0 = ctx.profiles[c.period] - mean
     ph = sz.phases(ctx.end, len(y), ctx.step, p)
     seg = slice(start, int(origins.max()) + 1)
-    # The level is recorded at each origin; the season (gamma small, slow) is taken as it
-    # stands at the last origin. Used for model choice only, never for served forecasts.
-    _, season, levels = _hw_run(y[seg], ph[seg], mean, season0, c.alpha, c.gamma, record=True)
-    assert levels is not None
+    _, _, levels, written = _hw_run(y[seg], ph[seg], mean, season0, c.alpha, c.gamma, True)
+    assert levels is not None and written is not None
+    # As known at origin o, the season of step o + h (h < one period) is what was written
+    # one period earlier, at o + h - p: each slot changes only when its phase comes round.
     n = len(y)
     fut_ph = sz.phases(ctx.end + H * ctx.step, n + H, ctx.step, p)
     future = origins[:, None] + np.arange(1, H + 1)[None, :]
-    return levels[origins - start][:, None] + season[fut_ph[future]]
+    back = future - p - start
+    season = np.where(back >= 0, written[np.maximum(back, 0)], season0[fut_ph[future]])
+    return levels[origins - start][:, None] + season
 
 
 def candidates_for(observed_seconds: float, strengths: dict[int, float]) -> list[Candidate]:
@@ -298,7 +301,7 @@ class SeriesModel:
             mean = float(np.nanmean(prof))
             start = max(0, n - 3 * p)
             ph = sz.phases(end, n, self.step, p)
-            fit.hw_level, fit.hw_season, _ = _hw_run(
+            fit.hw_level, fit.hw_season, _, _ = _hw_run(
                 ctx.y[start:], ph[start:], mean, prof - mean, best.alpha, best.gamma
             )
             fit.hw_end = end
@@ -331,7 +334,7 @@ class SeriesModel:
             new = (end - fit.hw_end) // self.step
             if new > 0:
                 ph = sz.phases(end, min(new, len(y)), self.step, p)
-                fit.hw_level, fit.hw_season, _ = _hw_run(
+                fit.hw_level, fit.hw_season, _, _ = _hw_run(
                     y[-len(ph) :], ph, fit.hw_level, fit.hw_season, c.alpha, c.gamma
                 )
                 fit.hw_end = end
