@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -205,7 +206,7 @@ def backtest(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    def progress(steps):  # type: ignore[no-untyped-def]
+    def progress(steps: Iterable[int]) -> Iterable[int]:
         return tqdm(
             steps,
             desc="replay",
