@@ -10,7 +10,7 @@ import numpy as np
 
 from forecaster.config import Rule
 from forecaster.engine import ForecastEngine
-from forecaster.history import HistoryBook, SeriesKey
+from forecaster.history import HistoryBook, Observed, SeriesKey
 from forecaster.model import QuantileForecaster
 from forecaster.seasonality import DAY
 from forecaster.source import Source
@@ -67,7 +67,13 @@ class ForecastCycle:
         self._books = {r.name: HistoryBook(r.step, r.history) for r in rules}
 
     def _forecast_young(
-        self, rule: Rule, book: HistoryBook, keys: list, now: float, out: dict
+        self,
+        rule: Rule,
+        book: HistoryBook,
+        keys: list[SeriesKey],
+        seen: dict[SeriesKey, Observed],
+        now: float,
+        out: dict,
     ) -> int:
         """Series with under a day of history: statsforecast's short-term models, batched."""
         ids = [str(i) for i in range(len(keys))]
@@ -89,8 +95,8 @@ class ForecastCycle:
                 failures += 1
                 continue
             out[key] = self._series_forecast(
-                book,
-                key,
+                book.labels(key),
+                seen[key],
                 now,
                 group["ds"].to_numpy(dtype=np.int64),
                 group["mean"].to_numpy(dtype=np.float64),
@@ -102,8 +108,8 @@ class ForecastCycle:
 
     @staticmethod
     def _series_forecast(
-        book: HistoryBook,
-        key,
+        labels: dict[str, str],
+        seen: Observed,
         now: float,
         ds: np.ndarray,
         mean: np.ndarray,
@@ -111,11 +117,10 @@ class ForecastCycle:
         model: str,
         recent_error: float | None,
     ) -> SeriesForecast:
-        origin, last = book.last_observed(key)
         return SeriesForecast(
-            labels=book.labels(key),
-            origin=origin,
-            last_actual=last,
+            labels=labels,
+            origin=seen.last,
+            last_actual=seen.last_value,
             made_at=now,
             ds=ds.astype(np.int64),
             mean=mean,
@@ -151,12 +156,13 @@ class ForecastCycle:
 
         live: list[SeriesKey] = []
         young: list[SeriesKey] = []
+        seen: dict[SeriesKey, Observed] = {}
         for key in book.series_keys():
-            origin, _ = book.last_observed(key)
-            if end - origin > rule.ttl:
+            obs = book.observed(key)
+            if end - obs.last > rule.ttl:
                 continue
-            first = book.first_observed(key)
-            (young if end - first < SEASONAL_MIN_HISTORY else live).append(key)
+            seen[key] = obs
+            (young if end - obs.first < SEASONAL_MIN_HISTORY else live).append(key)
         engine.forget(set(live))
         forecasts: dict = {}
         failures = 0
@@ -168,8 +174,8 @@ class ForecastCycle:
                 failures += 1
                 continue
             forecasts[key] = self._series_forecast(
-                book,
-                key,
+                book.labels(key),
+                seen[key],
                 now,
                 end + rule.step * np.arange(1, rule.horizon_steps + 1),
                 mean,
@@ -178,7 +184,7 @@ class ForecastCycle:
                 fit.recent_error,
             )
         if young:
-            failures += self._forecast_young(rule, book, young, now, forecasts)
+            failures += self._forecast_young(rule, book, young, seen, now, forecasts)
         self.store.put(rule.name, now, forecasts)
         report = CycleReport(
             rule=rule.name,

@@ -16,6 +16,15 @@ change while late scrapes arrive."""
 SeriesKey = tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True)
+class Observed:
+    """Where a series' samples are on the grid: its oldest and newest, and the newest value."""
+
+    first: int
+    last: int
+    last_value: float
+
+
 @dataclass
 class _Series:
     labels: dict[str, str]
@@ -80,19 +89,14 @@ class HistoryBook:
     def labels(self, key: SeriesKey) -> dict[str, str]:
         return self._series[key].labels
 
-    def last_observed(self, key: SeriesKey) -> tuple[int, float]:
-        """The newest grid point with a sample, and its value."""
+    def observed(self, key: SeriesKey) -> Observed:
+        """The oldest and newest grid points with a sample, and the newest value (one scan)."""
         values = self._series[key].values
-        i = int(np.flatnonzero(~np.isnan(values))[-1])
+        idx = np.flatnonzero(~np.isnan(values))
         assert self.end is not None
-        return self.end - (self.slots - 1 - i) * self.step, float(values[i])
-
-    def first_observed(self, key: SeriesKey) -> int:
-        """The oldest grid point with a sample."""
-        values = self._series[key].values
-        i = int(np.flatnonzero(~np.isnan(values))[0])
-        assert self.end is not None
-        return self.end - (self.slots - 1 - i) * self.step
+        oldest = self.end - (self.slots - 1) * self.step
+        first, last = int(idx[0]), int(idx[-1])
+        return Observed(oldest + first * self.step, oldest + last * self.step, float(values[last]))
 
     def values(self, key: SeriesKey) -> np.ndarray:
         """The series on the grid ending at `end`, as float64."""

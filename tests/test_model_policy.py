@@ -137,7 +137,9 @@ def test_history_book_advances_and_keeps_holes():
     y = book.frame([key], ["a"])["y"].to_numpy()
     # Grid 360 .. 900: the old values moved left, 660..780 were never fetched (holes).
     np.testing.assert_array_equal(y, [6, 7, 8, 9, 10, np.nan, np.nan, np.nan, 14, 15])
-    assert book.last_observed(key) == (900, 15.0)
+    seen = book.observed(key)
+    assert (seen.last, seen.last_value) == (900, 15.0)
+    assert seen.first == 360  # the oldest sample still inside the window
     book.advance(900 + 600, [])  # nothing for a whole window: the series is forgotten
     assert len(book) == 0
 
