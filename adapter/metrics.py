@@ -59,8 +59,8 @@ class SeriesCollector(Collector):
             ),
             "error": GaugeMetricFamily(
                 "scaleahead_series_backtest_error",
-                "The model's mean absolute error of the served value on the series' own "
-                "last day (rolling-origin backtest at the last refit).",
+                "The model's mean absolute error over the steps the served value covers, "
+                "on the series' own last day (rolling-origin backtest at the last refit).",
             ),
             "model": GaugeMetricFamily(
                 "scaleahead_series_model_info", "The model forecasting the series (value 1)."

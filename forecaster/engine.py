@@ -62,7 +62,7 @@ class SeriesFit:
     zgrid: np.ndarray  # (len(LEVELS), H) quantiles of scaled residuals by horizon
     scale_floor: float
     scale_power: float  # residuals scale with forecast ** scale_power
-    recent_error: float  # backtest MAE of the lead-window max, in the series' units
+    recent_error: float  # backtest MAE over the steps the served value covers (series' units)
     masked: float  # fraction of the history masked as outage
     profile: np.ndarray | None = None
     hw_level: float = 0.0
@@ -306,13 +306,6 @@ class SeriesModel:
             )
             fit.hw_end = end
         return fit
-
-    def _window_max(self, y: np.ndarray, origins: np.ndarray) -> np.ndarray:
-        idx = origins[:, None] + np.arange(1, self.window + 1)[None, :]
-        vals = y[idx]
-        out = np.max(np.where(np.isfinite(vals), vals, -np.inf), axis=1)
-        out[~np.isfinite(vals).all(axis=1)] = np.nan
-        return out
 
     def forecast(
         self, fit: SeriesFit, y: np.ndarray, end: int, level: float | None = None

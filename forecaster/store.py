@@ -25,7 +25,7 @@ class SeriesForecast:
     mean: np.ndarray
     upper: np.ndarray
     model: str
-    recent_error: float | None = None  # the model's backtest error (served-value MAE)
+    recent_error: float | None = None  # the model's backtest MAE over the lead window
 
     def age(self, now: float) -> float:
         """Seconds between the newest data behind this forecast and `now`."""
