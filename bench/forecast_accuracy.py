@@ -66,22 +66,19 @@ def window_max(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
     return s.y[origins[:, None] + np.arange(1, window + 1)[None, :]].max(axis=1)
 
 
-def served(s: Series, origins: np.ndarray, window: int, paths: np.ndarray) -> np.ndarray:
-    """The served-value policy applied to a baseline's forecasts: max(actual, window max)."""
-    fc = np.max(np.where(np.isfinite(paths[:, :window]), paths[:, :window], -np.inf), axis=1)
-    return np.maximum(s.y[origins], fc)
-
-
 def reactive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
-    return served(s, origins, window, baselines.reactive(s.y, origins, window))
+    paths = baselines.reactive(s.y, origins, window)
+    return baselines.served(s.y[origins], paths, window)
 
 
 def seasonal_naive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
-    return served(s, origins, window, baselines.seasonal_naive(s.y, origins, window, s.step))
+    paths = baselines.seasonal_naive(s.y, origins, window, s.step)
+    return baselines.served(s.y[origins], paths, window)
 
 
 def holt_winters(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
-    return served(s, origins, window, baselines.holt_winters(s.y, origins, window, s.step))
+    paths = baselines.holt_winters(s.y, origins, window, s.step)
+    return baselines.served(s.y[origins], paths, window)
 
 
 def scaleahead(

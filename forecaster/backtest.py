@@ -242,9 +242,7 @@ def score(r: Replay, hpa: HPASettings) -> Scores:
         "scaleahead": r.served,
     }
     for name in ("seasonal naive", "holt-winters"):
-        p = paths[name][:, : k + 1]
-        fc = np.max(np.where(np.isfinite(p), p, -np.inf), axis=1)
-        served[name] = np.where(np.isfinite(fc), np.maximum(r.actual, fc), r.actual)
+        served[name] = baselines.served(r.actual, paths[name], k + 1)
 
     demand = r.actual
     start = int(r.times[0]) - step

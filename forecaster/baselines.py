@@ -14,6 +14,13 @@ from forecaster.engine import ffill
 from forecaster.seasonality import DAY
 
 
+def served(actual: np.ndarray, paths: np.ndarray, window: int) -> np.ndarray:
+    """The served-value policy applied to baseline forecasts: max(actual, the largest
+    forecast over the first `window` steps); the actual alone where none exists."""
+    p = paths[:, :window]
+    return np.maximum(actual, np.max(np.where(np.isfinite(p), p, -np.inf), axis=1))
+
+
 def reactive(y: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
     """The last actual value, for every step ahead."""
     return np.repeat(y[origins][:, None], horizon, axis=1)
