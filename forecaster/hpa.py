@@ -3,7 +3,8 @@
 It follows the Kubernetes controller for an External metric with target type
 AverageValue: every sync period the desired replicas are ceil(value / target), unless
 value / (target x current) is within the tolerance of 1; scale-ups are limited by the
-scale-up policies (the larger of +100% and +4 pods per 15 s by default); scale-downs use
+scale-up policies (the larger of +100% and +4 pods per 15 s by default, counted from
+the replicas at the start of the policy period, as Kubernetes does); scale-downs use
 the highest recommendation of the stabilization window (300 s by default). A pod added
 at time t is Ready, and serves, from t + startup. Demand beyond the Ready pods' capacity
 is counted as requests beyond capacity.
@@ -12,6 +13,7 @@ is counted as requests beyond capacity.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 
@@ -78,8 +80,10 @@ def simulate(
     first = metric[np.isfinite(metric)]
     initial = math.ceil(first[0] / s.target_per_pod) if len(first) else s.min_replicas
     replicas = min(max(initial, s.min_replicas), s.max_replicas)
-    pods: deque[int] = deque([start - s.startup] * replicas)  # start times, oldest first
+    # Start times, ascending: pods are added at the end and removed newest first.
+    pods = [start - s.startup] * replicas
     recommendations: deque[tuple[int, int]] = deque()
+    changes: deque[tuple[int, int]] = deque()  # (time, replicas added or removed)
     out_replicas = np.empty(n_ticks, dtype=np.int64)
     out_ready = np.empty(n_ticks, dtype=np.int64)
     for k in range(n_ticks):
@@ -100,15 +104,18 @@ def simulate(
             if desired < current:
                 desired = min(current, max(r for _, r in recommendations))
             elif desired > current:
-                limit = current + max(
-                    s.scale_up_pods, math.ceil(current * s.scale_up_percent / 100.0)
-                )
-                desired = min(desired, limit)
+                while changes and changes[0][0] <= now - s.scale_up_period:
+                    changes.popleft()
+                base = current - sum(n for _, n in changes)  # replicas when the period began
+                limit = base + max(s.scale_up_pods, math.ceil(base * s.scale_up_percent / 100.0))
+                desired = max(current, min(desired, limit))
+            if desired != current:
+                changes.append((now, desired - current))
             while len(pods) < desired:
                 pods.append(now)
             while len(pods) > desired:
                 pods.pop()  # the newest (least likely Ready) first
         out_replicas[k] = len(pods)
-        out_ready[k] = sum(1 for p in pods if p + s.startup <= now)
+        out_ready[k] = bisect_right(pods, now - s.startup)
     tick_demand = np.repeat(demand, ticks_per_step)
     return _totals(times, tick_demand, out_replicas, out_ready, s)

@@ -30,6 +30,16 @@ def test_scale_up_is_limited_by_the_policies():
     assert r.replicas[4:8].tolist() == [6, 12, 24, 48]
 
 
+def test_scale_up_limit_counts_from_the_start_of_its_period():
+    from dataclasses import replace
+
+    s = replace(S, scale_up_period=60)
+    r = run([20.0] + [1000.0] * 3, s=s)
+    # From 2 pods: +4 at once (max(4, 100% of 2)), then nothing more until that scale-up
+    # is a full period old, then +100% of 6.
+    assert r.replicas[4:9].tolist() == [6, 6, 6, 6, 12]
+
+
 def test_scale_down_waits_for_the_stabilization_window():
     metric = [100.0] * 5 + [20.0] * 10
     r = run(metric)
