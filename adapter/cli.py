@@ -22,7 +22,7 @@ from forecaster.durations import parse_duration
 from forecaster.prometheus import PrometheusClient, PrometheusError, PrometheusSource
 from forecaster.replay import DEMO_LABELS
 from forecaster.scheduler import start_scheduler
-from forecaster.selector import SelectorError, parse_selector
+from forecaster.selector import EVERYTHING, SelectorError, parse_selector
 from forecaster.source import Source
 
 log = logging.getLogger("scaleahead")
@@ -175,7 +175,7 @@ def backtest(args: argparse.Namespace) -> int:
             }
             rule = Rule.model_validate({**base, **overrides})
             source: Source = TraceSource(trace, {"csv": Path(args.csv).name})
-            selector = parse_selector(None)
+            selector = EVERYTHING
             end = trace.end if end is None else end
         else:
             if not (args.config and args.metric):
