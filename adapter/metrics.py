@@ -36,15 +36,15 @@ class SeriesCollector(Collector):
             ),
             "upper": GaugeMetricFamily(
                 "scaleahead_series_forecast_upper_at_lead",
-                "Upper-quantile forecast for the step starting at now + lead.",
+                "Upper-band forecast for the step starting at now + lead.",
             ),
             "window": GaugeMetricFamily(
                 "scaleahead_series_forecast_upper_lead_window",
-                "Max upper-quantile forecast over now .. now + lead (what the policy uses).",
+                "Max upper-band forecast over now .. now + lead (what the policy uses).",
             ),
             "horizon": GaugeMetricFamily(
                 "scaleahead_series_forecast_upper_horizon_max",
-                "Max upper-quantile forecast over the whole horizon.",
+                "Max upper-band forecast over the whole horizon.",
             ),
             "served": GaugeMetricFamily(
                 "scaleahead_series_served", "Value served to the HPA for this series now."

@@ -255,6 +255,9 @@ def score(r: Replay, hpa: HPASettings) -> Scores:
     # Perfect foresight: the same HPA fed the realised demand over the lead window.
     oracle = np.where(np.isfinite(window_max), np.maximum(demand, window_max), demand)
     bound = simulate(start, step, demand0, acted(oracle), hpa)
+    # The share of lead windows whose realised peak stayed at or below the forecast served.
+    judged = r.predictive & np.isfinite(window_max)
+    peak_coverage = float(np.mean(window_max[judged] <= r.served[judged])) if judged.any() else None
     methods = []
     for name, p in paths.items():
         err = np.abs(p - realised)
@@ -267,9 +270,7 @@ def score(r: Replay, hpa: HPASettings) -> Scores:
                 mae_lead=mae_lead,
                 mase_lead=mae_lead / scale if mae_lead is not None and scale > 0 else None,
                 mae_horizon=float(np.nanmean(err)) if np.isfinite(err).any() else None,
-                coverage=float(np.nanmean(realised[:, k] <= r.upper[:, k]))
-                if name == "scaleahead" and np.isfinite(r.upper[:, k]).any()
-                else None,
+                coverage=peak_coverage if name == "scaleahead" else None,
                 served_mae=float(np.nanmean(s_err)) if np.isfinite(s_err).any() else None,
                 hpa=simulate(start, step, demand0, acted(served[name]), hpa),
             )

@@ -11,7 +11,7 @@ import numpy as np
 from forecaster.config import Rule
 from forecaster.engine import ForecastEngine
 from forecaster.history import HistoryBook, Observed, SeriesKey
-from forecaster.model import QuantileForecaster
+from forecaster.model import QuantileForecaster, per_step_quantile
 from forecaster.seasonality import DAY
 from forecaster.source import Source
 from forecaster.store import ForecastStore, SeriesForecast
@@ -82,7 +82,8 @@ class ForecastCycle:
                 book.frame(keys, ids),
                 horizon=rule.horizon_steps,
                 step=rule.step,
-                quantile=rule.quantile,
+                # The served value must cover the lead window's peak with probability q.
+                quantile=per_step_quantile(rule.quantile, rule.lead // rule.step + 1),
             )
         except Exception:
             log.exception("rule %s: forecasting %d young series failed", rule.name, len(keys))

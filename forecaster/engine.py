@@ -3,10 +3,12 @@
 What changes slowly (which cycles a series has, its seasonal profile, which candidate
 model forecasts it best, the spread of its errors by horizon) is fitted every
 `refit_every` seconds. What changes every step (the level) is recomputed each cycle from
-the newest observations in O(window). Upper quantiles are conformal: the empirical
-q-quantile of the chosen model's own past errors at each horizon, scaled by a power of
-the forecast (chosen per series as the sharpest at equal coverage) so that a quiet night
-and a busy afternoon get intervals of the right width, and adapted online to misses.
+the newest observations in O(window). Upper bands are conformal: empirical quantiles of
+the chosen model's own past errors at each horizon, scaled by a power of the forecast
+(chosen per series as the sharpest at equal coverage) so that a quiet night and a busy
+afternoon get intervals of the right width. Their level is the one at which the served
+value, max(actual, max of the band over the lead window), covered the window's realised
+peak a `quantile` share of the time, and it is adapted online to misses of that peak.
 
 statsforecast's ETS refuses seasons longer than 24 steps and its MSTL takes minutes per
 series at one-minute steps, so the seasonal candidates here are vectorised numpy; the
@@ -62,6 +64,7 @@ class SeriesFit:
     zgrid: np.ndarray  # (len(LEVELS), H) quantiles of scaled residuals by horizon
     scale_floor: float
     scale_power: float  # residuals scale with forecast ** scale_power
+    level: float  # per-step band level at which the served value covers the peak q of the time
     recent_error: float  # backtest MAE over the steps the served value covers (series' units)
     masked: float  # fraction of the history masked as outage
     profile: np.ndarray | None = None
@@ -292,7 +295,10 @@ class SeriesModel:
                 if width < best_width:
                     best_width, power = width, p
                     zgrid = np.nanquantile(z, LEVELS, axis=0)
-        fit = SeriesFit(best, end, seasonality, zgrid, floor, power, best_err, masked)
+        level = self.quantile
+        if cal_n >= 10:
+            level = self._peak_level(best, ctx, n - H - cal_n, n - H, zgrid, floor, power)
+        fit = SeriesFit(best, end, seasonality, zgrid, floor, power, level, best_err, masked)
         if best.period:
             fit.profile = ctx.profiles[best.period].astype(np.float32)  # kept per series
         if best.kind == "hw":
@@ -307,12 +313,49 @@ class SeriesModel:
             fit.hw_end = end
         return fit
 
+    def _peak_level(
+        self,
+        c: Candidate,
+        ctx: _Context,
+        lo: int,
+        hi: int,
+        zgrid: np.ndarray,
+        floor: float,
+        power: float,
+    ) -> float:
+        """The lowest level of the grid whose per-step bands, served as
+        max(actual, max of the band over the lead window), cover the realised peak of that
+        window at least `quantile` of the time over the calibration origins [lo, hi)."""
+        y, w = ctx.y, self.window
+        origins = np.arange(lo, hi)
+        ahead = origins[:, None] + np.arange(1, w + 1)[None, :]
+        peak = y[ahead].max(axis=1)
+        ok = np.isfinite(peak)
+        if ok.sum() < 10:
+            return self.quantile
+        paths = _paths(c, ctx, origins[ok])[:, :w]
+        scale = _scale(paths, floor, power)
+        actual, peak = y[origins[ok]], peak[ok]
+
+        def covers(j: int) -> bool:
+            served = np.fmax(actual, (paths + zgrid[j, :w] * scale).max(axis=1))
+            return float(np.mean(peak <= served)) >= self.quantile
+
+        # Coverage only grows with the level (each zgrid column is sorted): bisect.
+        lo_j, hi_j = 0, len(LEVELS) - 1
+        if covers(lo_j):
+            return float(LEVELS[0])
+        while hi_j - lo_j > 1:
+            mid = (lo_j + hi_j) // 2
+            lo_j, hi_j = (lo_j, mid) if covers(mid) else (mid, hi_j)
+        return float(LEVELS[hi_j])
+
     def forecast(
         self, fit: SeriesFit, y: np.ndarray, end: int, level: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(mean, upper) for the H steps after `end`, from history y ending at `end`;
         the upper band at quantile `level` of the calibration residuals (default: the
-        model's quantile)."""
+        fit's peak-calibrated level)."""
         c, H = fit.candidate, self.horizon
         y = np.where(np.isfinite(y) & (y >= 0), y, np.nan)
         recent = (
@@ -345,7 +388,7 @@ class SeriesModel:
         )
         last = float(observed[-1])
         mean = np.clip(np.where(np.isfinite(mean), mean, last), 0.0, cap)
-        q = self.quantile if level is None else level
+        q = fit.level if level is None else level
         i = int(np.clip(np.searchsorted(LEVELS, q), 1, len(LEVELS) - 1))
         w = float(np.clip((q - LEVELS[i - 1]) / (LEVELS[i] - LEVELS[i - 1]), 0.0, 1.0))
         zq = (1 - w) * fit.zgrid[i - 1] + w * fit.zgrid[i]
@@ -356,10 +399,11 @@ class SeriesModel:
 
 @dataclass
 class _Tracking:
-    """Adaptive conformal state of one series: the quantile level in use and the upper
-    forecasts waiting for their actual value (target grid point -> upper)."""
+    """Adaptive conformal state of one series: how far the band level has moved from the
+    fit's calibrated level, and the served values waiting for the lead window they covered
+    to be realised (grid point ending the window -> served value)."""
 
-    level: float
+    shift: float = 0.0
     pending: dict[int, float] = field(default_factory=dict)
 
 
@@ -368,9 +412,10 @@ class ForecastEngine:
     """Forecasts many series of one grid, refitting each at most every `refit_every`.
 
     Between refits, each call updates the level from the newest data and, by adaptive
-    conformal inference, the quantile level used for the upper band: a realised value
-    above its upper forecast (at the lead) raises it, one below lowers it, so coverage
-    holds at the nominal quantile even when the errors drift.
+    conformal inference, the quantile level used for the upper band: a lead window whose
+    realised peak exceeded the value served for it raises it, one that stayed below
+    lowers it, so the served value covers the peak at the nominal quantile even when the
+    errors drift.
     """
 
     step: int
@@ -405,21 +450,29 @@ class ForecastEngine:
                 self._registered += 1
             fit.next_refit = end + int(self.refit_every * fraction)
             self.fits[key] = fit
-        track = self.tracking.setdefault(key, _Tracking(self.quantile))
-        self._absorb(track, y, end)
-        mean, upper = self.model.forecast(fit, y, end, track.level)
-        k = self.model.window
-        track.pending[end + k * self.step] = float(upper[k - 1])
+        track = self.tracking.setdefault(key, _Tracking())
+        self._absorb(track, fit.level, y, end)
+        mean, upper = self.model.forecast(fit, y, end, self.level(key))
+        w = self.model.window
+        last = y[-1] if np.isfinite(y[-1]) and y[-1] >= 0 else 0.0
+        track.pending[end + w * self.step] = max(float(last), float(upper[:w].max()))
         return mean, upper, fit
 
-    def _absorb(self, track: _Tracking, y: np.ndarray, end: int) -> None:
+    def level(self, key: Hashable) -> float:
+        """The per-step band level a series is forecast at now (calibrated, then adapted)."""
+        track = self.tracking.get(key, _Tracking())
+        return float(np.clip(self.fits[key].level + track.shift, LEVELS[0], LEVELS[-1]))
+
+    def _absorb(self, track: _Tracking, base: float, y: np.ndarray, end: int) -> None:
+        w = self.model.window
         for target in [t for t in track.pending if t <= end]:
-            upper = track.pending.pop(target)
+            served = track.pending.pop(target)
             i = len(y) - 1 - (end - target) // self.step
-            if 0 <= i < len(y) and np.isfinite(y[i]):
-                miss = 1.0 if y[i] > upper else 0.0
-                track.level += ACI_RATE * (miss - (1.0 - self.quantile))
-                track.level = float(np.clip(track.level, LEVELS[0], LEVELS[-1]))
+            window = y[max(0, i - w + 1) : i + 1] if 0 <= i < len(y) else y[:0]
+            if len(window) == w and np.isfinite(window).all():
+                miss = 1.0 if window.max() > served else 0.0
+                track.shift += ACI_RATE * (miss - (1.0 - self.quantile))
+                track.shift = float(np.clip(track.shift, LEVELS[0] - base, LEVELS[-1] - base))
 
     def forget(self, keep: set[Hashable]) -> None:
         """Drop the state of series no longer present."""

@@ -24,6 +24,13 @@ ABSURD_FACTOR = 10.0
 OUTPUT_COLUMNS = ["unique_id", "ds", "mean", "upper", "model"]
 
 
+def per_step_quantile(quantile: float, steps: int) -> float:
+    """The per-step quantile at which `steps` consecutive steps all stay within their bands
+    with probability `quantile`, were their misses independent (errors that move together
+    make it conservative)."""
+    return float(quantile ** (1.0 / steps))
+
+
 def level_for_quantile(quantile: float) -> float:
     """The statsforecast two-sided interval level whose upper bound is the `quantile`."""
     return round((2 * quantile - 1) * 100, 6)
