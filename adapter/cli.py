@@ -290,7 +290,11 @@ def parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--to", help="RFC 3339 end of the scored range (default: end of data)")
     b.add_argument("--lead", default="3m", help="pod start-up delay (default 3m)")
-    b.add_argument("--quantile", type=float, help="upper quantile served (default: the rule's)")
+    b.add_argument(
+        "--quantile",
+        type=float,
+        help="share of lead windows whose peak the served value covers (default: the rule's)",
+    )
     b.add_argument("--output", help="per-step CSV (columns: see docs/backtest.md)")
     b.add_argument("--plot", help="PNG picture of demand, forecast and capacity")
     b.add_argument("--json", help="summary as JSON")

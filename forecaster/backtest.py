@@ -103,7 +103,7 @@ class Replay:
     served: np.ndarray  # value served at t (NaN: an error would have been answered)
     predictive: np.ndarray  # bool: a fresh forecast was used
     mean: np.ndarray  # (n, H) point forecasts made at t for t + h * step
-    upper: np.ndarray  # (n, H) upper quantile
+    upper: np.ndarray  # (n, H) upper band
     history: RangeSeries  # everything recorded, history included
     models: dict[str, int] = field(default_factory=dict)
 

@@ -156,7 +156,7 @@ def plot(path: Path, r: Replay, s: Scores) -> None:
         color="tab:orange",
         alpha=0.35,
         lw=0,
-        label=f"forecast at the lead: mean .. q{r.rule.quantile}",
+        label=f"forecast at the lead: mean .. upper band (peak q{r.rule.quantile})",
     )
     top.plot(
         when, _bins(r.actual, size, "max"), color="black", lw=0.7, label="demand (peak per bin)"
