@@ -49,12 +49,21 @@ def wait_http(url: str, timeout: float = 30.0, ok: tuple[int, ...] = (200,)) -> 
     raise TimeoutError(f"{url} not answering after {timeout}s: {last}")
 
 
-@pytest.fixture(scope="session")
-def nasa() -> Trace:
-    path = TRACES / "nasa_http_1995.csv"
+def shared_trace(name: str) -> Trace:
+    path = TRACES / name
     if not path.is_file():
         pytest.fail(f"missing real trace {path}: the shared traces must sit beside the repo")
     return read_trace(path)
+
+
+@pytest.fixture(scope="session")
+def nasa() -> Trace:
+    return shared_trace("nasa_http_1995.csv")
+
+
+@pytest.fixture(scope="session")
+def isp() -> Trace:
+    return shared_trace("isp_uk_academic_backbone_5min.csv")
 
 
 @dataclass

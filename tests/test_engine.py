@@ -239,3 +239,40 @@ def test_served_value_covers_the_lead_window_peak_at_the_quantile(july):
         covered.append(july[o + 1 : o + 1 + w].max() <= max(y[-1], upper[:w].max()))
     assert 0.85 <= np.mean(covered) <= 0.95
     assert engine.level("s") > 0.9  # the per-step band sits above the nominal quantile
+
+
+def test_a_one_off_spike_does_not_teach_the_daily_profile(nasa: Trace):
+    """13 July 1995 (a shuttle launch) ran at up to 6.75 req/s, about 2.5x a normal
+    afternoon. The profile is a median per phase: over 15 days the launch moves its
+    afternoon by about 6%, under half of what it does to a mean (10%)."""
+    y = nasa.counts[: 15 * DAYS] / 60
+    launch = slice(12 * DAYS + 9 * 60, 12 * DAYS + 14 * 60)  # 13:00-18:00 UTC
+    calm = y.copy()
+    calm[12 * DAYS : 13 * DAYS] = np.nan
+    end = end_of(y)
+    ph = sz.phases(end, len(y), STEP, DAYS)[launch]
+    learned = sz.profile(y, end, STEP, sz.DAY)[ph]
+    clean = sz.profile(calm, end, STEP, sz.DAY)[ph]
+    shift = float(np.mean(learned / clean)) - 1
+    hours = slice(launch.start - 12 * DAYS, launch.stop - 12 * DAYS)
+    mean_shift = np.nanmean(y.reshape(-1, DAYS)[:, hours]) / np.nanmean(
+        calm.reshape(-1, DAYS)[:, hours]
+    )
+    assert 0 <= shift < 0.6 * (mean_shift - 1)
+
+
+def test_the_served_value_covers_the_peak_through_a_calendar_break(isp: Trace):
+    """The UK academic backbone's Christmas holiday: traffic halves for two weeks, then
+    ramps back over a week. Each week the served value still covers the lead window's
+    peak about q of the time."""
+    step, w = isp.resolution, 2
+    y = isp.counts / step
+    first = (np.datetime64("2004-12-18T00:00", "s").astype(np.int64) - isp.start) // step
+    engine = ForecastEngine(step=step, horizon=2, lead=300, quantile=0.9)
+    covered = []
+    for o in range(first, first + 4 * 7 * 288):
+        h = y[max(0, o - 15 * 288) : o + 1]
+        _, upper, _ = engine.forecast("isp", h, isp.start + (o + 1) * step)
+        covered.append(y[o + 1 : o + 1 + w].max() <= max(h[-1], upper[:w].max()))
+    weekly = np.array(covered).reshape(4, -1).mean(axis=1)
+    assert (weekly >= 0.85).all() and (weekly <= 0.95).all(), weekly
