@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from bench.forecast_accuracy import lead_for
 from forecaster.backtest import default_capacity, record, replay, score
 from forecaster.config import Rule
 from forecaster.hpa import HPASettings
@@ -24,7 +25,7 @@ def main() -> None:
     print(f"\n{'trace':40s} {'steps':>7s} {'replay (s)':>11s} {'steps/s':>8s} {'score (s)':>10s}")
     for path in sorted(TRACES.glob("*.csv")):
         trace = read_trace(path)
-        lead = 180 if trace.resolution == 60 else 300
+        lead = lead_for(trace.resolution)
         rule = Rule(name="b", query="x{<<.LabelMatchers>>}", step=trace.resolution, lead=lead)
         end = trace.end
         start = end - 7 * 86400

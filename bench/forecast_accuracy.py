@@ -70,6 +70,32 @@ def window_max(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
     return s.y[origins[:, None] + np.arange(1, window + 1)[None, :]].max(axis=1)
 
 
+def lead_for(step: int) -> int:
+    """The lead the issue scores at: 3 minutes for 1-minute traces, 5 for 5-minute ones."""
+    return 180 if step == 60 else 300
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What one trace is scored on: the lead, the steps the served value covers, the days
+    scored, the origins in them and the realised peak after each."""
+
+    lead: int
+    window: int
+    days: int
+    origins: np.ndarray
+    target: np.ndarray
+
+
+def scoring(s: Series) -> Scoring:
+    """The last 7 days of a trace (4 of one shorter than 3 weeks) at the issue's lead."""
+    lead = lead_for(s.step)
+    window = lead // s.step + 1
+    days = 4 if len(s.y) * s.step < 21 * DAY else 7
+    origins = scored_origins(s, days, window)
+    return Scoring(lead, window, days, origins, window_max(s, origins, window))
+
+
 def reactive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
     paths = baselines.reactive(s.y, origins, window)
     return baselines.served(s.y[origins], paths, window)
@@ -83,6 +109,13 @@ def seasonal_naive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
 def holt_winters(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
     paths = baselines.holt_winters(s.y, origins, window, s.step)
     return baselines.served(s.y[origins], paths, window)
+
+
+BASELINES = (
+    ("reactive", reactive),
+    ("seasonal naive", seasonal_naive),
+    ("holt-winters", holt_winters),
+)
 
 
 def scaleahead(
@@ -116,18 +149,11 @@ def main() -> None:
         if args.only and args.only not in path.name:
             continue
         s = load(path)
-        lead = 180 if s.step == 60 else 300
-        window = lead // s.step + 1
-        days = 4 if len(s.y) * s.step < 21 * DAY else 7
-        origins = scored_origins(s, days, window)
-        target = window_max(s, origins, window)
+        sc = scoring(s)
+        lead, window, days, origins, target = sc.lead, sc.window, sc.days, sc.origins, sc.target
         results = {}
         timings = {}
-        for name, fn in (
-            ("reactive", reactive),
-            ("seasonal naive", seasonal_naive),
-            ("holt-winters", holt_winters),
-        ):
+        for name, fn in BASELINES:
             t0 = time.perf_counter()
             results[name] = np.mean(np.abs(fn(s, origins, window) - target))
             timings[name] = time.perf_counter() - t0

@@ -17,26 +17,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.forecast_accuracy import (
-    TRACES,
-    holt_winters,
-    load,
-    reactive,
-    scored_origins,
-    seasonal_naive,
-    window_max,
-)
-from forecaster.seasonality import DAY
+from bench.forecast_accuracy import BASELINES, TRACES, Scoring, Series, load, scoring
 
 HALF_WIDTHS = (1, 2, 3, 5, 7, 15)
 
 
-def oracle_mae(y: np.ndarray, origins: np.ndarray, window: int, half: int) -> float:
+def oracle_mae(s: Series, sc: Scoring, half: int) -> float:
     """MAE of the clairvoyant served value with a ±half-step centred average."""
-    target = y[origins[:, None] + np.arange(1, window + 1)[None, :]].max(axis=1)
+    y, origins, target = s.y, sc.origins, sc.target
     kernel = np.ones(2 * half + 1) / (2 * half + 1)
     smooth = np.convolve(np.nan_to_num(y), kernel, mode="same")
-    base = smooth[origins[:, None] + np.arange(1, window + 1)[None, :]].max(axis=1)
+    base = smooth[origins[:, None] + np.arange(1, sc.window + 1)[None, :]].max(axis=1)
     scale = np.sqrt(np.maximum(base, 1e-9))
     spread = 3 * float(np.median(np.abs(target - base) / scale))
     return min(
@@ -52,16 +43,11 @@ def main() -> None:
     print("-" * len(header))
     for path in sorted(TRACES.glob("*.csv")):
         s = load(path)
-        lead = 180 if s.step == 60 else 300
-        window = lead // s.step + 1
-        days = 4 if len(s.y) * s.step < 21 * DAY else 7
-        origins = scored_origins(s, days, window)
-        target = window_max(s, origins, window)
+        sc = scoring(s)
         best = min(
-            float(np.mean(np.abs(fn(s, origins, window) - target)))
-            for fn in (reactive, seasonal_naive, holt_winters)
+            float(np.mean(np.abs(fn(s, sc.origins, sc.window) - sc.target))) for _, fn in BASELINES
         )
-        ratios = [oracle_mae(s.y, origins, window, k) / best for k in HALF_WIDTHS]
+        ratios = [oracle_mae(s, sc, k) / best for k in HALF_WIDTHS]
         print(f"{s.name:40s} {s.step:5d} " + " ".join(f"{r:10.3f}" for r in ratios))
 
 
