@@ -83,7 +83,7 @@ class ForecastCycle:
                 horizon=rule.horizon_steps,
                 step=rule.step,
                 # The served value must cover the lead window's peak with probability q.
-                quantile=per_step_quantile(rule.quantile, rule.lead // rule.step + 1),
+                quantile=per_step_quantile(rule.quantile, self._engines[rule.name].model.window),
             )
         except Exception:
             log.exception("rule %s: forecasting %d young series failed", rule.name, len(keys))
