@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
@@ -18,16 +17,12 @@ from adapter.errors import BadRequest, NotFound, StatusError, status_body
 from adapter.provider import ExternalMetricsProvider
 from adapter.quantity import format_quantity
 from forecaster.selector import SelectorError, parse_selector
+from forecaster.times import rfc3339
 
 GROUP = "external.metrics.k8s.io"
 VERSION = "v1beta1"
 GROUP_VERSION = f"{GROUP}/{VERSION}"
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-
-
-def rfc3339(timestamp: float) -> str:
-    """Seconds since the epoch as the RFC 3339 UTC form Kubernetes uses."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _status(err: StatusError) -> JSONResponse:
@@ -58,6 +53,11 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
         else:
             reason, message = "BadRequest", str(err.detail)
         return JSONResponse(status_body(err.status_code, reason, message), err.status_code)
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, err: Exception) -> JSONResponse:
+        # A provider bug (or a value that is not a rate) is a 500 Status, never a number.
+        return JSONResponse(status_body(500, "InternalError", f"internal error: {err}"), 500)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:

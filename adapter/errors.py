@@ -1,4 +1,5 @@
-"""Errors the API answers as Kubernetes `Status` objects."""
+"""Errors scaleahead reports: those the API answers as Kubernetes `Status` objects, and
+the command line's `UsageError`."""
 
 from __future__ import annotations
 
@@ -26,14 +27,13 @@ class NotFound(StatusError):
     reason = "NotFound"
 
 
-class MethodNotAllowed(StatusError):
-    code = 405
-    reason = "MethodNotAllowed"
-
-
 class Unavailable(StatusError):
     code = 503
     reason = "ServiceUnavailable"
+
+
+class UsageError(Exception):
+    """Flags that cannot be used; the message names the flag."""
 
 
 def status_body(code: int, reason: str, message: str) -> dict[str, Any]:

@@ -14,10 +14,10 @@ from typing import Protocol
 from adapter.errors import NotFound, Unavailable
 from forecaster.config import Rule
 from forecaster.policy import Served, served_value
+from forecaster.runtime.store import ForecastStore
+from forecaster.runtime.telemetry import Telemetry
 from forecaster.selector import LabelSelector
-from forecaster.source import Source, SourceError, series_key
-from forecaster.store import ForecastStore
-from forecaster.telemetry import Telemetry
+from forecaster.sources.base import SeriesKey, Source, SourceError, series_key
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ForecastProvider:
         self.store = store
         self.clock = clock
         self.telemetry = telemetry
-        self._fallback: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        self._fallback: set[tuple[str, SeriesKey]] = set()
         self._lock = threading.Lock()
 
     def metric_names(self) -> list[str]:
@@ -115,7 +115,7 @@ class ForecastProvider:
         """Source down: serve fresh forecasts of matching series, or refuse (never 0)."""
         snapshot = self.store.snapshot(rule.name)
         out = []
-        for fc in [] if snapshot is None else snapshot.forecasts.values():
+        for fc in [] if snapshot is None else snapshot.values():
             if not selector.matches(fc.labels):
                 continue
             served = served_value(None, fc, now, rule)

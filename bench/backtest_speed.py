@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 from bench.forecast_accuracy import lead_for
-from forecaster.backtest import default_capacity, record, replay, score
 from forecaster.config import Rule
-from forecaster.hpa import HPASettings
-from forecaster.replay import TraceSource, read_trace
+from forecaster.evaluation.backtest import default_capacity, record, replay, score
+from forecaster.evaluation.hpa_sim import HPASettings
 from forecaster.selector import EVERYTHING
+from forecaster.sources.trace import TraceSource, read_trace
 
 TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
 

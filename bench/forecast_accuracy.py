@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from forecaster import baselines
-from forecaster.engine import ForecastEngine
-from forecaster.replay import read_trace
-from forecaster.seasonality import DAY
+from forecaster.evaluation import baselines
+from forecaster.models import ForecastEngine
+from forecaster.models.seasonality import DAY
+from forecaster.policy import lead_window, serve, window_peak
+from forecaster.sources.trace import read_trace
 
 TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
 HISTORY = 15 * DAY  # what the engine is given at each origin (two weeks for weekly cycles)
@@ -90,7 +91,7 @@ class Scoring:
 def scoring(s: Series) -> Scoring:
     """The last 7 days of a trace (4 of one shorter than 3 weeks) at the issue's lead."""
     lead = lead_for(s.step)
-    window = lead // s.step + 1
+    window = lead_window(lead, s.step)
     days = 4 if len(s.y) * s.step < 21 * DAY else 7
     origins = scored_origins(s, days, window)
     return Scoring(lead, window, days, origins, window_max(s, origins, window))
@@ -132,9 +133,9 @@ def scaleahead(
         y = s.y[max(0, o + 1 - hist) : o + 1]
         y = np.where(s.outage[max(0, o + 1 - hist) : o + 1], 0.0, y)  # outages are real zeros
         _, upper, fit = engine.forecast(s.name, y, int(s.ds[o]))
-        served[i] = max(s.y[o], float(upper[:window].max()))
+        served[i] = serve(s.y[o], window_peak(upper, window))
         covered[i] = s.y[o + window] <= upper[window - 1]
-        models[fit.candidate.name] = models.get(fit.candidate.name, 0) + 1
+        models[fit.model.name] = models.get(fit.model.name, 0) + 1
     return served, covered, models
 
 

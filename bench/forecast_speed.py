@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import Rule
-from forecaster.cycle import ForecastCycle
-from forecaster.replay import read_trace
+from forecaster.runtime.cycle import ForecastCycle
+from forecaster.runtime.store import ForecastStore
 from forecaster.selector import EVERYTHING, LabelSelector
-from forecaster.source import InstantSample, RangeSeries
-from forecaster.store import ForecastStore
+from forecaster.sources.base import InstantSample, RangeSeries
+from forecaster.sources.trace import read_trace
 
 TRACE = Path(__file__).resolve().parent.parent.parent / "shared" / "traces" / "nasa_http_1995.csv"
 DAYS = 14

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.forecast_accuracy import BASELINES, TRACES, Scoring, Series, load, scoring
+from forecaster.policy import serve
 
 HALF_WIDTHS = (1, 2, 3, 5, 7, 15)
 
@@ -31,7 +32,7 @@ def oracle_mae(s: Series, sc: Scoring, half: int) -> float:
     scale = np.sqrt(np.maximum(base, 1e-9))
     spread = 3 * float(np.median(np.abs(target - base) / scale))
     return min(
-        float(np.mean(np.abs(np.maximum(y[origins], base + c * scale) - target)))
+        float(np.mean(np.abs(serve(y[origins], base + c * scale) - target)))
         for c in np.linspace(-spread, spread, 121)
     )
 

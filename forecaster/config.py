@@ -17,13 +17,13 @@ from pydantic import (
     model_validator,
 )
 
-from forecaster.durations import format_duration, parse_duration
+from forecaster.selector import is_label_name
+from forecaster.times import format_duration, parse_duration
 
 PLACEHOLDER = "<<.LabelMatchers>>"
 """Where a rule's query receives the request's label selector (and namespace) as matchers."""
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:.-]{0,252}$")
 
 
@@ -121,7 +121,7 @@ class Rule(_Strict):
     @field_validator("namespace_label")
     @classmethod
     def _label_name(cls, value: str | None) -> str | None:
-        if value is not None and not _LABEL_NAME.match(value):
+        if value is not None and not is_label_name(value):
             raise ValueError(f"expected a Prometheus label name, got {value!r}")
         return value
 

@@ -1,13 +1,46 @@
-"""The value served for one series at time t (DESIGN.md, "The external metric a rule serves")."""
+"""The served-value rule and the lead window: the one definition every caller uses.
+
+DESIGN.md, "The external metric a rule serves": at time t a series is served
+
+    max( actual(t), max of the upper forecast over the steps labelled (t, t + lead + step] )
+
+The serving path applies it to one stored forecast (`served_value`); calibration, the
+backtest, the baselines and the benchmarks apply it to arrays of forecasts (`serve`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from forecaster.config import Rule
-from forecaster.store import SeriesForecast
+if TYPE_CHECKING:
+    from forecaster.config import Rule
+    from forecaster.runtime.store import SeriesForecast
+
+
+def lead_window(lead: int, step: int) -> int:
+    """How many steps the served value covers: those labelled (t, t + lead + step].
+
+    A pod added at t serves from t + lead, so the step that starts then, labelled
+    t + lead + step by Prometheus' end-of-window convention, is the last one covered.
+    """
+    return lead // step + 1
+
+
+def window_peak(paths: np.ndarray, window: int) -> np.ndarray:
+    """The largest finite forecast over the first `window` steps of each path (last axis);
+    -inf where a path has none."""
+    head = paths[..., :window]
+    return np.max(np.where(np.isfinite(head), head, -np.inf), axis=-1)
+
+
+def serve(actual: np.ndarray | float, peak: np.ndarray | float) -> np.ndarray:
+    """The served value from the actual and the forecast's peak over the lead window:
+    their maximum. A missing actual (NaN) leaves the forecast and a missing forecast
+    (NaN or -inf) the actual; NaN only where both are missing."""
+    return np.fmax(actual, peak)
 
 
 @dataclass(frozen=True)
@@ -16,13 +49,13 @@ class Served:
 
     value: float
     predictive: bool  # False: reactive fallback (no forecast, or one older than the TTL)
-    forecast_upper: float | None  # max upper quantile over the lead window, if used
 
 
 def lead_window_upper(forecast: SeriesForecast, now: float, rule: Rule) -> float | None:
-    """Max upper quantile over the steps labelled in (now, now + lead + step], if covered."""
-    mask = (forecast.ds > now) & (forecast.ds <= now + rule.lead + rule.step)
-    if not mask.any() or forecast.ds[-1] < now + rule.lead + rule.step:
+    """Max upper quantile over the steps labelled (now, now + lead + step], if covered."""
+    last = now + rule.lead + rule.step
+    mask = (forecast.ds > now) & (forecast.ds <= last)
+    if not mask.any() or forecast.ds[-1] < last:
         return None
     return float(np.max(forecast.upper[mask]))
 
@@ -30,8 +63,8 @@ def lead_window_upper(forecast: SeriesForecast, now: float, rule: Rule) -> float
 def served_value(
     actual: float | None, forecast: SeriesForecast | None, now: float, rule: Rule
 ) -> Served | None:
-    """max(actual, forecast upper over the lead window); the actual alone when the forecast
-    is missing or stale; None when neither can be had (the caller answers an error, not 0).
+    """The rule applied to one series: the actual alone when the forecast is missing or
+    older than the TTL; None when neither can be had (the caller answers an error, not 0).
 
     With no current actual (source down) a fresh forecast is floored at the last actual
     it was built from.
@@ -40,7 +73,7 @@ def served_value(
         upper = lead_window_upper(forecast, now, rule)
         if upper is not None:
             floor = actual if actual is not None else forecast.last_actual
-            return Served(max(upper, floor), True, upper)
+            return Served(float(serve(floor, upper)), True)
     if actual is not None:
-        return Served(actual, False, None)
+        return Served(actual, False)
     return None

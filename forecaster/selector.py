@@ -80,8 +80,13 @@ class LabelSelector:
         return ",".join(parts)
 
 
+def is_label_name(name: str) -> bool:
+    """Whether `name` is a valid Prometheus label name."""
+    return _LABEL_NAME.match(name) is not None
+
+
 def _check_key(key: str) -> str:
-    if not _LABEL_NAME.match(key):
+    if not is_label_name(key):
         raise SelectorError(
             f"label key {key!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
         )

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from forecaster.replay import Trace, read_trace
+from forecaster.sources.trace import Trace, read_trace
 
 REPO = Path(__file__).resolve().parent.parent
 TRACES = REPO.parent / "shared" / "traces"

@@ -1,0 +1,286 @@
+"""What scaleahead would have done on a recorded history: replay, score, simulate the HPA.
+
+The replay drives the same ForecastCycle and served-value policy as `serve`, with a
+simulated clock: at each grid point t of [start, end] the cycle runs on its interval
+and the value served at t is computed from the store and the actual at t. The source is
+recorded once (the selected series, from `start - history` to `end`) and then answers
+every fetch with data up to the fetch's end only, so nothing after t is ever seen at t.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from forecaster.config import Rule
+from forecaster.evaluation import baselines
+from forecaster.evaluation.hpa_sim import HPAResult, HPASettings, simulate
+from forecaster.models.ladder import MIN_POINTS
+from forecaster.policy import lead_window, serve, served_value
+from forecaster.runtime.cycle import ForecastCycle
+from forecaster.runtime.store import ForecastStore
+from forecaster.selector import EVERYTHING, LabelSelector
+from forecaster.sources.base import InstantSample, RangeSeries, Source
+from forecaster.times import grid_ceil, grid_floor, rfc3339
+
+
+class BacktestError(ValueError):
+    """A backtest that cannot run: the message says what to change."""
+
+
+class RecordedSource:
+    """One series, recorded once, served back without ever returning the future."""
+
+    def __init__(self, series: RangeSeries) -> None:
+        self.series = series
+
+    def describe(self) -> str:
+        return f"recorded series {self.series.labels}"
+
+    def fetch_range(
+        self, rule: Rule, start: int, end: int, selector: LabelSelector = EVERYTHING
+    ) -> list[RangeSeries]:
+        if not selector.matches(self.series.labels):
+            return []
+        ts = self.series.timestamps
+        lo, hi = np.searchsorted(ts, start, "left"), np.searchsorted(ts, end, "right")
+        if hi <= lo:
+            return []
+        return [RangeSeries(self.series.labels, ts[lo:hi], self.series.values[lo:hi])]
+
+    def fetch_current(self, rule: Rule, selector: LabelSelector, at: float) -> list[InstantSample]:
+        now = grid_floor(at, rule.step)
+        found = self.fetch_range(rule, now, now, selector)
+        if not found:
+            return []
+        return [InstantSample(found[0].labels, float(found[0].values[-1]))]
+
+
+def record(
+    source: Source, rule: Rule, selector: LabelSelector, start: int, end: int
+) -> RecordedSource:
+    """Fetch the one series the selector picks, from `start - history` to `end`."""
+    if end <= start:
+        raise BacktestError(
+            f"empty range: --from ({rfc3339(start)}) must be before --to ({rfc3339(end)})"
+        )
+    found = source.fetch_range(rule, start - rule.history, end, selector)
+    if not found:
+        raise BacktestError(
+            f"no data for selector '{selector}' between {rfc3339(start - rule.history)} and "
+            f"{rfc3339(end)} in {source.describe()}"
+        )
+    if len(found) > 1:
+        names = "; ".join(str(s.labels) for s in found[:5])
+        raise BacktestError(
+            f"selector '{selector}' matches {len(found)} series ({names}); narrow it to one"
+        )
+    series = found[0]
+    before = int(np.sum(series.timestamps < start))
+    if series.timestamps[0] > start:
+        raise BacktestError(
+            f"the data starts at {rfc3339(series.timestamps[0])}, after --from "
+            f"({rfc3339(start)}): the range "
+            "is beyond what the source holds (retention?); move --from later"
+        )
+    if before < MIN_POINTS:
+        raise BacktestError(
+            f"too little history before --from: {before} steps, need at least "
+            f"{MIN_POINTS}; move --from later"
+        )
+    if int(np.sum((series.timestamps >= start) & (series.timestamps <= end))) == 0:
+        raise BacktestError(f"no data between --from ({rfc3339(start)}) and --to ({rfc3339(end)})")
+    return RecordedSource(series)
+
+
+@dataclass
+class Replay:
+    """Per grid point t of the replayed range: what was known and served at t."""
+
+    rule: Rule
+    times: np.ndarray  # grid points
+    actual: np.ndarray  # rate at t (NaN: missing)
+    served: np.ndarray  # value served at t (NaN: an error would have been answered)
+    predictive: np.ndarray  # bool: a fresh forecast was used
+    mean: np.ndarray  # (n, H) point forecasts made at t for t + h * step
+    upper: np.ndarray  # (n, H) upper band
+    history: RangeSeries  # everything recorded, history included
+    models: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def window(self) -> int:
+        """Steps of the lead window the served value covers."""
+        return lead_window(self.rule.lead, self.rule.step)
+
+    @property
+    def lead_index(self) -> int:
+        """Column of the step starting at t + lead (labelled t + lead + step)."""
+        return self.window - 1
+
+
+def replay(
+    rule: Rule,
+    source: RecordedSource,
+    start: int,
+    end: int,
+    progress: Callable[[Iterable[int]], Iterable[int]] = lambda it: it,
+) -> Replay:
+    """Run the forecast cycle and the served-value policy over [start, end]."""
+    step, H = rule.step, rule.horizon_steps
+    times = np.arange(grid_ceil(start, step), grid_floor(end, step) + 1, step, dtype=np.int64)
+    store = ForecastStore()
+    cycle = ForecastCycle([rule], source, store)
+    labels = source.series.labels
+    n = len(times)
+    actual = np.full(n, np.nan)
+    served = np.full(n, np.nan)
+    predictive = np.zeros(n, dtype=bool)
+    mean = np.full((n, H), np.nan)
+    upper = np.full((n, H), np.nan)
+    models: dict[str, int] = {}
+    ts, vs = source.series.timestamps, source.series.values
+    idx = np.searchsorted(ts, times)
+    hit = (idx < len(ts)) & (ts[np.minimum(idx, len(ts) - 1)] == times)
+    actual[hit] = vs[idx[hit]]
+    next_cycle = int(times[0])
+    quiet = logging.getLogger("forecaster.runtime.cycle")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        for i in progress(range(n)):
+            t = int(times[i])
+            if t >= next_cycle:
+                cycle.run(rule, t)
+                next_cycle = t + rule.interval
+            fc = store.get(rule.name, labels)
+            a = None if np.isnan(actual[i]) else float(actual[i])
+            s = served_value(a, fc, t, rule)
+            if s is not None:
+                served[i] = s.value
+                predictive[i] = s.predictive
+            if fc is not None and fc.age(t) <= rule.ttl:
+                models[fc.model] = models.get(fc.model, 0) + 1
+                want = t + step * np.arange(1, H + 1)
+                j = np.searchsorted(fc.ds, want)
+                ok = j < len(fc.ds)
+                ok[ok] = fc.ds[j[ok]] == want[ok]
+                mean[i, ok] = fc.mean[j[ok]]
+                upper[i, ok] = fc.upper[j[ok]]
+    finally:
+        quiet.setLevel(level)
+    return Replay(rule, times, actual, served, predictive, mean, upper, source.series, models)
+
+
+@dataclass(frozen=True)
+class MethodScore:
+    """Accuracy and simulated-HPA outcome of one method."""
+
+    name: str
+    mae_lead: float | None
+    mase_lead: float | None
+    mae_horizon: float | None
+    coverage: float | None
+    served_mae: float | None
+    hpa: HPAResult
+
+    def summary(self, bound: HPAResult) -> dict[str, float | str | None]:
+        return {
+            "method": self.name,
+            "mae_lead": self.mae_lead,
+            "mase_lead": self.mase_lead,
+            "mae_horizon": self.mae_horizon,
+            "coverage": self.coverage,
+            "served_mae": self.served_mae,
+            "beyond_capacity_share": self.hpa.beyond_capacity_share,
+            "underprovisioned_share": self.hpa.underprovisioned_share,
+            "pod_minutes": self.hpa.pod_minutes,
+            "pod_minutes_vs_bound": self.hpa.pod_minutes / bound.pod_minutes
+            if bound.pod_minutes
+            else None,
+        }
+
+
+@dataclass
+class Scores:
+    methods: list[MethodScore]
+    bound: HPAResult
+    hpa: HPASettings
+
+
+def _future(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """values at i + offset for each i (NaN past the end): rows i, columns offsets."""
+    n = len(values)
+    idx = np.arange(n)[:, None] + offsets[None, :]
+    out = np.full(idx.shape, np.nan)
+    ok = idx < n
+    out[ok] = values[idx[ok]]
+    return out
+
+
+def default_capacity(demand: np.ndarray) -> float:
+    """Per-pod capacity when none is given: the range's 99th percentile demand needs 10."""
+    finite = demand[np.isfinite(demand)]
+    return max(float(np.percentile(finite, 99)) / 10.0, 1e-9) if len(finite) else 1.0
+
+
+def score(r: Replay, hpa: HPASettings) -> Scores:
+    """Accuracy at the lead and over the horizon, and each method's simulated HPA."""
+    step, H, k, w = r.rule.step, r.rule.horizon_steps, r.lead_index, r.window
+    full_ts, full_y = r.history.timestamps, r.history.values
+    # The whole recorded series on the grid, so baselines can look back before --from.
+    grid = np.arange(full_ts[0], r.times[-1] + 1, step, dtype=np.int64)
+    y = np.full(len(grid), np.nan)
+    y[(full_ts - full_ts[0]) // step] = full_y
+    origins = (r.times - grid[0]) // step
+    realised = _future(r.actual, np.arange(1, H + 1))  # (n, H)
+    window_max = np.max(realised[:, :w], axis=1)
+    scale = float(np.nanmean(np.abs(np.diff(r.actual))))  # one-step naive MAE (MASE)
+
+    paths = {
+        "reactive": baselines.reactive(y, origins, H),
+        "seasonal naive": baselines.seasonal_naive(y, origins, H, step),
+        "holt-winters": baselines.holt_winters(y, origins, H, step),
+        "scaleahead": r.mean,
+    }
+    served = {
+        "reactive": r.actual.copy(),
+        "scaleahead": r.served,
+    }
+    for name in ("seasonal naive", "holt-winters"):
+        served[name] = baselines.served(r.actual, paths[name], w)
+
+    demand = r.actual
+    start = int(r.times[0]) - step
+    demand0 = np.where(np.isfinite(demand), demand, 0.0)
+
+    def acted(values: np.ndarray) -> np.ndarray:
+        """What the HPA reads during each step: the value computed a step earlier."""
+        return np.concatenate([[values[0]], values[:-1]])
+
+    # Perfect foresight: the same HPA fed the realised demand over the lead window.
+    oracle = serve(demand, window_max)
+    bound = simulate(start, step, demand0, acted(oracle), hpa)
+    # The share of lead windows whose realised peak stayed at or below the forecast served.
+    judged = r.predictive & np.isfinite(window_max)
+    peak_coverage = float(np.mean(window_max[judged] <= r.served[judged])) if judged.any() else None
+    methods = []
+    for name, p in paths.items():
+        err = np.abs(p - realised)
+        lead_err = err[:, k]
+        mae_lead = float(np.nanmean(lead_err)) if np.isfinite(lead_err).any() else None
+        s_err = np.abs(served[name] - window_max)
+        methods.append(
+            MethodScore(
+                name=name,
+                mae_lead=mae_lead,
+                mase_lead=mae_lead / scale if mae_lead is not None and scale > 0 else None,
+                mae_horizon=float(np.nanmean(err)) if np.isfinite(err).any() else None,
+                coverage=peak_coverage if name == "scaleahead" else None,
+                served_mae=float(np.nanmean(s_err)) if np.isfinite(s_err).any() else None,
+                hpa=simulate(start, step, demand0, acted(served[name]), hpa),
+            )
+        )
+    return Scores(methods, bound, hpa)

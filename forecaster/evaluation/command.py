@@ -1,0 +1,136 @@
+"""The `scaleahead backtest` command: options in; the table, CSV, JSON and plot out."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from forecaster.config import Rule, describe_validation_error, load_config
+from forecaster.evaluation.backtest import (
+    BacktestError,
+    RecordedSource,
+    default_capacity,
+    record,
+    replay,
+    score,
+)
+from forecaster.evaluation.hpa_sim import HPASettings
+from forecaster.evaluation.report import plot, summary, table, write_csv, write_json
+from forecaster.models.seasonality import DAY
+from forecaster.selector import EVERYTHING, LabelSelector, SelectorError, parse_selector
+from forecaster.sources.base import Source, SourceError
+from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
+from forecaster.sources.trace import TraceError, TraceSource, read_trace
+
+
+@dataclass(frozen=True)
+class BacktestOptions:
+    """What to replay and how to score it (the command's flags, parsed)."""
+
+    lead: int  # seconds
+    csv: Path | None = None
+    config: Path | None = None
+    metric: str | None = None
+    selector: str | None = None
+    start: int | None = None  # Unix seconds; default: 7 days before `end`
+    end: int | None = None  # Unix seconds; default: the end of the data (or now)
+    quantile: float | None = None
+    output: Path | None = None
+    plot: Path | None = None
+    json: Path | None = None
+    capacity_per_pod: float | None = None  # default: the range's p99 demand / 10
+    target_per_pod: float | None = None  # default: the capacity per pod
+    hpa: dict[str, float] = field(default_factory=dict)  # other HPASettings, by name
+
+
+def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, int]:
+    """The rule to replay, where its history comes from, the selector, and the end."""
+    overrides: dict[str, object] = {"lead": o.lead}
+    if o.quantile is not None:
+        overrides["quantile"] = o.quantile
+    try:
+        if o.csv is not None:
+            if o.config or o.metric or o.selector:
+                raise BacktestError("--csv replaces --config, --metric and --selector")
+            trace = read_trace(o.csv)
+            base = {
+                "name": "backtest",
+                "query": "csv{<<.LabelMatchers>>}",
+                "step": trace.resolution,
+                "history": "15d",
+            }
+            rule = Rule.model_validate({**base, **overrides})
+            source: Source = TraceSource(trace, {"csv": o.csv.name})
+            return rule, source, EVERYTHING, trace.end if o.end is None else o.end
+        if not (o.config and o.metric):
+            raise BacktestError("give --csv FILE, or --config FILE with --metric NAME")
+        config = load_config(o.config)
+        found = config.rule(o.metric)
+        if found is None:
+            raise BacktestError(
+                f"--metric {o.metric}: no such rule in {o.config} "
+                f"(rules: {', '.join(r.name for r in config.rules)})"
+            )
+        rule = Rule.model_validate({**found.model_dump(), **overrides})
+        try:
+            selector = parse_selector(o.selector)
+        except SelectorError as err:
+            raise BacktestError(f"--selector: {err}") from None
+        source = PrometheusSource(PrometheusClient(config.prometheus))
+        return rule, source, selector, int(time.time()) if o.end is None else o.end
+    except ValidationError as err:
+        raise BacktestError(describe_validation_error("backtest flags", err)) from None
+    except TraceError as err:
+        raise BacktestError(str(err)) from None
+
+
+def _progress(steps: Iterable[int]) -> Iterable[int]:
+    from tqdm import tqdm
+
+    return tqdm(
+        steps,
+        desc="replay",
+        unit="step",
+        file=sys.stderr,
+        disable=None,
+        mininterval=0.5,
+        leave=False,
+    )
+
+
+def run(o: BacktestOptions) -> None:
+    """Record, replay, score and report; raise BacktestError (or ConfigError) with a
+    message for the user."""
+    rule, source, selector, end = _rule_and_source(o)
+    start = end - 7 * DAY if o.start is None else o.start
+    try:
+        recorded: RecordedSource = record(source, rule, selector, start, end)
+    except SourceError as err:
+        raise BacktestError(str(err)) from None
+    started = time.perf_counter()
+    result = replay(rule, recorded, start, end, _progress)
+    seconds = time.perf_counter() - started
+    capacity = o.capacity_per_pod or default_capacity(result.actual)
+    hpa = HPASettings(
+        target_per_pod=o.target_per_pod or capacity,
+        capacity_per_pod=capacity,
+        startup=o.lead,
+        **o.hpa,  # type: ignore[arg-type]
+    )
+    scores = score(result, hpa)
+    data = summary(result, scores, seconds)
+    print(table(data))
+    if o.output:
+        write_csv(o.output, result)
+    if o.json:
+        write_json(o.json, data)
+    if o.plot:
+        plot(o.plot, result, scores)
+
+
+__all__ = ["BacktestError", "BacktestOptions", "run"]

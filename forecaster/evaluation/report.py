@@ -1,0 +1,199 @@
+"""Backtest outputs: the per-step CSV (a stable contract), the summary table, JSON, a plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forecaster.evaluation.backtest import Replay, Scores
+from forecaster.times import rfc3339
+
+CSV_COLUMNS = ["timestamp", "actual", "served", "forecast_lead", "forecast_lead_upper"]
+"""Per-step CSV columns; see docs/backtest.md. Add columns only at the end."""
+
+
+def _num(v: float) -> str:
+    return "" if not math.isfinite(v) else f"{v:.6f}"
+
+
+def write_csv(path: Path, r: Replay) -> None:
+    """One row per grid point t: rates in requests per second; empty where unknown."""
+    k = r.lead_index
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for i, t in enumerate(r.times):
+            w.writerow(
+                [
+                    rfc3339(int(t)),
+                    _num(r.actual[i]),
+                    _num(r.served[i]),
+                    _num(r.mean[i, k]),
+                    _num(r.upper[i, k]),
+                ]
+            )
+
+
+def summary(r: Replay, s: Scores, seconds: float) -> dict[str, Any]:
+    """Everything the table, the JSON and a caller need."""
+    return {
+        "range": {
+            "from": rfc3339(int(r.times[0])),
+            "to": rfc3339(int(r.times[-1])),
+            "steps": len(r.times),
+            "step_seconds": r.rule.step,
+        },
+        "lead_seconds": r.rule.lead,
+        "quantile": r.rule.quantile,
+        "replay_seconds": round(seconds, 2),
+        "predictive_share": float(np.mean(r.predictive)),
+        "models": dict(sorted(r.models.items(), key=lambda kv: -kv[1])),
+        "hpa": {k: getattr(s.hpa, k) for k in s.hpa.__dataclass_fields__},
+        "methods": [m.summary(s.bound) for m in s.methods]
+        + [
+            {
+                "method": "perfect foresight",
+                "beyond_capacity_share": s.bound.beyond_capacity_share,
+                "underprovisioned_share": s.bound.underprovisioned_share,
+                "pod_minutes": s.bound.pod_minutes,
+                "pod_minutes_vs_bound": 1.0,
+            }
+        ],
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def table(data: dict[str, Any]) -> str:
+    """The summary as a fixed-width table for the terminal."""
+
+    def f(v: Any, pct: bool = False, digits: int = 4) -> str:
+        if v is None:
+            return "-"
+        return f"{v * 100:.2f}%" if pct else f"{v:.{digits}f}"
+
+    rng = data["range"]
+    hpa = data["hpa"]
+    lines = [
+        f"backtest {rng['from']} .. {rng['to']} ({rng['steps']} steps of {rng['step_seconds']}s),"
+        f" lead {data['lead_seconds']}s, quantile {data['quantile']}, replayed in "
+        f"{data['replay_seconds']}s",
+        f"HPA: target {hpa['target_per_pod']:.4g}/pod, capacity {hpa['capacity_per_pod']:.4g}"
+        f"/pod, startup {hpa['startup']}s, replicas {hpa['min_replicas']}..{hpa['max_replicas']},"
+        f" tolerance {hpa['tolerance']}, scale-down window {hpa['scale_down_stabilization']}s",
+        "",
+        f"{'method':18s} {'MAE@lead':>9s} {'MASE':>6s} {'MAE(h)':>8s} {'cover':>7s} "
+        f"{'servedMAE':>9s} {'beyond cap':>10s} {'under-prov':>10s} {'pod-min':>9s} {'/bound':>7s}",
+    ]
+    for m in data["methods"]:
+        lines.append(
+            f"{m['method']:18s} {f(m.get('mae_lead')):>9s} {f(m.get('mase_lead'), digits=3):>6s} "
+            f"{f(m.get('mae_horizon')):>8s} {f(m.get('coverage'), pct=True):>7s} "
+            f"{f(m.get('served_mae')):>9s} {f(m['beyond_capacity_share'], pct=True):>10s} "
+            f"{f(m['underprovisioned_share'], pct=True):>10s} {m['pod_minutes']:9.0f} "
+            f"{f(m['pod_minutes_vs_bound'], digits=3):>7s}"
+        )
+    top = ", ".join(
+        f"{k} {v / rng['steps'] * 100:.0f}%" for k, v in list(data["models"].items())[:3]
+    )
+    lines += [
+        "",
+        f"models: {top}; a fresh forecast was served {data['predictive_share'] * 100:.1f}%"
+        " of the time",
+    ]
+    return "\n".join(lines)
+
+
+def _bins(x: np.ndarray, size: int, how: str) -> np.ndarray:
+    n = len(x) // size * size
+    chunks = x[:n].reshape(-1, size)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if how == "max":
+            return np.nanmax(chunks, axis=1)
+        if how == "min":
+            return np.nanmin(chunks, axis=1)
+        return np.nanmean(chunks, axis=1)
+
+
+def plot(path: Path, r: Replay, s: Scores) -> None:
+    """Demand, the forecast band at the lead, and the Ready capacity of the reactive and
+    the predictive HPA (binned to about a thousand points: demand at its peak, capacity
+    at its lowest within each bin); below, the requests beyond capacity, cumulative."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    k = r.lead_index
+    size = max(1, len(r.times) // 1000)
+    when = _bins((r.times - r.rule.step).astype(np.float64), size, "min").astype("datetime64[s]")
+    by = {m.name: m.hpa for m in s.methods}
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(15, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    # The forecast made at t for the step starting at t + lead, drawn at that step.
+    lead = k  # steps
+    mean = np.concatenate([np.full(lead, np.nan), r.mean[: len(r.times) - lead, k]])
+    upper = np.concatenate([np.full(lead, np.nan), r.upper[: len(r.times) - lead, k]])
+    top.fill_between(
+        when,
+        _bins(mean, size, "mean"),
+        _bins(upper, size, "mean"),
+        color="tab:orange",
+        alpha=0.35,
+        lw=0,
+        label=f"forecast at the lead: mean .. upper band (peak q{r.rule.quantile})",
+    )
+    top.plot(
+        when, _bins(r.actual, size, "max"), color="black", lw=0.7, label="demand (peak per bin)"
+    )
+    per_step = len(by["reactive"].times) // len(r.times)
+    for name, color, label in (
+        ("reactive", "tab:red", "reactive HPA"),
+        ("scaleahead", "tab:blue", "predictive HPA (scaleahead)"),
+    ):
+        ready = by[name].ready.reshape(-1, per_step).min(axis=1) * s.hpa.capacity_per_pod
+        top.plot(
+            when,
+            _bins(ready.astype(np.float64), size, "min"),
+            color=color,
+            lw=1.1,
+            label=f"Ready capacity, {label} (lowest per bin)",
+        )
+    top.set_ylabel("requests per second")
+    top.legend(loc="upper left", fontsize=8, ncol=2)
+    top.grid(alpha=0.3)
+    for name, color in (
+        ("reactive", "tab:red"),
+        ("holt-winters", "tab:green"),
+        ("scaleahead", "tab:blue"),
+    ):
+        h = by[name]
+        demand = np.repeat(np.where(np.isfinite(r.actual), r.actual, 0.0), per_step)
+        lost = np.maximum(0.0, demand - h.ready * s.hpa.capacity_per_pod) * s.hpa.sync_period
+        label = f"{name}: {h.beyond_capacity_share * 100:.2f}% of requests"
+        bottom.plot(
+            h.times.astype("datetime64[s]"), np.cumsum(lost), color=color, lw=1.2, label=label
+        )
+    bottom.set_ylabel("requests beyond\nReady capacity")
+    bottom.legend(loc="upper left", fontsize=8)
+    bottom.grid(alpha=0.3)
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b\n%H:%M"))
+    fig.suptitle(
+        f"scaleahead backtest: pod start-up {r.rule.lead // 60} min, quantile "
+        f"{r.rule.quantile}, bins of {size * r.rule.step // 60} min",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,125 @@
+"""Fitting and forecasting one series on its step grid: the unit the engine batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from forecaster.models import ladder, selection
+from forecaster.models import seasonality as sz
+from forecaster.models.base import Fitted, Model, SeriesContext, clip_mean, clip_upper
+from forecaster.models.calibration import (
+    CALIBRATION_SECONDS,
+    MIN_ORIGINS,
+    Band,
+    fit_band,
+    peak_level,
+)
+from forecaster.policy import lead_window
+
+
+@dataclass(frozen=True)
+class SeriesFit:
+    """What a refit learned about one series."""
+
+    fitted: Fitted  # the chosen model, fitted
+    end: int  # grid point of the newest history it was fitted on
+    seasonality: str  # "none", "daily", "weekly": the cycles offered to model choice
+    band: Band
+    level: float  # band level at which the served value covers the peak q of the time
+    recent_error: float  # backtest MAE over the steps the served value covers
+    masked: float  # fraction of the history masked as outage
+
+    @property
+    def model(self) -> Model:
+        return self.fitted.model
+
+
+class SeriesModel:
+    """Fits a series (model choice, band, level) and forecasts it from a fit."""
+
+    def __init__(self, *, step: int, horizon: int, lead: int, quantile: float) -> None:
+        self.step = step
+        self.horizon = horizon  # steps
+        self.window = lead_window(lead, step)
+        self.quantile = quantile
+
+    def fit(self, y: np.ndarray, end: int) -> SeriesFit:
+        """Choose and calibrate a model from history y (NaN holes) ending at grid point end."""
+        ctx, points, masked = self._prepare(y, end)
+        candidates = self._candidates(ctx, points)
+        best, error = selection.choose(candidates, ctx, self.window)
+        band, level = self._calibrate(best, ctx)
+        return SeriesFit(best.fit(ctx), end, _seasonality(candidates), band, level, error, masked)
+
+    def _prepare(self, y: np.ndarray, end: int) -> tuple[SeriesContext, int, float]:
+        """The series from its first observation, outages masked; its number of
+        observations and the share masked."""
+        y = np.where(np.isfinite(y) & (y >= 0), y, np.nan)
+        observed = np.flatnonzero(np.isfinite(y))
+        if observed.size == 0:
+            raise ValueError("no observation")
+        y = y[observed[0] :]
+        ctx = SeriesContext(y.copy(), end, self.step, self.horizon)
+        masked = 0.0
+        if ladder.can_mask_outages(len(y) * self.step):
+            rough = sz.profile(y, end, self.step, sz.DAY)
+            ph = sz.phases(end, len(y), self.step, sz.DAY // self.step)
+            mask = sz.outage_mask(y, rough[ph], self.step)
+            masked = float(mask.mean())
+            ctx.y[mask] = np.nan
+        return ctx, int(observed.size), masked
+
+    def _candidates(self, ctx: SeriesContext, points: int) -> list[Model]:
+        """The ladder's candidates for this series, with the profiles they read."""
+        strengths = {
+            period: sz.seasonal_strength(ctx.y, self.step, period) for period, _ in ladder.PERIODS
+        }
+        candidates = ladder.candidates_for(len(ctx.y) * self.step, strengths, points)
+        for c in candidates:
+            if c.period and c.period not in ctx.profiles:
+                ctx.profiles[c.period] = sz.profile(ctx.y, ctx.end, self.step, c.period)
+        return candidates
+
+    def _calibrate(self, model: Model, ctx: SeriesContext) -> tuple[Band, float]:
+        """The band from the model's errors over the calibration history, and the level
+        at which it covers the lead window's peak `quantile` of the time."""
+        n, H = len(ctx.y), self.horizon
+        n_origins = min(CALIBRATION_SECONDS // self.step, max(0, n - H - 1))
+        floor = 0.05 * max(float(np.nanmean(ctx.y)), 1e-9)
+        if n_origins < MIN_ORIGINS:
+            return Band.flat(H, floor), self.quantile
+        origins = np.arange(n - H - n_origins, n - H)
+        band = fit_band(model.paths(ctx, origins), ctx.y[ctx.future(origins)], floor, self.quantile)
+        return band, peak_level(model, ctx, origins, band, self.quantile, self.window)
+
+    def forecast(
+        self,
+        fit: SeriesFit,
+        y: np.ndarray,
+        end: int,
+        level: float | None = None,
+        fitted: Fitted | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, Fitted]:
+        """(mean, upper) for the H steps after `end` from history y ending at `end`, with
+        the upper band at quantile `level` (default: the fit's), and the fitted model
+        brought up to `end` (`fitted`: a later state of fit.fitted to start from)."""
+        y = np.where(np.isfinite(y) & (y >= 0), y, np.nan)
+        fitted = (fitted or fit.fitted).advance(y, end, self.step)
+        steps = fitted.model.history_steps
+        recent = y if steps is None else y[-steps:]
+        observed = recent[np.isfinite(recent)]
+        if observed.size == 0:
+            raise ValueError("no recent observation")
+        mean = fitted.predict(recent, end, self.step, self.horizon)
+        day = y[-(sz.DAY // self.step) :]
+        recent_max = max(float(np.nanmax(day)) if np.isfinite(day).any() else 0.0, fit.band.floor)
+        mean = clip_mean(mean, float(observed[-1]), recent_max)
+        upper = fit.band.upper(mean, fit.level if level is None else level)
+        return mean, clip_upper(upper, mean, recent_max), fitted
+
+
+def _seasonality(candidates: list[Model]) -> str:
+    periods = {c.period for c in candidates}
+    return "weekly" if sz.WEEK in periods else ("daily" if sz.DAY in periods else "none")

@@ -1,0 +1,118 @@
+"""Per-series history of one rule on a fixed step grid, advanced incrementally."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from forecaster.sources.base import RangeSeries, SeriesKey, series_key
+
+REFETCH_STEPS = 2
+"""Each fetch re-reads this many already-seen steps: the newest points of a rate may still
+change while late scrapes arrive."""
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Where a series' samples are on the grid: its oldest and newest, and the newest value."""
+
+    first: int
+    last: int
+    last_value: float
+
+
+@dataclass
+class _Series:
+    labels: dict[str, str]
+    values: np.ndarray  # float32 on the book's grid (half the memory), NaN = no sample
+
+
+@dataclass
+class HistoryBook:
+    """The last `window` seconds of every series of one rule, on multiples of `step`.
+
+    Slot i of every series holds the grid point `end - (slots - 1 - i) * step`.
+    """
+
+    step: int
+    window: int
+    end: int | None = None
+    _series: dict[SeriesKey, _Series] = field(default_factory=dict)
+
+    @property
+    def slots(self) -> int:
+        return self.window // self.step
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def fetch_start(self, end: int) -> int:
+        """The first grid point a fetch ending at `end` must ask for (only what is new)."""
+        oldest = end - (self.slots - 1) * self.step
+        if self.end is None:
+            return oldest
+        return max(oldest, min(end, self.end - (REFETCH_STEPS - 1) * self.step))
+
+    def advance(self, end: int, fetched: list[RangeSeries]) -> None:
+        """Move the grid to end at `end` and write the fetched samples into it."""
+        if end % self.step:
+            raise ValueError(f"end {end} is not on the {self.step}s grid")
+        if self.end is not None and end != self.end:
+            shift = (end - self.end) // self.step
+            for s in self._series.values():
+                if shift >= self.slots or shift <= -self.slots:
+                    s.values[:] = np.nan
+                elif shift > 0:
+                    s.values[:-shift] = s.values[shift:]
+                    s.values[-shift:] = np.nan
+                else:
+                    s.values[-shift:] = s.values[:shift]
+                    s.values[:-shift] = np.nan
+        self.end = end
+        first = end - (self.slots - 1) * self.step
+        for rs in fetched:
+            key = series_key(rs.labels)
+            entry = self._series.get(key)
+            if entry is None:
+                entry = _Series(dict(rs.labels), np.full(self.slots, np.nan, dtype=np.float32))
+                self._series[key] = entry
+            idx = (rs.timestamps - first) // self.step
+            good = (idx >= 0) & (idx < self.slots) & np.isfinite(rs.values) & (rs.values >= 0)
+            entry.values[idx[good]] = rs.values[good]
+        for key in [k for k, s in self._series.items() if np.isnan(s.values).all()]:
+            del self._series[key]
+
+    def labels(self, key: SeriesKey) -> dict[str, str]:
+        return self._series[key].labels
+
+    def observed(self, key: SeriesKey) -> Observed:
+        """The oldest and newest grid points with a sample, and the newest value (one scan)."""
+        values = self._series[key].values
+        idx = np.flatnonzero(~np.isnan(values))
+        assert self.end is not None
+        oldest = self.end - (self.slots - 1) * self.step
+        first, last = int(idx[0]), int(idx[-1])
+        return Observed(oldest + first * self.step, oldest + last * self.step, float(values[last]))
+
+    def values(self, key: SeriesKey) -> np.ndarray:
+        """The series on the grid ending at `end`, as float64."""
+        return self._series[key].values.astype(np.float64)
+
+    def frame(self, keys: list[SeriesKey], unique_ids: list[str]) -> pd.DataFrame:
+        """A tidy (unique_id, ds, y) frame of the given series, NaN for holes."""
+        assert self.end is not None
+        ds = self.end - (self.slots - 1 - np.arange(self.slots, dtype=np.int64)) * self.step
+        return pd.DataFrame(
+            {
+                "unique_id": np.repeat(np.asarray(unique_ids, dtype=object), self.slots),
+                "ds": np.tile(ds, len(keys)),
+                "y": np.concatenate([self._series[k].values for k in keys]).astype(np.float64)
+                if keys
+                else np.empty(0),
+            }
+        )
+
+    def series_keys(self) -> list[SeriesKey]:
+        return list(self._series)

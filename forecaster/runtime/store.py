@@ -1,0 +1,60 @@
+"""The latest forecast of every series, per rule, shared between the cycle and the API."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from forecaster.sources.base import SeriesKey, series_key
+
+
+@dataclass(frozen=True)
+class SeriesForecast:
+    """One series' forecast: the grid points ahead with point and upper-quantile values."""
+
+    labels: dict[str, str]
+    origin: int  # grid point of the newest observation the forecast is based on
+    last_actual: float  # the observation at `origin`
+    ds: np.ndarray  # int64 grid points origin + step, ..., origin + horizon
+    mean: np.ndarray
+    upper: np.ndarray
+    model: str
+    recent_error: float | None = None  # the model's backtest MAE over the lead window
+
+    def age(self, now: float) -> float:
+        """Seconds between the newest data behind this forecast and `now`."""
+        return now - self.origin
+
+    def at(self, t: float) -> tuple[float, float] | None:
+        """(mean, upper) of the step labelled by the first grid point >= t, if covered."""
+        i = int(np.searchsorted(self.ds, t, side="left"))
+        if i >= len(self.ds):
+            return None
+        return float(self.mean[i]), float(self.upper[i])
+
+
+class ForecastStore:
+    """Thread-safe: the cycle replaces a rule's forecasts whole; readers never see half."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: dict[str, Mapping[SeriesKey, SeriesForecast]] = {}
+
+    def put(self, rule: str, forecasts: Mapping[SeriesKey, SeriesForecast]) -> None:
+        """Replace every forecast of `rule`."""
+        snapshot = dict(forecasts)
+        with self._lock:
+            self._rules[rule] = snapshot
+
+    def snapshot(self, rule: str) -> Mapping[SeriesKey, SeriesForecast] | None:
+        """Every forecast of `rule` from its last cycle; None before the first."""
+        with self._lock:
+            return self._rules.get(rule)
+
+    def get(self, rule: str, labels: dict[str, str]) -> SeriesForecast | None:
+        """The forecast of one series of `rule`, if it has one."""
+        snap = self.snapshot(rule)
+        return None if snap is None else snap.get(series_key(labels))

@@ -1,0 +1,211 @@
+"""A small client for Prometheus' HTTP query API: timeouts, retries, auth, chunked ranges."""
+
+from __future__ import annotations
+
+import math
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import numpy as np
+
+from forecaster.config import PrometheusConfig, Rule
+from forecaster.selector import EVERYTHING, LabelSelector
+from forecaster.sources import promql
+from forecaster.sources.base import InstantSample, RangeSeries, SeriesKey, SourceError, series_key
+from forecaster.times import grid_ceil, grid_floor
+
+MAX_POINTS_PER_QUERY = 10_000
+"""Points per series per query_range call: under Prometheus' hard limit of 11,000."""
+
+POINTS_PER_RESPONSE = 1_000_000
+"""Points (series x steps) asked for in one query_range call: keeps each answer to tens of
+megabytes and far from Prometheus' --query.max-samples (50 million by default), however
+many series a rule has."""
+
+QueryObserver = Callable[[str, float, bool], None]
+"""Called after each HTTP call with (endpoint, seconds, succeeded)."""
+
+
+class PrometheusError(SourceError):
+    """Prometheus could not answer: unreachable, timed out, refused or failed the query."""
+
+
+def _parse_value(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+class PrometheusClient:
+    """Queries one Prometheus server; every failure surfaces as PrometheusError."""
+
+    def __init__(
+        self,
+        config: PrometheusConfig,
+        *,
+        observer: QueryObserver | None = None,
+        transport: httpx.BaseTransport | None = None,
+        points_per_response: int = POINTS_PER_RESPONSE,
+    ) -> None:
+        self._config = config
+        self._observer = observer
+        self.points_per_response = points_per_response
+        auth = None
+        if config.basic_auth is not None:
+            password = config.basic_auth.password_file.read_text().strip()
+            auth = httpx.BasicAuth(config.basic_auth.username, password)
+        self._http = httpx.Client(
+            base_url=config.url,
+            timeout=float(config.timeout),
+            auth=auth,
+            verify=ssl.create_default_context(cafile=config.ca_file) if config.ca_file else True,
+            transport=transport,
+            headers={"User-Agent": "scaleahead"},
+        )
+
+    @property
+    def url(self) -> str:
+        return self._config.url
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _headers(self) -> dict[str, str]:
+        # Re-read on every call: Kubernetes rotates projected service-account tokens.
+        if self._config.bearer_token_file is None:
+            return {}
+        token = self._config.bearer_token_file.read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
+    def _call(self, endpoint: str, params: dict[str, Any]) -> Any:
+        attempts = self._config.retries + 1
+        last: str = ""
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+            started = time.perf_counter()
+            try:
+                resp = self._http.post(endpoint, data=params, headers=self._headers())
+            except httpx.HTTPError as err:
+                self._observe(endpoint, started, False)
+                last = f"cannot reach {self.url}{endpoint}: {err or type(err).__name__}"
+                continue
+            if resp.status_code >= 500 or resp.status_code == 429:
+                self._observe(endpoint, started, False)
+                last = f"{self.url}{endpoint} answered {resp.status_code}: {resp.text[:300]}"
+                continue
+            try:
+                body = resp.json()
+            except ValueError:
+                self._observe(endpoint, started, False)
+                raise PrometheusError(
+                    f"{self.url}{endpoint} answered {resp.status_code} with a body that is "
+                    f"not JSON: {resp.text[:200]!r}"
+                ) from None
+            if resp.status_code != 200 or body.get("status") != "success":
+                self._observe(endpoint, started, False)
+                raise PrometheusError(
+                    f"{self.url}{endpoint} refused the query ({resp.status_code}): "
+                    f"{body.get('errorType', '')}: {body.get('error', resp.text[:300])}"
+                )
+            self._observe(endpoint, started, True)
+            return body["data"]
+        raise PrometheusError(f"{last} (after {attempts} attempts)")
+
+    def _observe(self, endpoint: str, started: float, ok: bool) -> None:
+        if self._observer is not None:
+            self._observer(endpoint, time.perf_counter() - started, ok)
+
+    def check_reachable(self) -> None:
+        """Raise PrometheusError unless the server answers a trivial query."""
+        self._call("/api/v1/query", {"query": "1"})
+
+    def query(self, promql: str, at: float) -> list[InstantSample]:
+        """Evaluate an instant vector query at time `at` (Unix seconds)."""
+        data = self._call("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})
+        if data.get("resultType") != "vector":
+            raise PrometheusError(
+                f"query must return an instant vector, got {data.get('resultType')}: {promql}"
+            )
+        return [
+            InstantSample(labels=_labels(item["metric"]), value=_parse_value(item["value"][1]))
+            for item in data["result"]
+        ]
+
+    def query_range(
+        self, promql: str, start: int, end: int, step: int, series: int = 1
+    ) -> list[RangeSeries]:
+        """Evaluate over [start, end] on the grid of multiples of `step`, in chunks.
+
+        Each chunk holds at most MAX_POINTS_PER_QUERY steps, and at most
+        `points_per_response / series` when the query is expected to return `series`
+        series. `start` and `end` are rounded to the grid (start up, end down); samples
+        that are NaN, infinite or negative are dropped, so a series' grid may have holes.
+        """
+        start, end = grid_ceil(start, step), grid_floor(end, step)
+        merged: dict[SeriesKey, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        chunk = max(1, min(MAX_POINTS_PER_QUERY, self.points_per_response // max(series, 1))) * step
+        lo = start
+        while lo <= end:
+            hi = min(end, lo + chunk - step)
+            data = self._call(
+                "/api/v1/query_range",
+                {"query": promql, "start": str(lo), "end": str(hi), "step": str(step)},
+            )
+            if data.get("resultType") != "matrix":
+                raise PrometheusError(
+                    f"query must return a range vector, got {data.get('resultType')}: {promql}"
+                )
+            for item in data["result"]:
+                labels = _labels(item["metric"])
+                key = series_key(labels)
+                pairs = item["values"]
+                ts = np.fromiter((round(float(p[0])) for p in pairs), np.int64, len(pairs))
+                vs = np.fromiter((_parse_value(p[1]) for p in pairs), np.float64, len(pairs))
+                bucket = merged.setdefault(key, ([], []))
+                bucket[0].append(ts)
+                bucket[1].append(vs)
+            lo = hi + step
+        out = []
+        for key, (tss, vss) in merged.items():
+            ts = np.concatenate(tss)
+            vs = np.concatenate(vss)
+            finite = np.isfinite(vs) & (vs >= 0)
+            out.append(RangeSeries(dict(key), ts[finite], vs[finite]))
+        return out
+
+
+def _labels(metric: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in metric.items() if k != "__name__"}
+
+
+class PrometheusSource:
+    """A Source reading each rule's PromQL from Prometheus, selectors injected as matchers."""
+
+    def __init__(self, client: PrometheusClient) -> None:
+        self.client = client
+        self._series: dict[str, int] = {}  # query -> series it returned last time
+
+    def describe(self) -> str:
+        return f"Prometheus at {self.client.url}"
+
+    def fetch_range(
+        self, rule: Rule, start: int, end: int, selector: LabelSelector = EVERYTHING
+    ) -> list[RangeSeries]:
+        """Chunked by time so that no answer exceeds the client's point budget: the number
+        of series is known from the previous fetch, or learnt from the newest step first."""
+        query = promql.render(rule.query, selector)
+        count = self._series.get(query)
+        if count is None and end - start >= 2 * rule.step:
+            count = len(self.client.query_range(query, end, end, rule.step))
+        found = self.client.query_range(query, start, end, rule.step, series=count or 1)
+        self._series[query] = len(found)
+        return found
+
+    def fetch_current(self, rule: Rule, selector: LabelSelector, at: float) -> list[InstantSample]:
+        samples = self.client.query(promql.render(rule.query, selector), at)
+        return [s for s in samples if math.isfinite(s.value) and s.value >= 0]

@@ -1,0 +1,153 @@
+"""The HTTP surface alone, against an in-memory provider (as custom-metrics-apiserver
+tests its plumbing with pkg/provider/fake): paths, items, quantities, Status errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, Counter
+
+from adapter.api import create_app
+from adapter.errors import NotFound, Unavailable
+from adapter.provider import MetricValue
+from forecaster.selector import LabelSelector
+
+BASE = "/apis/external.metrics.k8s.io/v1beta1"
+NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+@dataclass
+class InMemoryProvider:
+    """Values from a dict of metric -> series; records what the API asked for."""
+
+    series: dict[str, list[tuple[dict[str, str], float]]]
+    reasons: list[str] = field(default_factory=list)
+    failing: dict[str, Exception] = field(default_factory=dict)
+    asked: list[tuple[str, str, LabelSelector]] = field(default_factory=list)
+
+    def metric_names(self) -> list[str]:
+        return list(self.series)
+
+    def values(self, namespace: str, metric: str, selector: LabelSelector) -> list[MetricValue]:
+        self.asked.append((namespace, metric, selector))
+        if metric in self.failing:
+            raise self.failing[metric]
+        if metric not in self.series:
+            raise NotFound(f'external metric "{metric}" is not served here')
+        return [
+            MetricValue(metric, labels, NOW, value)
+            for labels, value in self.series[metric]
+            if selector.matches(labels)
+        ]
+
+    def not_ready(self) -> list[str]:
+        return self.reasons
+
+
+@pytest.fixture
+def provider() -> InMemoryProvider:
+    return InMemoryProvider(
+        {
+            "qps_forecast": [
+                ({"service": "checkout"}, 12.3456),
+                ({"service": "search"}, 2.0),
+            ],
+            "queue_forecast": [({"queue": "orders"}, 0.0001)],
+        }
+    )
+
+
+@pytest.fixture
+def client(provider: InMemoryProvider) -> TestClient:
+    registry = CollectorRegistry()
+    Counter("scaleahead_test_total", "A metric of the given registry.", registry=registry)
+    return TestClient(create_app(provider, registry), raise_server_exceptions=False)
+
+
+def test_items_carry_labels_timestamp_and_milli_quantities_rounded_up(client, provider):
+    resp = client.get(f"{BASE}/namespaces/shop/qps_forecast", params={"labelSelector": ""})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["kind"] == "ExternalMetricValueList"
+    assert body["apiVersion"] == "external.metrics.k8s.io/v1beta1"
+    assert body["items"] == [
+        {
+            "metricName": "qps_forecast",
+            "metricLabels": {"service": "checkout"},
+            "timestamp": "2023-11-14T22:13:20Z",
+            "value": "12346m",
+        },
+        {
+            "metricName": "qps_forecast",
+            "metricLabels": {"service": "search"},
+            "timestamp": "2023-11-14T22:13:20Z",
+            "value": "2",
+        },
+    ]
+    [item] = client.get(f"{BASE}/namespaces/shop/queue_forecast").json()["items"]
+    assert item["value"] == "1m"  # a tiny positive rate is never rounded down to 0
+
+
+def test_the_provider_gets_the_namespace_and_the_parsed_selector(client, provider):
+    resp = client.get(
+        f"{BASE}/namespaces/shop/qps_forecast", params={"labelSelector": "service in (search)"}
+    )
+    assert [i["metricLabels"]["service"] for i in resp.json()["items"]] == ["search"]
+    namespace, metric, selector = provider.asked[-1]
+    assert (namespace, metric, str(selector)) == ("shop", "qps_forecast", "service in (search)")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "code", "reason", "needle"),
+    [
+        ("namespaces/shop/nope", {}, 404, "NotFound", '"nope"'),
+        ("namespaces/shop/qps_forecast", {"labelSelector": "service=none"}, 404, "NotFound", ""),
+        ("namespaces/Shop/qps_forecast", {}, 400, "BadRequest", "namespace"),
+        ("namespaces/shop/qps_forecast", {"labelSelector": "a in (b"}, 400, "BadRequest", "("),
+        ("namespaces/shop/qps_forecast", {"labelSelector": "x.y/z=1"}, 400, "BadRequest", "key"),
+        ("namespaces/shop/down", {}, 503, "ServiceUnavailable", "prometheus down"),
+        ("namespaces/shop/broken", {}, 500, "InternalError", "internal error"),
+        ("no/such/path", {}, 404, "NotFound", "/apis/"),
+    ],
+)
+def test_errors_are_kubernetes_status_objects(client, provider, path, params, code, reason, needle):
+    provider.series["down"] = []
+    provider.failing["down"] = Unavailable("prometheus down")
+    provider.series["broken"] = [({"s": "a"}, float("nan"))]  # a provider bug: never served
+    resp = client.get(f"{BASE}/{path}", params=params)
+    assert resp.status_code == code
+    body = resp.json()
+    assert (body["kind"], body["apiVersion"], body["status"]) == ("Status", "v1", "Failure")
+    assert (body["code"], body["reason"]) == (code, reason)
+    assert needle in body["message"]
+    assert "items" not in body
+
+
+def test_a_repeated_selector_is_refused(client):
+    resp = client.get(f"{BASE}/namespaces/shop/qps_forecast?labelSelector=a%3Db&labelSelector=c")
+    assert resp.status_code == 400 and "more than once" in resp.json()["message"]
+
+
+def test_writes_are_405_status(client):
+    resp = client.post(f"{BASE}/namespaces/shop/qps_forecast", json={})
+    assert resp.status_code == 405 and resp.json()["reason"] == "MethodNotAllowed"
+
+
+def test_discovery_lists_what_the_provider_serves(client, provider):
+    resources = client.get(BASE).json()
+    assert resources["kind"] == "APIResourceList"
+    assert [r["name"] for r in resources["resources"]] == ["qps_forecast", "queue_forecast"]
+    assert all(r["namespaced"] and r["verbs"] == ["get"] for r in resources["resources"])
+    group = client.get("/apis/external.metrics.k8s.io").json()
+    assert group["preferredVersion"]["groupVersion"] == "external.metrics.k8s.io/v1beta1"
+
+
+def test_readiness_follows_the_provider_and_metrics_expose_the_registry(client, provider):
+    assert client.get("/readyz").status_code == 200
+    provider.reasons.append("rule qps_forecast: no forecast cycle has completed yet")
+    resp = client.get("/readyz")
+    assert resp.status_code == 503 and "qps_forecast" in resp.text
+    assert client.get("/livez").text == "ok"
+    assert "scaleahead_test_total 0.0" in client.get("/metrics").text

@@ -1,0 +1,201 @@
+"""`scaleahead backtest` on real traces, through CSV and through the real Prometheus."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adapter.cli import main
+from forecaster.config import Rule
+from forecaster.evaluation.backtest import record, replay
+from forecaster.evaluation.report import CSV_COLUMNS
+from forecaster.selector import EVERYTHING
+from forecaster.sources.trace import Trace, TraceSource
+from tests.conftest import RULE_QUERY, TRACES, PrometheusServer
+
+NASA = TRACES / "nasa_http_1995.csv"
+
+
+def iso(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_csv_backtest_writes_its_outputs(tmp_path, capsys):
+    out, png, js = tmp_path / "steps.csv", tmp_path / "plot.png", tmp_path / "summary.json"
+    code = main(
+        [
+            "backtest",
+            "--csv",
+            str(NASA),
+            "--from",
+            "1995-08-30T00:00:00Z",
+            "--to",
+            "1995-08-31T00:00:00Z",
+            "--lead",
+            "3m",
+            "--output",
+            str(out),
+            "--plot",
+            str(png),
+            "--json",
+            str(js),
+        ]
+    )
+    assert code == 0
+    table = capsys.readouterr().out
+    for method in ("reactive", "seasonal naive", "holt-winters", "scaleahead", "perfect foresight"):
+        assert method in table
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == CSV_COLUMNS
+    assert len(rows) == 1 + 1441  # every minute of the day, both ends included
+    assert rows[1][0] == "1995-08-30T00:00:00Z"
+    actual, served = float(rows[500][1]), float(rows[500][2])
+    assert served >= actual  # the policy floors at the actual
+    data = json.loads(js.read_text())
+    by = {m["method"]: m for m in data["methods"]}
+    assert 0.5 < by["scaleahead"]["coverage"] <= 1.0
+    # A perfect forecast through the same HPA drops fewer requests than any forecast.
+    oracle = by["perfect foresight"]["beyond_capacity_share"]
+    assert (
+        oracle < by["scaleahead"]["beyond_capacity_share"] < by["reactive"]["beyond_capacity_share"]
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_replay_does_not_peek(nasa: Trace):
+    rule = Rule(name="b", query="x{<<.LabelMatchers>>}", history="9d")
+    start = nasa.start + 20 * 86400
+    end = start + 6 * 3600
+    cut = start + 3 * 3600
+    perturbed = nasa.counts.copy()
+    perturbed[(cut - nasa.start) // 60 :] *= 4  # everything from the cut on is different
+
+    def run(counts: np.ndarray):
+        src = TraceSource(Trace(nasa.start, 60, counts), {"s": "a"})
+        return replay(rule, record(src, rule, EVERYTHING, start, end), start, end)
+
+    a, b = run(nasa.counts), run(perturbed)
+    before = a.times < cut
+    np.testing.assert_array_equal(a.served[before], b.served[before])
+    np.testing.assert_array_equal(a.mean[before], b.mean[before])
+    np.testing.assert_array_equal(a.upper[before], b.upper[before])
+    assert not np.array_equal(a.served[~before], b.served[~before])  # the test can fail
+
+
+def bad(capsys, *args: str) -> str:
+    assert main(["backtest", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_errors_are_messages(tmp_path, capsys):
+    assert "empty range" in bad(
+        capsys, "--csv", str(NASA), "--from", "1995-08-20T00:00:00Z", "--to", "1995-08-10T00:00:00Z"
+    )
+    rows = NASA.read_text().splitlines()[:200]
+    rows[6] = "1995-07-01T04:05:00Z,lots"
+    broken = tmp_path / "broken.csv"
+    broken.write_text("\n".join(rows) + "\n")
+    assert "row 7" in bad(capsys, "--csv", str(broken))
+    assert "too little history" in bad(
+        capsys, "--csv", str(NASA), "--from", "1995-07-01T04:10:00Z", "--to", "1995-07-02T00:00:00Z"
+    )
+    assert "--from: expected an RFC 3339 time" in bad(
+        capsys, "--csv", str(NASA), "--from", "yesterday"
+    )
+    assert "lead: expected a multiple of step" in bad(
+        capsys, "--csv", str(TRACES / "nab_aws_elb_request_count_5min.csv"), "--lead", "3m"
+    )
+    missing = bad(capsys, "--csv", str(tmp_path / "none.csv"))
+    assert "none.csv" in missing
+
+
+def write_config(path: Path, url: str) -> Path:
+    path.write_text(
+        f"prometheus:\n  url: {url}\nrules:\n  - name: http_requests_forecast\n"
+        f"    query: '{RULE_QUERY}'\n"
+    )
+    return path
+
+
+def test_prometheus_and_csv_give_the_same_numbers(tmp_path, capsys, prometheus: PrometheusServer):
+    series = prometheus.series_by(namespace="default", service="checkout")
+    # The same trace slice as a CSV: one row per minute, stamped with its start.
+    trace_csv = tmp_path / "checkout.csv"
+    with trace_csv.open("w") as f:
+        f.write("timestamp,value\n")
+        for i, c in enumerate(series.counts):
+            f.write(f"{iso(series.start + 60 * i)},{int(c)}\n")
+    config = write_config(tmp_path / "c.yaml", prometheus.url)
+    to = prometheus.end - 2 * 3600
+    frm = to - 6 * 3600
+    results = {}
+    for name, source in (
+        (
+            "prometheus",
+            [
+                "--config",
+                str(config),
+                "--metric",
+                "http_requests_forecast",
+                "--selector",
+                "namespace=default,service=checkout",
+            ],
+        ),
+        ("csv", ["--csv", str(trace_csv)]),
+    ):
+        out = tmp_path / f"{name}.json"
+        code = main(
+            [
+                "backtest",
+                *source,
+                "--from",
+                iso(frm),
+                "--to",
+                iso(to),
+                "--lead",
+                "3m",
+                "--json",
+                str(out),
+            ]
+        )
+        assert code == 0, capsys.readouterr().err
+        results[name] = json.loads(out.read_text())
+    # Within rounding: Prometheus computes rate() itself (last-ulp differences), which
+    # statsmodels' optimiser for the Holt-Winters baseline can carry to ~1e-7.
+    for a, b in zip(results["prometheus"]["methods"], results["csv"]["methods"], strict=True):
+        assert a["method"] == b["method"]
+        for key, value in a.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(b[key], rel=1e-6, abs=1e-12), (a["method"], key)
+    assert results["prometheus"]["range"] == results["csv"]["range"]
+
+
+def test_prometheus_errors(tmp_path, capsys, prometheus: PrometheusServer):
+    config = write_config(tmp_path / "c.yaml", prometheus.url)
+    base = ["--config", str(config), "--metric", "http_requests_forecast"]
+    to = prometheus.end - 3600
+    long_ago = iso(prometheus.end - 30 * 86400)
+    assert "after --from" in bad(
+        capsys,
+        *base,
+        "--selector",
+        "service=checkout,namespace=default",
+        "--from",
+        long_ago,
+        "--to",
+        iso(to),
+    )
+    assert "matches 2 series" in bad(
+        capsys, *base, "--selector", "service=checkout", "--from", iso(to - 3600), "--to", iso(to)
+    )
+    assert "no data for selector" in bad(
+        capsys, *base, "--selector", "service=nothing", "--from", iso(to - 3600), "--to", iso(to)
+    )
+    assert "--metric nope: no such rule" in bad(capsys, "--config", str(config), "--metric", "nope")

@@ -1,0 +1,65 @@
+"""The simulated HPA follows the Kubernetes controller's rules."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forecaster.evaluation.hpa_sim import HPASettings, simulate
+
+S = HPASettings(
+    target_per_pod=10.0, capacity_per_pod=10.0, startup=60, min_replicas=1, max_replicas=100
+)
+
+
+def run(metric, demand=None, s=S, step=60):
+    metric = np.asarray(metric, dtype=float)
+    demand = metric if demand is None else np.asarray(demand, dtype=float)
+    return simulate(0, step, demand, metric, s)
+
+
+def test_within_tolerance_nothing_changes():
+    r = run([100.0] * 3 + [108.0] * 5)  # 10 pods; 108 is within 10% of 100
+    assert set(r.replicas.tolist()) == {10}
+    r = run([100.0] * 3 + [112.0] * 5)  # beyond the tolerance: ceil(11.2) = 12
+    assert r.replicas[-1] == 12
+
+
+def test_scale_up_is_limited_by_the_policies():
+    r = run([20.0] + [1000.0] * 3)  # from 2 pods toward 100
+    # From 2 pods: max(+4 pods, +100%) per 15 s, i.e. 2 -> 6 -> 12 -> 24 -> 48.
+    assert r.replicas[4:8].tolist() == [6, 12, 24, 48]
+
+
+def test_scale_up_limit_counts_from_the_start_of_its_period():
+    from dataclasses import replace
+
+    s = replace(S, scale_up_period=60)
+    r = run([20.0] + [1000.0] * 3, s=s)
+    # From 2 pods: +4 at once (max(4, 100% of 2)), then nothing more until that scale-up
+    # is a full period old, then +100% of 6.
+    assert r.replicas[4:9].tolist() == [6, 6, 6, 6, 12]
+
+
+def test_scale_down_waits_for_the_stabilization_window():
+    metric = [100.0] * 5 + [20.0] * 10
+    r = run(metric)
+    ticks = r.times - r.times[0]
+    drop = ticks[np.argmax(r.replicas < 10)]
+    # The last 10-pod recommendation is made at 285 s (the last tick of the high stretch);
+    # Kubernetes keeps only recommendations newer than now - 300 s: it ages out at 585 s.
+    assert drop == 585
+    assert r.replicas[-1] == 2
+
+
+def test_new_pods_serve_only_after_startup():
+    r = run([10.0] * 2 + [50.0] * 4)
+    first_up = int(np.argmax(r.replicas > 1))
+    assert r.ready[first_up] < r.replicas[first_up]  # added, not Ready yet
+    ready_at = r.times[first_up] + S.startup
+    assert r.ready[r.times >= ready_at][0] == r.replicas[first_up]
+    assert r.beyond_capacity_share > 0  # demand rose before the pods were Ready
+
+
+def test_a_missing_metric_holds_replicas():
+    r = run([50.0, np.nan, np.nan, np.nan], demand=[50.0] * 4)
+    assert set(r.replicas.tolist()) == {5}

@@ -1,0 +1,22 @@
+"""The cold-start ladder: candidates grow with history."""
+
+from __future__ import annotations
+
+from forecaster.models import seasonality as sz
+from forecaster.models.ladder import candidates_for
+
+
+def test_ladder_grows_with_history():
+    strong = {sz.DAY: 0.8, sz.WEEK: 0.8}
+    kinds = lambda span: {(c.kind, c.period) for c in candidates_for(span, strong)}  # noqa: E731
+    assert {p for _, p in kinds(3 * 3600)} == {0}  # minutes or hours: level models only
+    assert ("profile-add", sz.DAY) in kinds(sz.DAY + 2 * 3600)  # a day: daily profile
+    assert ("profile-add", sz.WEEK) not in kinds(13 * sz.DAY)
+    assert ("profile-add", sz.WEEK) in kinds(15 * sz.DAY)  # two weeks: weekly
+    # A cycle that can be measured and is absent is not offered.
+    assert {
+        p
+        for _, p in {
+            (c.kind, c.period) for c in candidates_for(15 * sz.DAY, {sz.DAY: 0.05, sz.WEEK: 0.0})
+        }
+    } == {0}

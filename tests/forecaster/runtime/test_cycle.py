@@ -1,0 +1,76 @@
+"""The forecast cycle on real traces: no peeking, young and old series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forecaster.config import Rule
+from forecaster.models.calibration import per_step_quantile
+from forecaster.models.short_history import ShortHistoryForecaster
+from forecaster.runtime.cycle import ForecastCycle
+from forecaster.runtime.store import ForecastStore
+from forecaster.sources.trace import Trace, TraceSource
+
+STEP = 60
+DAYS = 1440
+
+
+def test_no_peeking_through_the_real_cycle(nasa: Trace):
+    """Changing what happens after t changes no forecast made at or before t."""
+    counts = nasa.counts[: 12 * DAYS].copy()
+    rule = Rule(name="m", query="x{<<.LabelMatchers>>}", history="9d")
+    t0 = nasa.start + 11 * DAYS * STEP
+    perturbed = counts.copy()
+    cut = (t0 - nasa.start) // STEP  # minutes starting at or after t0 are the future
+    perturbed[cut:] *= 3.0
+
+    def run(c: np.ndarray) -> list[np.ndarray]:
+        store = ForecastStore()
+        cycle = ForecastCycle([rule], TraceSource(Trace(nasa.start, 60, c), {"s": "a"}), store)
+        out = []
+        # Cycles 90, 60, 30 minutes before t0 and at t0, then one 10 minutes after it.
+        for k in (-90, -60, -30, 0, 10):
+            cycle.run(rule, t0 + k * STEP)
+            snap = store.snapshot("m")
+            assert snap is not None
+            [fc] = snap.values()
+            out.append(np.concatenate([fc.mean, fc.upper]))
+        return out
+
+    clean, changed = run(counts), run(perturbed)
+    for a, b in zip(clean[:-1], changed[:-1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    # ...and the cycle does read what is new: 10 minutes past t0, tripled demand shows.
+    assert changed[-1][:10].mean() > 1.5 * clean[-1][:10].mean()
+
+
+def test_young_series_get_statsforecast_and_old_ones_the_engine(nasa: Trace):
+    rule = Rule(name="m", query="x{<<.LabelMatchers>>}", history="9d")
+    start = nasa.start
+    young = Trace(start + 10 * DAYS * STEP, 60, nasa.counts[10 * DAYS : 10 * DAYS + 120])
+    old = Trace(start, 60, nasa.counts[: 10 * DAYS + 120])
+    now = start + (10 * DAYS + 120) * STEP
+    for trace, expected in (
+        (young, {"ets"}),
+        (old, {"profile-add/day", "profile-mult/day", "snaive/day", "hw/day"}),
+    ):
+        store = ForecastStore()
+        ForecastCycle([rule], TraceSource(trace, {"s": "a"}), store).run(rule, now)
+        snap = store.snapshot("m")
+        assert snap is not None
+        [fc] = snap.values()
+        assert fc.model in expected
+    # The young series' band is asked for at the per-step quantile that covers the peak
+    # of the lead window (4 steps) with probability q.
+    store = ForecastStore()
+    ForecastCycle([rule], TraceSource(young, {"s": "a"}), store).run(rule, now)
+    [fc] = store.snapshot("m").values()  # type: ignore[union-attr]
+    y = young.counts / 60
+    frame = pd.DataFrame({"unique_id": "a", "ds": np.arange(len(y)) * STEP, "y": y})
+    quantile = per_step_quantile(rule.quantile, rule.lead // rule.step + 1)
+    ref = ShortHistoryForecaster().forecast(frame, horizon=10, step=STEP, quantile=quantile)
+    np.testing.assert_allclose(fc.upper, ref["upper"], rtol=1e-6)  # history is float32
+    # ...which is wider than a band at q itself, as it must be to cover four steps.
+    at_q = ShortHistoryForecaster().forecast(frame, horizon=10, step=STEP, quantile=rule.quantile)
+    assert (fc.upper - at_q["upper"].to_numpy() > 1e-6).all()

@@ -1,0 +1,181 @@
+"""The Prometheus client against the real server: chunked ranges, auth, TLS, failures."""
+
+from __future__ import annotations
+
+import subprocess
+import warnings
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from forecaster.config import BasicAuth, PrometheusConfig, Rule
+from forecaster.sources.prometheus import (
+    MAX_POINTS_PER_QUERY,
+    PrometheusClient,
+    PrometheusError,
+    PrometheusSource,
+)
+from tests.adapter.test_cli import make_cert
+from tests.conftest import RULE_QUERY, STEP, PrometheusServer, free_port, wait_http
+
+QUERY = 'sum by (service) (rate(http_requests_total{namespace="default",service="checkout"}[1m]))'
+
+
+def test_long_range_is_chunked_and_exact(prometheus: PrometheusServer):
+    n = 12_960  # 9 days of minutes: over Prometheus' 11,000-point limit for one call
+    end = prometheus.end
+    start = end - (n - 1) * STEP
+    refused = httpx.post(
+        f"{prometheus.url}/api/v1/query_range",
+        data={"query": QUERY, "start": start, "end": end, "step": STEP},
+    )
+    assert refused.status_code == 400 and "11,000" in refused.text  # why we chunk
+
+    calls: list[str] = []
+    client = PrometheusClient(
+        PrometheusConfig(url=prometheus.url), observer=lambda ep, s, ok: calls.append(ep)
+    )
+    [series] = client.query_range(QUERY, start + 17, end + 59, STEP)  # unaligned on purpose
+    assert len(calls) == -(-n // MAX_POINTS_PER_QUERY)
+    # Aligned to the step, no duplicate or missing point at the chunk borders.
+    assert series.timestamps[0] == start + STEP  # start rounded up to the grid
+    assert series.timestamps[-1] == end
+    assert (np.diff(series.timestamps) == STEP).all()
+    # The first minute's rate needs the sample before it, so it starts one later.
+    expected = prometheus.series_by(namespace="default", service="checkout").rates(end, n - 1)
+    np.testing.assert_allclose(series.values, expected, rtol=1e-12)
+
+
+def test_refused_query_is_named(prometheus: PrometheusServer):
+    client = PrometheusClient(PrometheusConfig(url=prometheus.url))
+    with pytest.raises(PrometheusError, match=r"refused the query.*bad_data"):
+        client.query("rate(http_requests_total[1m]", prometheus.end)
+
+
+def test_unreachable_is_named_after_retries():
+    url = f"http://127.0.0.1:{free_port()}"
+    calls: list[bool] = []
+    client = PrometheusClient(
+        PrometheusConfig(url=url, retries=2), observer=lambda ep, s, ok: calls.append(ok)
+    )
+    with pytest.raises(PrometheusError, match=f"cannot reach {url}.*after 3 attempts"):
+        client.check_reachable()
+    assert calls == [False, False, False]
+
+
+def test_bearer_token_is_reread_from_its_file(tmp_path):
+    # Prometheus itself does not check bearer tokens (a proxy in front of it does), so
+    # this test records what the client sends.
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization", ""))
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "vector", "result": []}}
+        )
+
+    client = PrometheusClient(
+        PrometheusConfig(url="http://prometheus:9090", bearer_token_file=token),
+        transport=httpx.MockTransport(handler),
+    )
+    client.query("up", 0)
+    token.write_text("rotated")
+    client.query("up", 0)
+    assert seen == ["Bearer first", "Bearer rotated"]
+
+
+@pytest.fixture(scope="module")
+def secured_prometheus(prometheus: PrometheusServer, tmp_path_factory):
+    """A second real Prometheus on the same data, behind TLS and basic auth."""
+    root: Path = tmp_path_factory.mktemp("secured")
+    ca, cert, key = make_cert(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # bcrypt via glibc; deprecated, still in 3.11 and 3.12
+
+        hashed = crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH))
+    web = root / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+        f"basic_auth_users:\n  scaleahead: '{hashed}'\n"
+    )
+    # A snapshot copy: two servers must not share one TSDB directory.
+    data = root / "data"
+    subprocess.run(["cp", "-r", str(prometheus.data), str(data)], check=True)
+    (data / "lock").unlink(missing_ok=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            prometheus.binary,
+            f"--config.file={prometheus.config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.config.file={web}",
+            "--storage.tsdb.retention.time=60d",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(f"https://127.0.0.1:{port}/-/ready", ok=(200, 401), timeout=60)
+    password = root / "password"
+    password.write_text("s3cret\n")
+    yield f"https://127.0.0.1:{port}", ca, password
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_basic_auth_and_ca_file_against_real_tls(secured_prometheus, prometheus):
+    url, ca, password = secured_prometheus
+    good = PrometheusClient(
+        PrometheusConfig(
+            url=url, ca_file=ca, basic_auth=BasicAuth(username="scaleahead", password_file=password)
+        )
+    )
+    [sample] = good.query(QUERY, prometheus.end - 60)
+    assert sample.value == pytest.approx(
+        prometheus.series_by(namespace="default", service="checkout").rate_at(prometheus.end - 60)
+    )
+    no_auth = PrometheusClient(PrometheusConfig(url=url, ca_file=ca, retries=0))
+    with pytest.raises(PrometheusError, match="401"):
+        no_auth.query(QUERY, prometheus.end)
+    no_ca = PrometheusClient(
+        PrometheusConfig(
+            url=url, retries=0, basic_auth=BasicAuth(username="scaleahead", password_file=password)
+        )
+    )
+    with pytest.raises(PrometheusError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+        no_ca.query(QUERY, prometheus.end)
+
+
+def test_many_series_are_fetched_in_bounded_answers(prometheus: PrometheusServer):
+    """With a point budget per answer, a long backfill of 3 series takes more, smaller
+    chunks, and gives exactly what one big fetch gives."""
+    rule = Rule(name="r", query=RULE_QUERY, history="9d")
+    end = prometheus.end - 3600
+    start = end - 9 * 86400 + STEP
+    calls: list[str] = []
+    small = PrometheusSource(
+        PrometheusClient(
+            PrometheusConfig(url=prometheus.url),
+            observer=lambda ep, s, ok: calls.append(ep),
+            points_per_response=3 * 1000,
+        )
+    )
+    got = small.fetch_range(rule, start, end)
+    steps = (end - start) // STEP + 1
+    assert len(calls) == 1 + -(-steps // 1000)  # a one-step probe, then 1,000 steps a chunk
+    reference = PrometheusSource(PrometheusClient(PrometheusConfig(url=prometheus.url)))
+    want = {tuple(sorted(s.labels.items())): s for s in reference.fetch_range(rule, start, end)}
+    assert len(got) == len(want) == 3
+    for s in got:
+        w = want[tuple(sorted(s.labels.items()))]
+        np.testing.assert_array_equal(s.timestamps, w.timestamps)
+        np.testing.assert_array_equal(s.values, w.values)
+    calls.clear()
+    small.fetch_range(rule, start, end)  # the series count is now known: no probe
+    assert len(calls) == -(-steps // 1000)
