@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from collections.abc import Iterable
@@ -106,6 +107,8 @@ def _progress(steps: Iterable[int]) -> Iterable[int]:
 def run(o: BacktestOptions) -> None:
     """Record, replay, score and report; raise BacktestError (or ConfigError) with a
     message for the user."""
+    if o.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise BacktestError("--plot needs matplotlib: pip install 'scaleahead[backtest]'")
     rule, source, selector, end = _rule_and_source(o)
     start = end - 7 * DAY if o.start is None else o.start
     try:
