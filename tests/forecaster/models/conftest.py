@@ -9,9 +9,7 @@ from forecaster.models import SeriesModel
 from forecaster.sources.trace import Trace
 
 STEP = 60
-
-
-DAYS = 1440
+DAYS = 1440  # steps in a day
 
 
 @pytest.fixture(scope="module")
