@@ -93,6 +93,11 @@ class Fitted:
         return self.model.paths(ctx, np.array([len(y) - 1]))[0]
 
 
+def as_holes(y: np.ndarray) -> np.ndarray:
+    """The series with every sample that cannot be a rate (NaN, infinite, negative) as NaN."""
+    return np.where(np.isfinite(y) & (y >= 0), y, np.nan)
+
+
 def ffill(x: np.ndarray) -> np.ndarray:
     """Forward-fill NaNs (leading NaNs take the first finite value; all NaN: zeros)."""
     ok = np.isfinite(x)

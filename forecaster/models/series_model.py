@@ -8,7 +8,14 @@ import numpy as np
 
 from forecaster.models import ladder, selection
 from forecaster.models import seasonality as sz
-from forecaster.models.base import Fitted, Model, SeriesContext, clip_mean, clip_upper
+from forecaster.models.base import (
+    Fitted,
+    Model,
+    SeriesContext,
+    as_holes,
+    clip_mean,
+    clip_upper,
+)
 from forecaster.models.calibration import (
     CALIBRATION_SECONDS,
     MIN_ORIGINS,
@@ -56,7 +63,7 @@ class SeriesModel:
     def _prepare(self, y: np.ndarray, end: int) -> tuple[SeriesContext, int, float]:
         """The series from its first observation, outages masked; its number of
         observations and the share masked."""
-        y = np.where(np.isfinite(y) & (y >= 0), y, np.nan)
+        y = as_holes(y)
         observed = np.flatnonzero(np.isfinite(y))
         if observed.size == 0:
             raise ValueError("no observation")
@@ -105,8 +112,9 @@ class SeriesModel:
         """(mean, upper) for the H steps after `end` from history y ending at `end`, with
         the upper band at quantile `level` (default: the fit's), and the fitted model
         brought up to `end` (`fitted`: a later state of fit.fitted to start from)."""
-        y = np.where(np.isfinite(y) & (y >= 0), y, np.nan)
-        fitted = (fitted or fit.fitted).advance(y, end, self.step)
+        y = as_holes(y)
+        start = fit.fitted if fitted is None else fitted
+        fitted = start.advance(y, end, self.step)
         steps = fitted.model.history_steps
         recent = y if steps is None else y[-steps:]
         observed = recent[np.isfinite(recent)]

@@ -12,7 +12,7 @@ import pandas as pd
 from statsforecast import StatsForecast
 from statsforecast.models import AutoETS, Naive
 
-from forecaster.models.base import clip_mean, clip_upper
+from forecaster.models.base import as_holes, clip_mean, clip_upper
 from forecaster.models.ladder import MIN_POINTS
 
 FIT_WINDOW = 360
@@ -31,14 +31,13 @@ def prepare(history: pd.DataFrame, fit_window: int = FIT_WINDOW) -> pd.DataFrame
     fill interior holes linearly. Series with no observation are dropped."""
     parts = []
     for uid, group in history.groupby("unique_id", sort=False):
-        y = group["y"].to_numpy(dtype=np.float64)
-        observed = np.flatnonzero(np.isfinite(y) & (y >= 0))
+        y = as_holes(group["y"].to_numpy(dtype=np.float64))
+        observed = np.flatnonzero(np.isfinite(y))
         if observed.size == 0:
             continue
         lo = max(int(observed[0]), int(observed[-1]) + 1 - fit_window)
         hi = int(observed[-1]) + 1
-        ys = pd.Series(np.where(np.isfinite(y[lo:hi]) & (y[lo:hi] >= 0), y[lo:hi], np.nan))
-        ys = ys.interpolate(limit_direction="both")
+        ys = pd.Series(y[lo:hi]).interpolate(limit_direction="both")
         parts.append(
             pd.DataFrame(
                 {"unique_id": uid, "ds": group["ds"].to_numpy()[lo:hi], "y": ys.to_numpy()}

@@ -181,7 +181,7 @@ def _forecast(
         labels=labels,
         origin=seen.last,
         last_actual=seen.last_value,
-        ds=ds.astype(np.int64),
+        ds=np.asarray(ds, dtype=np.int64),  # the old series share one grid array
         mean=mean,
         upper=upper,
         model=model,
