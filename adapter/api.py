@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from importlib.metadata import version
 from typing import Any
@@ -18,6 +19,8 @@ from adapter.provider import ExternalMetricsProvider
 from adapter.quantity import format_quantity
 from forecaster.selector import SelectorError, parse_selector
 from forecaster.times import rfc3339
+
+log = logging.getLogger(__name__)
 
 GROUP = "external.metrics.k8s.io"
 VERSION = "v1beta1"
@@ -55,9 +58,10 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
         return JSONResponse(status_body(err.status_code, reason, message), err.status_code)
 
     @app.exception_handler(Exception)
-    async def _internal(_: Request, err: Exception) -> JSONResponse:
+    async def _internal(request: Request, err: Exception) -> JSONResponse:
         # A provider bug (or a value that is not a rate) is a 500 Status, never a number.
-        return JSONResponse(status_body(500, "InternalError", f"internal error: {err}"), 500)
+        log.error("%s %s failed", request.method, request.url.path, exc_info=err)
+        return _status(StatusError(f"internal error: {err}"))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
