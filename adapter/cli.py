@@ -32,7 +32,12 @@ def _path(text: str | None) -> Path | None:
     return None if text is None else Path(text)
 
 
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
 def _serve(args: argparse.Namespace) -> None:
+    from adapter.auth import AuthenticationSettings, AuthorizationSettings
     from adapter.service import ServeOptions, serve
 
     serve(
@@ -43,7 +48,33 @@ def _serve(args: argparse.Namespace) -> None:
             secure_port=args.secure_port,
             tls_cert_file=_path(args.tls_cert_file),
             tls_private_key_file=_path(args.tls_private_key_file),
+            cert_dir=_path(args.cert_dir),
+            tls_min_version=args.tls_min_version,
+            tls_cipher_suites=args.tls_cipher_suites,
+            kubeconfig=_path(args.kubeconfig),
+            authentication=AuthenticationSettings(
+                client_ca_file=_path(args.client_ca_file),
+                requestheader_client_ca_file=_path(args.requestheader_client_ca_file),
+                requestheader_allowed_names=_names(args.requestheader_allowed_names),
+                skip_lookup=args.authentication_skip_lookup,
+                token_cache_ttl=_seconds(
+                    "--authentication-token-webhook-cache-ttl",
+                    args.authentication_token_webhook_cache_ttl,
+                ),
+            ),
+            authorization=AuthorizationSettings(
+                always_allow_paths=_names(args.authorization_always_allow_paths),
+                allowed_ttl=_seconds(
+                    "--authorization-webhook-cache-authorized-ttl",
+                    args.authorization_webhook_cache_authorized_ttl,
+                ),
+                denied_ttl=_seconds(
+                    "--authorization-webhook-cache-unauthorized-ttl",
+                    args.authorization_webhook_cache_unauthorized_ttl,
+                ),
+            ),
             log_level=args.log_level,
+            verbosity=args.v,
         )
     )
 
@@ -105,11 +136,57 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="forecast and serve the external metrics API")
     s.add_argument("--config", help="YAML configuration; without it, replay the bundled trace")
     s.add_argument("--bind-address", help="default 127.0.0.1 (plain HTTP) or 0.0.0.0 (TLS)")
-    s.add_argument("--port", type=int, default=8080, help="plain HTTP port (loopback only)")
-    s.add_argument("--secure-port", type=int, default=None, help="TLS port (default 6443)")
-    s.add_argument("--tls-cert-file", help="serving certificate (PEM); enables TLS")
-    s.add_argument("--tls-private-key-file", help="serving key (PEM)")
+    s.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="plain HTTP port, without authentication, for local development on loopback "
+        "(used when no certificate flag is given)",
+    )
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.add_argument("--v", type=int, default=0, help="verbosity; 2 and up logs every request")
+    t = s.add_argument_group(
+        "secure serving (TLS; every request is authenticated and authorized through the "
+        "Kubernetes API)"
+    )
+    t.add_argument("--secure-port", type=int, default=None, help="TLS port (default 6443)")
+    t.add_argument("--tls-cert-file", help="serving certificate (PEM), reloaded when it changes")
+    t.add_argument("--tls-private-key-file", help="serving key (PEM)")
+    t.add_argument(
+        "--cert-dir",
+        help="without --tls-cert-file: write (or reuse) a self-signed serving certificate "
+        "here, with its CA in ca.crt for the APIService's caBundle",
+    )
+    t.add_argument("--tls-min-version", default="VersionTLS12", help="VersionTLS12 or VersionTLS13")
+    t.add_argument("--tls-cipher-suites", help="comma-separated IANA names for TLS 1.2")
+    t.add_argument("--kubeconfig", help="Kubernetes API credentials (default: in-cluster)")
+    t.add_argument(
+        "--client-ca-file",
+        help="CA of client certificates whose CN/O are the user/groups (default: the "
+        "API server's, from kube-system/extension-apiserver-authentication)",
+    )
+    t.add_argument(
+        "--requestheader-client-ca-file",
+        help="CA of the aggregator's front-proxy certificate (default: from the ConfigMap)",
+    )
+    t.add_argument(
+        "--requestheader-allowed-names",
+        help="comma-separated CNs the front-proxy certificate may have (default: the "
+        "ConfigMap's; empty there means any)",
+    )
+    t.add_argument(
+        "--authentication-skip-lookup",
+        action="store_true",
+        help="do not read kube-system/extension-apiserver-authentication",
+    )
+    t.add_argument("--authentication-token-webhook-cache-ttl", default="10s")
+    t.add_argument(
+        "--authorization-always-allow-paths",
+        default="/healthz,/livez,/readyz,/openapi/*,/version",
+        help="paths served without authentication or authorization",
+    )
+    t.add_argument("--authorization-webhook-cache-authorized-ttl", default="10s")
+    t.add_argument("--authorization-webhook-cache-unauthorized-ttl", default="10s")
     s.set_defaults(func=_serve)
 
     b = sub.add_parser(
@@ -170,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    # apscheduler logs every job run at INFO; our cycle logs its own summary.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # apscheduler logs every job run at INFO and httpx every call; ours log summaries.
+    for noisy in ("apscheduler", "httpx", "kubernetes.client.rest"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     try:
         args.func(args)
     except (ConfigError, UsageError) as err:

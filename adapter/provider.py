@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from adapter.errors import NotFound, Unavailable
+from adapter.errors import BadRequest, NotFound, Unavailable
 from forecaster.config import Rule
-from forecaster.policy import Served, served_value
-from forecaster.runtime.store import ForecastStore
+from forecaster.policy import Served
+from forecaster.runtime.serving import RuleServing, ServingView
 from forecaster.runtime.telemetry import Telemetry
 from forecaster.selector import LabelSelector
-from forecaster.sources.base import SeriesKey, Source, SourceError, series_key
+from forecaster.sources.base import SeriesKey, series_key
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +48,17 @@ class ExternalMetricsProvider(Protocol):
 
 
 class ForecastProvider:
-    """Serves each rule's forecasts from the store, floored at the source's current value."""
+    """Serves each rule's series from memory: current values and forecasts joined by the
+    served-value policy. A request never waits on the source."""
 
     def __init__(
         self,
         rules: list[Rule],
-        source: Source,
-        store: ForecastStore,
-        clock: Callable[[], float],
+        view: ServingView,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.rules = {r.name: r for r in rules}
-        self.source = source
-        self.store = store
-        self.clock = clock
+        self.view = view
         self.telemetry = telemetry
         self._fallback: set[tuple[str, SeriesKey]] = set()
         self._lock = threading.Lock()
@@ -71,11 +67,16 @@ class ForecastProvider:
         return list(self.rules)
 
     def not_ready(self) -> list[str]:
-        return [
-            f"rule {name}: no forecast cycle has completed yet"
-            for name in self.rules
-            if self.store.snapshot(name) is None
-        ]
+        reasons = []
+        for rule in self.rules.values():
+            state = self.view.rule(rule)
+            if not state.forecasts_ready:
+                error = state.current.error
+                why = f" ({error})" if error else ""
+                reasons.append(f"rule {rule.name}: no forecast cycle has completed yet{why}")
+            elif state.series and not any(s.served for s in state.series):
+                reasons.append(f"rule {rule.name}: {_unservable(state)}")
+        return reasons
 
     def values(self, namespace: str, metric: str, selector: LabelSelector) -> list[MetricValue]:
         rule = self.rules.get(metric)
@@ -86,53 +87,43 @@ class ForecastProvider:
             )
         if rule.namespace_label:
             selector = selector.with_equals(rule.namespace_label, namespace)
-        now = self.clock()
-        try:
-            current = self.source.fetch_current(rule, selector, now)
-        except SourceError as err:
-            return self._without_source(rule, namespace, selector, now, err)
-        if not current:
+        state = self.view.rule(rule)
+        if not state.series:
+            self.view.current.request(rule.name)
+            if state.current.fetched_at is None:
+                raise Unavailable(
+                    f'external metric "{metric}" has no values yet: {_current_state(state)}'
+                )
+        kept = state.label_names()
+        unknown = sorted(selector.keys() - kept)
+        if state.series and unknown:
+            raise BadRequest(
+                f'the series of external metric "{metric}" carry no label '
+                f"{', '.join(unknown)}: its query keeps {', '.join(sorted(kept))}"
+                + (
+                    f" (namespace_label {rule.namespace_label} must be kept by the query)"
+                    if rule.namespace_label in unknown
+                    else ""
+                )
+            )
+        matching = [s for s in state.series if selector.matches(s.labels)]
+        if not matching:
+            self.view.current.request(rule.name)  # a series that appeared since the last refresh
             raise NotFound(
                 f'no series of external metric "{metric}" in namespace "{namespace}" '
                 f'matches the selector "{selector}"'
             )
         out = []
-        for sample in current:
-            served = served_value(sample.value, self.store.get(rule.name, sample.labels), now, rule)
-            assert served is not None  # an actual value was given
-            self._note(rule, sample.labels, served)
-            out.append(MetricValue(rule.name, sample.labels, now, served.value))
-        return out
-
-    def _without_source(
-        self,
-        rule: Rule,
-        namespace: str,
-        selector: LabelSelector,
-        now: float,
-        err: SourceError,
-    ) -> list[MetricValue]:
-        """Source down: serve fresh forecasts of matching series, or refuse (never 0)."""
-        snapshot = self.store.snapshot(rule.name)
-        out = []
-        for fc in [] if snapshot is None else snapshot.values():
-            if not selector.matches(fc.labels):
+        for s in matching:
+            if s.served is None:
                 continue
-            served = served_value(None, fc, now, rule)
-            if served is not None:
-                out.append(MetricValue(rule.name, fc.labels, now, served.value))
+            self._note(rule, s.labels, s.served)
+            out.append(MetricValue(rule.name, s.labels, state.now, s.served.value))
         if not out:
             raise Unavailable(
-                f'cannot serve external metric "{rule.name}" in namespace "{namespace}": '
-                f"the current value is unavailable ({err}) and no forecast younger than "
-                f"{rule.ttl}s matches the selector"
+                f'cannot serve external metric "{metric}" in namespace "{namespace}" for '
+                f'"{selector}": {_unservable(state)}'
             )
-        log.warning(
-            "rule %s: current value unavailable (%s); serving %d forecast(s) alone",
-            rule.name,
-            err,
-            len(out),
-        )
         return out
 
     def _note(self, rule: Rule, labels: dict[str, str], served: Served) -> None:
@@ -157,3 +148,20 @@ class ForecastProvider:
                 )
         elif was:
             log.info("rule %s %s: forecast available again", rule.name, labels)
+
+
+def _current_state(state: RuleServing) -> str:
+    c = state.current
+    if c.fetched_at is None:
+        why = f" ({c.error})" if c.error else ""
+        return f"its current values have not been fetched yet{why}"
+    age = int(state.now - c.fetched_at)
+    why = f" ({c.error})" if c.error else ""
+    return f"its current values are {age}s old{why}"
+
+
+def _unservable(state: RuleServing) -> str:
+    return (
+        f"{_current_state(state)} and no forecast younger than {state.rule.ttl}s exists; "
+        "serving nothing rather than a guess"
+    )

@@ -3,28 +3,52 @@ wired as one service, and `scaleahead serve` on top of it."""
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from adapter import http
 from adapter.api import GROUP_VERSION, create_app
+from adapter.auth import (
+    ASGIApp,
+    AuthenticationSettings,
+    Authenticator,
+    AuthorizationSettings,
+    Authorizer,
+    Guard,
+    access_log,
+)
 from adapter.errors import UsageError
+from adapter.kube import Kube, api_client, serving_names
 from adapter.provider import ForecastProvider
-from forecaster.config import ConfigError, PrometheusConfig, Rule, load_config
+from adapter.tls import (
+    ServingTLS,
+    TLSSettings,
+    check_certificate,
+    parse_cipher_suites,
+    parse_min_version,
+    self_signed,
+)
+from forecaster.config import CurrentConfig, PrometheusConfig, Rule, load_config
+from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.cycle import ForecastCycle
 from forecaster.runtime.scheduler import start_scheduler
+from forecaster.runtime.serving import ServingView
 from forecaster.runtime.store import ForecastStore
 from forecaster.runtime.telemetry import SeriesCollector, Telemetry
 from forecaster.sources.base import Source
-from forecaster.sources.prometheus import PrometheusClient, PrometheusError, PrometheusSource
+from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
 from forecaster.sources.trace import DEMO_LABELS, TraceSource, demo_trace
 
 log = logging.getLogger("scaleahead")
@@ -43,28 +67,51 @@ class Service:
     rules: list[Rule]
     source: Source
     store: ForecastStore
+    current: CurrentValues
+    current_config: CurrentConfig
     cycle: ForecastCycle
     provider: ForecastProvider
     registry: CollectorRegistry
     telemetry: Telemetry
     app: FastAPI
+    clock: Callable[[], float]
+
+    def start(self) -> BackgroundScheduler:
+        """Start the background jobs: forecast cycles and current-value refreshes."""
+        return start_scheduler(self.cycle, self.current, self.current_config.interval, self.clock)
 
 
 def build_service(
     rules: list[Rule],
     source_factory: Callable[[Telemetry], Source],
     clock: Callable[[], float],
+    current_config: CurrentConfig | None = None,
 ) -> Service:
     """Assemble the service; `source_factory` gets the telemetry to report queries to."""
+    current_config = current_config or CurrentConfig()
     registry = CollectorRegistry()
     telemetry = Telemetry(registry)
     source = source_factory(telemetry)
     store = ForecastStore()
+    current = CurrentValues(rules, source, clock, current_config.max_age)
+    view = ServingView(store, current, clock)
     cycle = ForecastCycle(rules, source, store, telemetry=telemetry)
-    provider = ForecastProvider(rules, source, store, clock, telemetry)
-    registry.register(SeriesCollector(rules, store, clock))
+    provider = ForecastProvider(rules, view, telemetry)
+    registry.register(SeriesCollector(rules, view))
     app = create_app(provider, registry)
-    return Service(rules, source, store, cycle, provider, registry, telemetry, app)
+    return Service(
+        rules,
+        source,
+        store,
+        current,
+        current_config,
+        cycle,
+        provider,
+        registry,
+        telemetry,
+        app,
+        clock,
+    )
 
 
 def prometheus_source(config: PrometheusConfig) -> Callable[[Telemetry], Source]:
@@ -91,7 +138,14 @@ class ServeOptions:
     secure_port: int | None = None
     tls_cert_file: Path | None = None
     tls_private_key_file: Path | None = None
+    cert_dir: Path | None = None
+    tls_min_version: str = "VersionTLS12"
+    tls_cipher_suites: str | None = None
+    kubeconfig: Path | None = None
+    authentication: AuthenticationSettings = field(default_factory=AuthenticationSettings)
+    authorization: AuthorizationSettings = field(default_factory=AuthorizationSettings)
     log_level: str = "info"
+    verbosity: int = 0
 
 
 def _is_loopback(address: str) -> bool:
@@ -100,6 +154,10 @@ def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
+        pass
+    try:  # the shorthand spellings inet_aton accepts, such as 127.1
+        return ipaddress.IPv4Address(socket.inet_aton(address)).is_loopback
+    except OSError:
         return False
 
 
@@ -111,16 +169,19 @@ def listener(o: ServeOptions) -> tuple[str, int, bool]:
     for flag, path in (("--tls-cert-file", cert), ("--tls-private-key-file", key)):
         if path and not Path(path).is_file():
             raise UsageError(f"{flag}: no such file: {path}")
-    if cert:
+    if cert or o.cert_dir:
         return o.bind_address or "0.0.0.0", o.secure_port or 6443, True
     if o.secure_port is not None:
-        raise UsageError("--secure-port needs --tls-cert-file and --tls-private-key-file")
+        raise UsageError(
+            "--secure-port needs a certificate: --tls-cert-file and --tls-private-key-file, "
+            "or --cert-dir for a self-signed one"
+        )
     address = o.bind_address or "127.0.0.1"
     if not _is_loopback(address):
         raise UsageError(
             f"--bind-address {address}: plain HTTP is for local development and is only "
-            "served on loopback; give --tls-cert-file and --tls-private-key-file to serve "
-            "on other addresses"
+            "served on loopback; give --tls-cert-file and --tls-private-key-file (or "
+            "--cert-dir) to serve on other addresses"
         )
     return address, o.port, False
 
@@ -128,12 +189,16 @@ def listener(o: ServeOptions) -> tuple[str, int, bool]:
 def _banner(rules_names: list[str], url: str, demo: bool, tls: bool) -> str:
     metric = rules_names[0]
     selector = "service=nasa-http" if demo else "service=<name>"
-    curl_flags = "-sk " if tls else "-s "
     path = f"/apis/{GROUP_VERSION}/namespaces/default/{metric}?labelSelector={quote(selector)}"
+    try_it = (
+        f"kubectl get --raw '{path}'   (through the API server, once registered)"
+        if tls
+        else f"curl -s '{url}{path}'"
+    )
     lines = [
         f"scaleahead serving the external metrics API at {url}",
         f"  metrics served: {', '.join(rules_names)}",
-        f"  try: curl {curl_flags}'{url}{path}'",
+        f"  try: {try_it}",
     ]
     if demo:
         lines.insert(
@@ -144,23 +209,44 @@ def _banner(rules_names: list[str], url: str, demo: bool, tls: bool) -> str:
     return "\n".join(lines)
 
 
+def _secure(o: ServeOptions, app: ASGIApp) -> tuple[ASGIApp, ssl.SSLContext, Authenticator]:
+    """The app behind authentication and authorization, and the TLS context to serve it."""
+    min_version = parse_min_version(o.tls_min_version)
+    ciphers = parse_cipher_suites(o.tls_cipher_suites)
+    if o.tls_cert_file and o.tls_private_key_file:
+        check_certificate(o.tls_cert_file, o.tls_private_key_file)
+    kube = Kube(api_client(o.kubeconfig))
+    authenticator = Authenticator(o.authentication, kube)
+    if o.tls_cert_file and o.tls_private_key_file:
+        cert, key = o.tls_cert_file, o.tls_private_key_file
+    else:
+        assert o.cert_dir is not None
+        generated = self_signed(o.cert_dir, serving_names(kube))
+        cert, key = generated.cert_file, generated.key_file
+    authenticator.start()
+    tls = ServingTLS(TLSSettings(cert, key, min_version, ciphers), authenticator.client_cas_pem)
+    guarded = Guard(app, authenticator, Authorizer(o.authorization, kube))
+    return guarded, tls.context, authenticator
+
+
 def serve(o: ServeOptions) -> None:
     """Run the service until interrupted; raise UsageError or ConfigError before serving."""
     address, port, tls = listener(o)
     if o.config is not None:
         config = load_config(o.config)
-        client = PrometheusClient(config.prometheus)
-        try:
-            client.check_reachable()
-        except PrometheusError as err:
-            raise ConfigError(f"{o.config}: prometheus.url: {err}") from None
-        finally:
-            client.close()
         rules = config.rules
-        service = build_service(rules, prometheus_source(config.prometheus), time.time)
+        service = build_service(
+            rules, prometheus_source(config.prometheus), time.time, config.current
+        )
     else:
         rules = [DEMO_RULE]
         service = build_service(rules, demo_source, time.time)
+    app: ASGIApp = service.app
+    context = None
+    authenticator = None
+    if tls:
+        app, context, authenticator = _secure(o, app)
+    access_log.setLevel(logging.INFO if o.verbosity >= 2 else logging.WARNING)
 
     scheme = "https" if tls else "http"
     host = f"[{address}]" if ":" in address else address
@@ -174,19 +260,15 @@ def serve(o: ServeOptions) -> None:
             address,
             port,
         )
-    scheduler = start_scheduler(service.cycle, time.time)
+    scheduler = service.start()
+    # Everything built so far lives as long as the process: keep it out of the
+    # collector's generations, so that full collections stay short under load.
+    gc.collect()
+    gc.freeze()
     try:
-        uvicorn.Server(
-            uvicorn.Config(
-                service.app,
-                host=address,
-                port=port,
-                ssl_certfile=o.tls_cert_file,
-                ssl_keyfile=o.tls_private_key_file,
-                log_level=o.log_level,
-                access_log=False,
-                timeout_graceful_shutdown=5,
-            )
-        ).run()
+        http.run(app, address, port, context, o.log_level)
     finally:
         scheduler.shutdown(wait=False)
+        service.current.close()
+        if authenticator is not None:
+            authenticator.stop()

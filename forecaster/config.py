@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -24,7 +25,7 @@ PLACEHOLDER = "<<.LabelMatchers>>"
 """Where a rule's query receives the request's label selector (and namespace) as matchers."""
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
-_METRIC_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:.-]{0,252}$")
+_METRIC_NAME = re.compile(r"^[a-z_][a-z0-9_:.-]{0,252}$")
 
 
 class ConfigError(Exception):
@@ -66,7 +67,12 @@ class PrometheusConfig(_Strict):
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+            raise ValueError("expected an http:// or https:// URL")
+        if "@" in urlsplit(value).netloc:
+            raise ValueError(
+                "credentials do not belong in the URL (they would show in errors and logs): "
+                "use basic_auth (username and password_file) or bearer_token_file"
+            )
         return value.rstrip("/")
 
     @field_validator("timeout")
@@ -101,8 +107,14 @@ class Rule(_Strict):
     @classmethod
     def _metric_name(cls, value: str) -> str:
         if not _METRIC_NAME.match(value):
+            if value.lower() != value and _METRIC_NAME.match(value.lower()):
+                raise ValueError(
+                    f"{value!r} has upper-case letters: the HPA controller lowercases external "
+                    "metric names before asking (kubernetes/kubernetes#72996), so it could never "
+                    f"be requested; name it {value.lower()!r}"
+                )
             raise ValueError(
-                "expected a metric name of letters, digits and _ : . - "
+                "expected a lowercase metric name of letters, digits and _ : . - "
                 f"starting with a letter or _, got {value!r}"
             )
         return value
@@ -166,11 +178,30 @@ class Rule(_Strict):
         return self.horizon // self.step
 
 
+class CurrentConfig(_Strict):
+    """How the current value of every series is kept in memory for the API."""
+
+    interval: Duration = 15  # one instant query per rule this often
+    max_age: Duration = 60  # older current values are not served as current
+
+    @model_validator(mode="after")
+    def _fresh_enough(self) -> CurrentConfig:
+        if self.interval <= 0:
+            raise ValueError("interval: expected a positive duration")
+        if self.max_age < 2 * self.interval:
+            raise ValueError(
+                f"max_age: expected at least two intervals ({format_duration(2 * self.interval)}) "
+                "so that one slow refresh does not make every current value stale"
+            )
+        return self
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
     prometheus: PrometheusConfig
     rules: list[Rule] = Field(min_length=1)
+    current: CurrentConfig = CurrentConfig()
 
     @field_validator("rules")
     @classmethod

@@ -61,6 +61,10 @@ class LabelSelector:
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(r.matches(labels) for r in self.requirements)
 
+    def keys(self) -> set[str]:
+        """The label keys the selector constrains."""
+        return {r.key for r in self.requirements}
+
     def with_equals(self, key: str, value: str) -> LabelSelector:
         """This selector plus the requirement key=value (validated like any other)."""
         _check_value(value)
@@ -86,6 +90,11 @@ def is_label_name(name: str) -> bool:
 
 
 def _check_key(key: str) -> str:
+    if key.startswith("__"):
+        raise SelectorError(
+            f"label key {key!r} is reserved: keys starting with '__' are Prometheus' own "
+            "(such as __name__), not labels of a served series"
+        )
     if not is_label_name(key):
         raise SelectorError(
             f"label key {key!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"

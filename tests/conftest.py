@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from forecaster.sources.trace import Trace, read_trace
+from tests.controlplane import ControlPlane, MissingAssets
 
 REPO = Path(__file__).resolve().parent.parent
 TRACES = REPO.parent / "shared" / "traces"
@@ -218,3 +219,21 @@ def clean_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("KUBECONFIG", None)
     return env
+
+
+@pytest.fixture(scope="session")
+def control_plane(kubectl: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A real kube-apiserver v1.28 with etcd, on loopback, for the whole session.
+
+    Without its binaries the tests that need it skip, naming what is missing; under
+    CI=true they fail instead.
+    """
+    try:
+        plane = ControlPlane(tmp_path_factory.mktemp("k8s"), kubectl)
+    except MissingAssets as err:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the Kubernetes control plane is missing: {err}")
+        pytest.skip(f"the Kubernetes control plane is missing: {err}")
+    plane.start()
+    yield plane
+    plane.stop()

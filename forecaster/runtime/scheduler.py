@@ -1,4 +1,5 @@
-"""Runs every rule's forecast cycle on its interval with apscheduler, never two at once."""
+"""Runs every rule's forecast cycle and current-value refresh on their intervals with
+apscheduler, never two of one kind for a rule at once."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from forecaster.config import Rule
+from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.cycle import ForecastCycle
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,18 @@ def _run_logged(cycle: ForecastCycle, rule: Rule, clock: Clock) -> None:
         log.error("rule %s: cycle failed: %s", rule.name, err)
 
 
-def start_scheduler(cycle: ForecastCycle, clock: Clock) -> BackgroundScheduler:
-    """Start a background scheduler with one job per rule, the first run immediately."""
+def _refresh_logged(current: CurrentValues, rule: Rule) -> None:
+    try:
+        current.refresh(rule)
+    except Exception as err:  # a failed refresh must not stop the schedule
+        log.error("rule %s: current-value refresh failed: %s", rule.name, err)
+
+
+def start_scheduler(
+    cycle: ForecastCycle, current: CurrentValues, interval: int, clock: Clock
+) -> BackgroundScheduler:
+    """Start a background scheduler with a cycle job and a refresh job (every `interval`
+    seconds) per rule, the first runs immediately."""
     scheduler = BackgroundScheduler(
         timezone=UTC,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -36,6 +48,14 @@ def start_scheduler(cycle: ForecastCycle, clock: Clock) -> BackgroundScheduler:
             seconds=rule.interval,
             args=[cycle, rule, clock],
             id=f"cycle:{rule.name}",
+            next_run_time=datetime.now(UTC),
+        )
+        scheduler.add_job(
+            _refresh_logged,
+            "interval",
+            seconds=interval,
+            args=[current, rule],
+            id=f"current:{rule.name}",
             next_run_time=datetime.now(UTC),
         )
     scheduler.start()

@@ -4,7 +4,7 @@ and, per forecast series, the actual, forecast, band and served value (`SeriesCo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -12,8 +12,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from forecaster.config import Rule
-from forecaster.policy import lead_window_upper, served_value
-from forecaster.runtime.store import ForecastStore
+from forecaster.policy import lead_window_upper
+from forecaster.runtime.serving import ServingView
 
 
 class Telemetry:
@@ -84,16 +84,15 @@ class SeriesCollector(Collector):
     Each sample carries the series' own labels plus `external_metric` (the rule's name).
     """
 
-    def __init__(self, rules: list[Rule], store: ForecastStore, clock: Callable[[], float]):
+    def __init__(self, rules: list[Rule], view: ServingView):
         self.rules = rules
-        self.store = store
-        self.clock = clock
+        self.view = view
 
     def collect(self) -> Iterator[Metric]:
-        now = self.clock()
         families = {
             "actual": GaugeMetricFamily(
-                "scaleahead_series_actual", "Newest actual rate the forecast was built on."
+                "scaleahead_series_actual",
+                "Current value of the series (absent when it is missing or stale).",
             ),
             "mean": GaugeMetricFamily(
                 "scaleahead_series_forecast_at_lead",
@@ -112,7 +111,8 @@ class SeriesCollector(Collector):
                 "Max upper-band forecast over the whole horizon.",
             ),
             "served": GaugeMetricFamily(
-                "scaleahead_series_served", "Value served to the HPA for this series now."
+                "scaleahead_series_served",
+                "Value served to the HPA for this series now (absent when none can be served).",
             ),
             "age": GaugeMetricFamily(
                 "scaleahead_series_forecast_age_seconds",
@@ -120,7 +120,7 @@ class SeriesCollector(Collector):
             ),
             "fallback": GaugeMetricFamily(
                 "scaleahead_series_fallback",
-                "1 when the forecast is older than its TTL and the actual is served alone.",
+                "1 when no fresh forecast exists: the actual is served alone, or nothing.",
             ),
             "error": GaugeMetricFamily(
                 "scaleahead_series_backtest_error",
@@ -132,29 +132,30 @@ class SeriesCollector(Collector):
             ),
         }
         for rule in self.rules:
-            snapshot = self.store.snapshot(rule.name)
-            if snapshot is None:
-                continue
-            for fc in snapshot.values():
-                labels = {**fc.labels, "external_metric": rule.name}
-                served = served_value(fc.last_actual, fc, now, rule)
-                at_lead = fc.at(now + rule.lead + rule.step)
-                window = lead_window_upper(fc, now, rule)
-                values = {
-                    "actual": fc.last_actual,
-                    "mean": at_lead[0] if at_lead else None,
-                    "upper": at_lead[1] if at_lead else None,
-                    "window": window,
-                    "horizon": float(fc.upper.max()),
+            state = self.view.rule(rule)
+            now = state.now
+            for series in state.series:
+                fc, served = series.forecast, series.served
+                labels = {**series.labels, "external_metric": rule.name}
+                values: dict[str, float | None] = {
+                    "actual": series.actual,
                     "served": served.value if served else None,
-                    "age": fc.age(now),
                     "fallback": 0.0 if served and served.predictive else 1.0,
-                    "error": fc.recent_error,
                 }
+                if fc is not None:
+                    at_lead = fc.at(now + rule.lead + rule.step)
+                    values |= {
+                        "mean": at_lead[0] if at_lead else None,
+                        "upper": at_lead[1] if at_lead else None,
+                        "window": lead_window_upper(fc, now, rule),
+                        "horizon": float(fc.upper.max()),
+                        "age": fc.age(now),
+                        "error": fc.recent_error,
+                    }
+                    families["model"].add_sample(
+                        families["model"].name, {**labels, "model": fc.model}, 1.0
+                    )
                 for name, value in values.items():
                     if value is not None and np.isfinite(value):
                         families[name].add_sample(families[name].name, labels, value)
-                families["model"].add_sample(
-                    families["model"].name, {**labels, "model": fc.model}, 1.0
-                )
         yield from families.values()

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from adapter.errors import UsageError
+from adapter.service import ServeOptions, listener
 from tests.conftest import (
     RULE_QUERY,
     PrometheusServer,
@@ -114,110 +116,12 @@ def test_kubectl_reads_discovery_and_metric(tmp_path, prometheus: PrometheusServ
         assert "Error from server (BadRequest): invalid labelSelector" in bad.stderr
 
 
-def make_cert(dir: Path) -> tuple[Path, Path, Path]:
-    """A CA and a serving certificate for 127.0.0.1 signed by it (openssl CLI)."""
-    ca_key, ca, key, csr, cert = (
-        dir / n for n in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt")
-    )
-    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-    run(
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=scaleahead-test-ca",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-    )
-    run(
-        "openssl",
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=scaleahead",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-    )
-    ext = dir / "ext.cnf"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run(
-        "openssl",
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        str(ext),
-        "-out",
-        str(cert),
-    )
-    return ca, cert, key
-
-
-def test_tls_serving_with_kubectl(tmp_path, prometheus: PrometheusServer, kubectl):
-    ca, cert, key = make_cert(tmp_path)
-    config = write_config(tmp_path / "config.yaml", prometheus.url)
-    port = free_port()
-    args = [
-        "serve",
-        "--config",
-        str(config),
-        "--bind-address",
-        "127.0.0.1",
-        "--secure-port",
-        str(port),
-        "--tls-cert-file",
-        str(cert),
-        "--tls-private-key-file",
-        str(key),
-    ]
-    with running(args, tmp_path / "log"):
-        wait_http(f"https://127.0.0.1:{port}/readyz", timeout=60)
-        with pytest.raises(httpx.HTTPError):  # plain HTTP is not served on that port
-            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-        kubeconfig = write_kubeconfig(tmp_path / "kc", f"https://127.0.0.1:{port}", ca_file=ca)
-        got = subprocess.run(
-            [
-                kubectl,
-                "--kubeconfig",
-                str(kubeconfig),
-                "get",
-                "--raw",
-                f"{METRIC_PATH}?labelSelector=service%3Dsearch",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            stdin=subprocess.DEVNULL,
-        )
-        assert got.returncode == 0, got.stderr
-        assert json.loads(got.stdout)["items"][0]["metricLabels"]["service"] == "search"
-
-
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["serve", "--bind-address", "0.0.0.0"], "only served on loopback"),
         (["serve", "--tls-cert-file", "/nonexistent.crt"], "--tls-private-key-file"),
-        (["serve", "--secure-port", "6443"], "--secure-port needs --tls-cert-file"),
+        (["serve", "--secure-port", "6443"], "--secure-port needs a certificate"),
         (["serve", "--config", "/nonexistent.yaml"], "/nonexistent.yaml: cannot read"),
     ],
 )
@@ -229,15 +133,27 @@ def test_serve_refuses_bad_flags(args, needle):
     assert needle in got.stderr
 
 
-def test_unreachable_prometheus_at_start_names_the_url(tmp_path):
+def test_unreachable_prometheus_at_start_is_not_ready_but_alive(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     config = write_config(tmp_path / "c.yaml", url)
-    got = subprocess.run(
-        [*scaleahead_cmd(), "serve", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-    )
-    assert got.returncode == 2
-    assert f"{config}: prometheus.url" in got.stderr and url in got.stderr
+    port = free_port()
+    with running(["serve", "--config", str(config), "--port", str(port)], tmp_path / "log") as p:
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        time.sleep(1.0)
+        assert p.poll() is None  # a Prometheus restart must not crash-loop scaleahead
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        metric = httpx.get(f"http://127.0.0.1:{port}{METRIC_PATH}", timeout=5)
+    assert ready.status_code == 503
+    assert "http_requests_forecast" in ready.text and url in ready.text
+    assert metric.status_code == 503 and metric.json()["kind"] == "Status"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.1", "127.0.1", "::1", "localhost"])
+def test_plain_http_accepts_every_spelling_of_loopback(address):
+    assert listener(ServeOptions(bind_address=address)) == (address, 8080, False)
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "10.1", "::", "example.com"])
+def test_plain_http_refuses_other_addresses(address):
+    with pytest.raises(UsageError, match="only served on loopback"):
+        listener(ServeOptions(bind_address=address))

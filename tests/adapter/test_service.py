@@ -54,6 +54,13 @@ def service(prometheus: PrometheusServer):
     return svc, rule, clock
 
 
+def run_cycle(svc, rule, clock):
+    """One forecast cycle and one current-value refresh, as the scheduler runs them."""
+    report = svc.cycle.run(rule, clock())
+    svc.current.refresh(rule)
+    return report
+
+
 def get_metric(
     client: TestClient,
     selector: str | None,
@@ -68,7 +75,7 @@ def test_served_value_matches_independent_computation(service, prometheus):
     svc, rule, clock = service
     client = TestClient(svc.app)
     assert client.get("/readyz").status_code == 503
-    report = svc.cycle.run(rule, clock())
+    report = run_cycle(svc, rule, clock)
     assert report.series == 3
     assert client.get("/readyz").status_code == 200
 
@@ -101,7 +108,7 @@ def test_served_value_matches_independent_computation(service, prometheus):
 def test_selectors_namespaces_and_items(service):
     svc, rule, clock = service
     client = TestClient(svc.app)
-    svc.cycle.run(rule, clock())
+    run_cycle(svc, rule, clock)
     both = get_metric(client, None).json()["items"]
     assert sorted(i["metricLabels"]["service"] for i in both) == ["checkout", "search"]
     staging = get_metric(client, "service in (checkout,search)", ns="staging").json()["items"]
@@ -119,12 +126,24 @@ def test_selectors_namespaces_and_items(service):
         ("http_requests_forecast", "app.kubernetes.io/name=x", "default", 400, "label key"),
         ("http_requests_forecast", 'service=a"}or{x="', "default", 400, "label value"),
         ("http_requests_forecast", "service=checkout", "Bad_NS", 400, "namespace"),
+        # Prometheus' own labels are not selectable, and never reach Prometheus.
+        ("http_requests_forecast", "__name__=up", "default", 400, "reserved"),
+        ("http_requests_forecast", "__name__ notin (x)", "default", 400, "reserved"),
+        ("http_requests_forecast", "!__name__", "default", 400, "reserved"),
+        # A label the rule's query does not keep would silently select the whole service.
+        (
+            "http_requests_forecast",
+            "service=checkout,code=500",
+            "default",
+            400,
+            "keeps namespace, service",
+        ),
     ],
 )
 def test_bad_requests_get_a_status(service, metric, selector, ns, code, needle):
     svc, rule, clock = service
     client = TestClient(svc.app)
-    svc.cycle.run(rule, clock())
+    run_cycle(svc, rule, clock)
     resp = get_metric(client, selector, ns=ns, metric=metric)
     assert resp.status_code == code
     body = resp.json()
@@ -138,8 +157,9 @@ def test_bad_requests_get_a_status(service, metric, selector, ns, code, needle):
 def test_stale_forecast_falls_back_to_actual(service, prometheus):
     svc, rule, clock = service
     client = TestClient(svc.app)
-    svc.cycle.run(rule, clock())
+    run_cycle(svc, rule, clock)
     clock.t += rule.ttl + STEP  # no cycle since: the forecast is past its TTL
+    svc.current.refresh(rule)
     [item] = get_metric(client, "service=checkout").json()["items"]
     actual = prometheus.series_by(namespace="default", service="checkout").rate_at(
         int(clock.t // STEP * STEP)
@@ -152,16 +172,22 @@ def test_stale_forecast_falls_back_to_actual(service, prometheus):
 def test_prometheus_outage_degrades_and_recovers(service, prometheus):
     svc, rule, clock = service
     client = TestClient(svc.app)
-    svc.cycle.run(rule, clock())
+    run_cycle(svc, rule, clock)
     before = parse_quantity(get_metric(client, "service=checkout").json()["items"][0]["value"])
     prometheus.stop()
     try:
-        # Forecast still fresh: served alone (floored at the last actual it saw), not 0.
+        # The refresh fails; the current values it had are served until they are stale...
+        svc.current.refresh(rule)
+        assert parse_quantity(get_metric(client, "service=checkout").json()["items"][0]["value"])
+        # ...then the forecast, still fresh, alone (floored at the last actual it saw), not 0.
+        clock.t += svc.current_config.max_age + 1
+        svc.current.refresh(rule)
         resp = get_metric(client, "service=checkout")
         assert resp.status_code == 200, resp.text
         during = parse_quantity(resp.json()["items"][0]["value"])
         assert during > 0
         assert abs(during - before) <= 0.002
+        assert client.get("/readyz").status_code == 200  # it still serves every series
         # The cycle fails but keeps the old forecasts; once past the TTL: 503, never 0.
         with pytest.raises(Exception, match="cannot reach"):
             svc.cycle.run(rule, clock())
@@ -171,11 +197,14 @@ def test_prometheus_outage_degrades_and_recovers(service, prometheus):
         body = resp.json()
         assert body["kind"] == "Status" and body["reason"] == "ServiceUnavailable"
         assert prometheus.url in body["message"]
-        assert client.get("/readyz").status_code == 200  # still serving what it can
+        # Nothing can be served, and health says so; /metrics shows no served value.
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "no forecast younger than" in ready.text
+        assert "scaleahead_series_served{" not in client.get("/metrics").text
     finally:
         prometheus.start()
-    # Back without a restart of ours: the next cycle and request use Prometheus again.
-    report = svc.cycle.run(rule, clock())
+    # Back without a restart of ours: the next cycle and refresh use Prometheus again.
+    report = run_cycle(svc, rule, clock)
     assert report.series == 3
     resp = get_metric(client, "service=checkout")
     assert resp.status_code == 200

@@ -6,6 +6,7 @@ import threading
 import time
 
 from forecaster.config import Rule
+from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.cycle import ForecastCycle
 from forecaster.runtime.scheduler import start_scheduler
 from forecaster.runtime.store import ForecastStore
@@ -39,7 +40,8 @@ def test_a_slow_cycle_is_never_run_twice_at_once():
     rule = Rule(name="demo", query="x{<<.LabelMatchers>>}", interval="1s", history="2d")
     source = SlowSource()
     store = ForecastStore()
-    scheduler = start_scheduler(ForecastCycle([rule], source, store), time.time)
+    current = CurrentValues([rule], source, time.time, max_age=60)
+    scheduler = start_scheduler(ForecastCycle([rule], source, store), current, 30, time.time)
     try:
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:

@@ -1,0 +1,131 @@
+"""Each rule's current values, refreshed in the background so that readers never wait on
+the source: one instant query per rule on an interval, and on demand when a reader finds
+a rule it has nothing for yet."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from forecaster.config import Rule
+from forecaster.selector import EVERYTHING
+from forecaster.sources.base import SeriesKey, Source, SourceError, series_key
+from forecaster.times import rfc3339
+
+log = logging.getLogger(__name__)
+
+MAX_RATE = 1e12
+"""Larger current values are not request rates (a float32 overflow, a broken exporter)."""
+
+ON_DEMAND_MIN_INTERVAL = 2.0
+"""Readers cannot make a rule's instant query run more often than this (seconds)."""
+
+
+def is_rate(value: float) -> bool:
+    """Whether a number can be served as a request rate."""
+    return math.isfinite(value) and 0.0 <= value <= MAX_RATE
+
+
+@dataclass(frozen=True)
+class RuleCurrent:
+    """A rule's newest current values: series -> value, as of `fetched_at`."""
+
+    values: Mapping[SeriesKey, float] = field(default_factory=dict)
+    labels: Mapping[SeriesKey, dict[str, str]] = field(default_factory=dict)
+    fetched_at: float | None = None  # Unix time of the last successful refresh
+    error: str | None = None  # why the last attempt failed, if it did
+    error_at: float | None = None
+
+    def fresh(self, now: float, max_age: float) -> bool:
+        """Whether the values may be served as current at `now`."""
+        return self.fetched_at is not None and now - self.fetched_at <= max_age
+
+
+class CurrentValues:
+    """Thread-safe store of every rule's current values and the job that refreshes them."""
+
+    def __init__(
+        self,
+        rules: list[Rule],
+        source: Source,
+        clock: Callable[[], float],
+        max_age: float,
+    ) -> None:
+        self.rules = {r.name: r for r in rules}
+        self.source = source
+        self.clock = clock
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._rules: dict[str, RuleCurrent] = {name: RuleCurrent() for name in self.rules}
+        self._running: set[str] = set()
+        self._last_demand: dict[str, float] = {}
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="current")
+
+    def get(self, rule: str) -> RuleCurrent:
+        """The rule's newest values (empty before the first successful refresh)."""
+        with self._lock:
+            return self._rules[rule]
+
+    def refresh(self, rule: Rule) -> None:
+        """Run the rule's instant query now (blocking) and store what it yields."""
+        with self._lock:
+            if rule.name in self._running:
+                return
+            self._running.add(rule.name)
+        try:
+            self._refresh(rule)
+        finally:
+            with self._lock:
+                self._running.discard(rule.name)
+
+    def _refresh(self, rule: Rule) -> None:
+        at = self.clock()
+        previous = self.get(rule.name)
+        try:
+            samples = self.source.fetch_current(rule, EVERYTHING, at)
+        except SourceError as err:
+            with self._lock:
+                self._rules[rule.name] = RuleCurrent(
+                    previous.values, previous.labels, previous.fetched_at, str(err), at
+                )
+            if previous.error is None:
+                log.warning(
+                    "rule %s: current values unavailable (%s); serving values fetched at %s "
+                    "until they are %ss old",
+                    rule.name,
+                    err,
+                    rfc3339(previous.fetched_at) if previous.fetched_at else "never",
+                    int(self.max_age),
+                )
+            return
+        values: dict[SeriesKey, float] = {}
+        labels: dict[SeriesKey, dict[str, str]] = {}
+        for s in samples:
+            if not is_rate(s.value):
+                continue  # NaN, Inf, negative or absurd: this series has no current value
+            key = series_key(s.labels)
+            values[key] = s.value
+            labels[key] = s.labels
+        with self._lock:
+            self._rules[rule.name] = RuleCurrent(values, labels, at)
+        if previous.error is not None:
+            log.info("rule %s: current values available again (%d series)", rule.name, len(values))
+
+    def request(self, rule: str) -> None:
+        """Ask for a refresh in the background, at most every ON_DEMAND_MIN_INTERVAL s."""
+        now = time.monotonic()
+        with self._lock:
+            if rule in self._running or now - self._last_demand.get(rule, -1e9) < (
+                ON_DEMAND_MIN_INTERVAL
+            ):
+                return
+            self._last_demand[rule] = now
+        self._executor.submit(self.refresh, self.rules[rule])
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
