@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import platform
 import re
+import sys
 from importlib.metadata import version
 from typing import Any
 
@@ -36,9 +40,51 @@ def _group_version() -> dict[str, str]:
     return {"groupVersion": GROUP_VERSION, "version": VERSION}
 
 
+class _RawPathGuard:
+    """Refuses paths with an encoded '/' in a segment before routing decodes them."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        raw = scope.get("raw_path") or b""
+        if scope["type"] == "http" and b"%2f" in raw.lower():
+            body = json.dumps(
+                status_body(404, "NotFound", "path segments may not contain an encoded '/'")
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def _health(name: str, failures: list[str], verbose: bool) -> Response:
+    """A health answer as the Kubernetes API servers write it (with ?verbose, each check)."""
+    code = 503 if failures else 200
+    if not verbose:
+        text = ("not ready:\n" + "\n".join(failures) + "\n") if failures else "ok"
+        return PlainTextResponse(text, code)
+    lines = [f"[-]{f}" for f in failures] or ["[+]ping ok"]
+    lines.append(f"{name} check {'failed' if failures else 'passed'}")
+    return PlainTextResponse("\n".join(lines) + "\n", code)
+
+
 def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -> FastAPI:
     """Build the API server over a provider; /metrics exposes `registry`."""
-    app = FastAPI(title="scaleahead", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="scaleahead",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,
+    )
+    app.add_middleware(_RawPathGuard)
 
     @app.exception_handler(StatusError)
     async def _status_error(_: Request, err: StatusError) -> JSONResponse:
@@ -51,6 +97,8 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
                 "MethodNotAllowed",
                 f"{request.method} is not supported on {request.url.path}",
             )
+            allow = (err.headers or {}).get("Allow", "GET, HEAD")
+            return JSONResponse(status_body(405, reason, message), 405, headers={"Allow": allow})
         elif err.status_code == 404:
             reason, message = "NotFound", f"the server could not find {request.url.path}"
         else:
@@ -67,7 +115,7 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
     async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
         return _status(BadRequest(f"invalid request: {err.errors()}"))
 
-    @app.get("/apis")
+    @app.api_route("/apis", methods=["GET", "HEAD"])
     def api_group_list() -> dict[str, Any]:
         return {
             "kind": "APIGroupList",
@@ -81,7 +129,7 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
             ],
         }
 
-    @app.get(f"/apis/{GROUP}")
+    @app.api_route(f"/apis/{GROUP}", methods=["GET", "HEAD"])
     def api_group() -> dict[str, Any]:
         return {
             "kind": "APIGroup",
@@ -91,7 +139,7 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
             "preferredVersion": _group_version(),
         }
 
-    @app.get(f"/apis/{GROUP_VERSION}")
+    @app.api_route(f"/apis/{GROUP_VERSION}", methods=["GET", "HEAD"])
     def api_resources() -> dict[str, Any]:
         return {
             "kind": "APIResourceList",
@@ -109,7 +157,9 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
             ],
         }
 
-    @app.get(f"/apis/{GROUP_VERSION}/namespaces/{{namespace}}/{{metric}}")
+    @app.api_route(
+        f"/apis/{GROUP_VERSION}/namespaces/{{namespace}}/{{metric}}", methods=["GET", "HEAD"]
+    )
     def external_metric(namespace: str, metric: str, request: Request) -> dict[str, Any]:
         if len(namespace) > 63 or not _NAMESPACE.match(namespace):
             raise BadRequest(
@@ -141,23 +191,41 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
             ],
         }
 
-    @app.get("/healthz", response_class=PlainTextResponse)
-    @app.get("/livez", response_class=PlainTextResponse)
-    def alive() -> str:
-        return "ok"
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
+    @app.api_route("/livez", methods=["GET", "HEAD"])
+    def alive(request: Request) -> Response:
+        return _health(request.url.path.strip("/"), [], "verbose" in request.query_params)
 
-    @app.get("/readyz", response_class=PlainTextResponse)
-    def ready() -> Response:
-        reasons = provider.not_ready()
-        if reasons:
-            return PlainTextResponse("not ready:\n" + "\n".join(reasons) + "\n", 503)
-        return PlainTextResponse("ok")
+    @app.api_route("/readyz", methods=["GET", "HEAD"])
+    def ready(request: Request) -> Response:
+        return _health("readyz", provider.not_ready(), "verbose" in request.query_params)
 
-    spec = openapi.document(version("scaleahead"))
+    ours = version("scaleahead")
+    spec = openapi.document(ours)
+    spec_v3 = openapi.document_v3(ours)
+    spec_hash = hashlib.sha256(json.dumps(spec_v3, sort_keys=True).encode()).hexdigest()[:16]
 
     @app.get("/openapi/v2")
     def openapi_v2() -> dict[str, Any]:
         return spec
+
+    @app.get("/openapi/v3")
+    def openapi_v3_index() -> dict[str, Any]:
+        return openapi.v3_index(spec_hash)
+
+    @app.get(f"/openapi/v3/apis/{GROUP_VERSION}")
+    def openapi_v3() -> dict[str, Any]:
+        return spec_v3
+
+    @app.get("/version")
+    def server_version() -> dict[str, str]:
+        major, minor, *_ = ours.split(".")
+        return {
+            "major": major,
+            "minor": minor,
+            "gitVersion": f"v{ours}",
+            "platform": f"{sys.platform}/{platform.machine().lower()}",
+        }
 
     @app.get("/metrics")
     def metrics() -> Response:

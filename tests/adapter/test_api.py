@@ -130,9 +130,53 @@ def test_a_repeated_selector_is_refused(client):
     assert resp.status_code == 400 and "more than once" in resp.json()["message"]
 
 
-def test_writes_are_405_status(client):
+def test_writes_are_405_status_with_allow(client):
     resp = client.post(f"{BASE}/namespaces/shop/qps_forecast", json={})
     assert resp.status_code == 405 and resp.json()["reason"] == "MethodNotAllowed"
+    assert set(resp.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}
+
+
+def test_a_trailing_slash_is_not_redirected_anywhere(client):
+    resp = client.get(f"{BASE}/", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert resp.status_code == 404 and resp.json()["kind"] == "Status"
+    assert "location" not in resp.headers
+
+
+def test_an_encoded_slash_never_reaches_a_route(client, provider):
+    resp = client.get(f"{BASE}/namespaces/shop%2Fqps_forecast")
+    assert resp.status_code == 404 and resp.json()["kind"] == "Status"
+    resp = client.get(f"{BASE}/namespaces/shop/qps%2fforecast")
+    assert resp.status_code == 404
+    assert provider.asked == []
+
+
+def test_health_answers_head_and_verbose(client, provider):
+    assert client.head("/healthz").status_code == 200
+    assert client.head("/readyz").status_code == 200
+    verbose = client.get("/livez?verbose")
+    assert verbose.text.splitlines() == ["[+]ping ok", "livez check passed"]
+    provider.reasons.append("rule qps_forecast: no forecast cycle has completed yet")
+    failed = client.get("/readyz?verbose")
+    assert failed.status_code == 503
+    assert failed.text.splitlines() == [
+        "[-]rule qps_forecast: no forecast cycle has completed yet",
+        "readyz check failed",
+    ]
+
+
+def test_version_and_openapi_v3(client):
+    v = client.get("/version").json()
+    assert v["gitVersion"].startswith("v") and v["major"].isdigit()
+    index = client.get("/openapi/v3").json()
+    [(gv, ref)] = index["paths"].items()
+    assert gv == "apis/external.metrics.k8s.io/v1beta1"
+    doc = client.get(ref["serverRelativeURL"].split("?")[0]).json()
+    assert doc["openapi"].startswith("3.")
+    get = doc["paths"][f"{BASE}/namespaces/{{namespace}}/{{metric}}"]["get"]
+    namespace = next(p for p in get["parameters"] if p["name"] == "namespace")
+    assert namespace["schema"]["pattern"] == "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    ok = get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert ok.split("/")[-1] in doc["components"]["schemas"]
 
 
 def test_discovery_lists_what_the_provider_serves(client, provider):

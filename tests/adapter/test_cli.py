@@ -139,9 +139,13 @@ def test_unreachable_prometheus_at_start_is_not_ready_but_alive(tmp_path):
     port = free_port()
     with running(["serve", "--config", str(config), "--port", str(port)], tmp_path / "log") as p:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
-        time.sleep(1.0)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the first attempts (with retries) failed
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            if url in ready.text:
+                break
+            time.sleep(0.5)
         assert p.poll() is None  # a Prometheus restart must not crash-loop scaleahead
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
         metric = httpx.get(f"http://127.0.0.1:{port}{METRIC_PATH}", timeout=5)
     assert ready.status_code == 503
     assert "http_requests_forecast" in ready.text and url in ready.text

@@ -17,8 +17,8 @@ from forecaster.sources.prometheus import (
     PrometheusError,
     PrometheusSource,
 )
-from tests.adapter.test_cli import make_cert
 from tests.conftest import RULE_QUERY, STEP, PrometheusServer, free_port, wait_http
+from tests.pki import CA
 
 QUERY = 'sum by (service) (rate(http_requests_total{namespace="default",service="checkout"}[1m]))'
 
@@ -92,7 +92,11 @@ def test_bearer_token_is_reread_from_its_file(tmp_path):
 def secured_prometheus(prometheus: PrometheusServer, tmp_path_factory):
     """A second real Prometheus on the same data, behind TLS and basic auth."""
     root: Path = tmp_path_factory.mktemp("secured")
-    ca, cert, key = make_cert(root)
+    authority = CA("prometheus-ca", root)
+    pair = authority.issue(
+        "prometheus", "prometheus", hosts=("127.0.0.1", "localhost"), server=True
+    )
+    ca, cert, key = authority.cert, pair.cert, pair.key
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import crypt  # bcrypt via glibc; deprecated, still in 3.11 and 3.12

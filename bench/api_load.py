@@ -1,0 +1,288 @@
+"""Load on the external metrics endpoint of a real scaleahead, through TLS with the
+aggregator's client certificate, against `/healthz` measured the same way in the same run.
+
+Set-up (all real, on loopback): a kube-apiserver v1.28 for TokenReview and
+SubjectAccessReview (tests.controlplane), a Prometheus backfilled with 1,000 series (one
+day of per-minute counters from the bundled NASA trace, each at its own offset and
+scale), and `scaleahead serve` on its secure port pinned to one core (`taskset -c 0`)
+with its forecast cycle running in the same process. The load generator is Debian's
+`wrk`, pinned to the other core; each request names a random series and carries
+`X-Remote-User` as the aggregator's does. wrk cannot present a client certificate, so a
+12-line LD_PRELOAD shim (built here with gcc) loads the front-proxy certificate into its
+SSL_CTX. Fixed rates are paced with wrk's `delay()` hook over many connections (closed
+loop per connection: a stall delays that connection's next request, so tails under a
+stall are understated); saturation runs without delay.
+
+Run: python -m bench.api_load  [--seconds 20] [--series 1000]
+Needs: wrk, gcc, etcd, prometheus/promtool (scripts/test installs all but wrk and gcc:
+apt-get install wrk gcc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from forecaster.sources.trace import demo_trace
+from tests.controlplane import ControlPlane, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+METRIC = "bench_requests_forecast"
+QUERY = "sum by (namespace, service) (rate(bench_requests_total{<<.LabelMatchers>>}[3m]))"
+RATES = (100, 500, 1000, None)  # None: saturation
+
+SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdlib.h>
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
+extern int SSL_CTX_use_certificate_chain_file(SSL_CTX *ctx, const char *file);
+extern int SSL_CTX_use_PrivateKey_file(SSL_CTX *ctx, const char *file, int type);
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static SSL_CTX *loaded = NULL;
+SSL *SSL_new(SSL_CTX *ctx) {
+    static SSL *(*real)(SSL_CTX *) = NULL;
+    pthread_mutex_lock(&lock);
+    if (!real) real = (SSL *(*)(SSL_CTX *))dlsym(RTLD_NEXT, "SSL_new");
+    if (loaded != ctx) {
+        SSL_CTX_use_certificate_chain_file(ctx, getenv("CLIENT_CERT"));
+        SSL_CTX_use_PrivateKey_file(ctx, getenv("CLIENT_KEY"), 1);
+        loaded = ctx;
+    }
+    pthread_mutex_unlock(&lock);
+    return real(ctx);
+}
+"""
+
+LUA = r"""
+local n = tonumber(os.getenv("SERIES"))
+local delay_ms = tonumber(os.getenv("DELAY_MS"))
+local target = os.getenv("TARGET")
+local counter = 0
+request = function()
+  counter = counter + 1
+  local path = "/healthz"
+  if target == "metric" then
+    local i = (counter * 7919 + math.random(0, n - 1)) % n
+    path = string.format(
+      "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/%s?labelSelector=service%%3Dsvc-%04d",
+      os.getenv("METRIC"), i)
+  end
+  return wrk.format("GET", path, {["X-Remote-User"] = "bench"})
+end
+if delay_ms > 0 then
+  delay = function() return delay_ms end
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,' ..
+    '"status":%d,"timeout":%d,"p50":%d,"p99":%d,"p999":%d,"max":%d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
+end
+"""
+
+
+def backfill(root: Path, series: int) -> tuple[Path, int]:
+    """A Prometheus TSDB with `series` counters of one day of per-minute data."""
+    trace = demo_trace()
+    counts = np.nan_to_num(trace.counts, nan=0.0)
+    n = 1440
+    end = (int(time.time()) // 60) * 60 + 600
+    start = end - n * 60
+    rng = np.random.default_rng(7)
+    lines = ["# HELP bench_requests Requests served.", "# TYPE bench_requests counter"]
+    for i in range(series):
+        offset = int(rng.integers(0, len(counts) - n))
+        scale = float(rng.uniform(0.2, 5.0))
+        cumulative = np.concatenate([[0.0], np.cumsum(counts[offset : offset + n] * scale)])
+        label = f'namespace="default",service="svc-{i:04d}"'
+        stamps = start + 60 * np.arange(n + 1)
+        lines.extend(
+            f"bench_requests_total{{{label}}} {v:.3f} {t}"
+            for t, v in zip(stamps.tolist(), cumulative.tolist(), strict=True)
+        )
+    lines.append("# EOF")
+    om = root / "backfill.om"
+    om.write_text("\n".join(lines) + "\n")
+    data = root / "prometheus"
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", str(om), str(data)],
+        check=True,
+        capture_output=True,
+    )
+    om.unlink()
+    return data, end
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wrk(
+    url: str, target: str, rate: int | None, seconds: int, env: dict[str, str], lua: Path
+) -> dict[str, float]:
+    connections = 50 if rate is None else max(10, rate // 10)
+    delay = 0 if rate is None else int(connections * 1000 / rate)
+    run_env = env | {"TARGET": target, "DELAY_MS": str(delay)}
+    out = subprocess.run(
+        [
+            "taskset", "-c", "1", "wrk", "-t2", f"-c{connections}", f"-d{seconds}s",
+            "--timeout", "5s", "-s", str(lua), url,
+        ],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout  # fmt: skip
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    r = json.loads(line.removeprefix("RESULT "))
+    errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    return {
+        "rps": r["requests"] / (r["duration_us"] / 1e6),
+        "p50": r["p50"] / 1000,
+        "p99": r["p99"] / 1000,
+        "p999": r["p999"] / 1000,
+        "max": r["max"] / 1000,
+        "errors": errors,
+        "requests": r["requests"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--series", type=int, default=1000)
+    args = ap.parse_args()
+    for tool in ("wrk", "gcc", "taskset", "promtool", "prometheus"):
+        if shutil.which(tool) is None:
+            sys.exit(f"api_load: {tool} not found (apt-get install wrk gcc; scripts/test)")
+    kubectl = str(Path(sys.executable).parent / "kubectl")
+    root = Path(tempfile.mkdtemp(prefix="scaleahead-load-"))
+    shim = root / "wrkcert.so"
+    (root / "wrkcert.c").write_text(SHIM)
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(root / "wrkcert.c"), "-ldl"],
+        check=True,
+    )
+    lua = root / "load.lua"
+    lua.write_text(LUA)
+
+    print(f"backfilling {args.series} series into Prometheus ...", flush=True)
+    data, _ = backfill(root, args.series)
+    prom_port = free_port()
+    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
+    prometheus = subprocess.Popen(
+        [
+            "taskset", "-c", "1", "prometheus", f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--storage.tsdb.retention.time=30d", "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    plane = ControlPlane(root / "k8s", kubectl)
+    plane.start()
+    server = None
+    try:
+        port = free_port()
+        from tests.adapter.test_secure import registration
+
+        plane.apply(registration(port))
+        plane.apply(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n"
+            "metadata: {name: bench, namespace: default}\n"
+            "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, "
+            "name: external-metrics-reader}\n"
+            "subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bench}]\n"
+        )
+        token = plane.kubectl("create", "token", "scaleahead", "-n", "scaleahead").stdout.strip()
+        config = root / "config.yaml"
+        config.write_text(
+            f"prometheus:\n  url: http://127.0.0.1:{prom_port}\n"
+            f"rules:\n  - name: {METRIC}\n    query: '{QUERY}'\n    history: 2d\n"
+        )
+        log = root / "scaleahead.log"
+        exe = str(Path(sys.executable).parent / "scaleahead")
+        server = subprocess.Popen(
+            [
+                "taskset", "-c", "0", exe, "serve", "--config", str(config),
+                "--bind-address", "127.0.0.1", "--secure-port", str(port),
+                "--cert-dir", str(root / "certs"),
+                "--kubeconfig", str(plane.kubeconfig("sa", token=token)),
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        ca = root / "certs" / "ca.crt"
+        started = time.monotonic()
+        while True:
+            if server.poll() is not None:
+                sys.exit(f"scaleahead exited:\n{log.read_text()[-3000:]}")
+            if ca.exists():
+                try:
+                    context = ssl.create_default_context(cafile=str(ca))
+                    url = f"https://127.0.0.1:{port}/readyz"
+                    if httpx.get(url, verify=context, timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+            if time.monotonic() - started > 900:
+                sys.exit(f"not ready after 900 s:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        print(f"ready {time.monotonic() - started:.0f}s after start; serving {args.series} series")
+
+        env = dict(os.environ) | {
+            "LD_PRELOAD": str(shim),
+            "CLIENT_CERT": str(plane.front_proxy_client.cert),
+            "CLIENT_KEY": str(plane.front_proxy_client.key),
+            "SERIES": str(args.series),
+            "METRIC": METRIC,
+        }
+        base = f"https://127.0.0.1:{port}"
+        # Warm up: the SubjectAccessReview for (bench, list, default) gets cached.
+        wrk(base, "metric", 50, 3, env, lua)
+        rss_before = rss_mib(server.pid)
+        print(
+            f"\n{'target':8s} {'rate':>6s} {'achieved':>9s} {'p50 ms':>7s} {'p99 ms':>7s} "
+            f"{'p99.9 ms':>8s} {'max ms':>7s} {'errors':>7s} {'RSS MiB':>8s}"
+        )
+        for rate in RATES:
+            for target in ("healthz", "metric"):
+                r = wrk(base, target, rate, args.seconds, env, lua)
+                print(
+                    f"{target:8s} {rate or 'sat':>6} {r['rps']:9.0f} {r['p50']:7.2f} "
+                    f"{r['p99']:7.2f} {r['p999']:8.2f} {r['max']:7.1f} "
+                    f"{int(r['errors']):7d} {rss_mib(server.pid):8.0f}",
+                    flush=True,
+                )
+        print(f"\nRSS before the runs {rss_before:.0f} MiB, after {rss_mib(server.pid):.0f} MiB")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(20)
+        plane.stop()
+        prometheus.terminate()
+        prometheus.wait(20)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
