@@ -87,16 +87,16 @@ class ForecastProvider:
             )
         if rule.namespace_label:
             selector = selector.with_equals(rule.namespace_label, namespace)
-        state = self.view.rule(rule)
-        if not state.series:
+        state = self.view.rule(rule, selector)
+        if not state.known:
             self.view.current.request(rule.name)
             if state.current.fetched_at is None:
                 raise Unavailable(
                     f'external metric "{metric}" has no values yet: {_current_state(state)}'
                 )
-        kept = state.label_names()
+        kept = state.label_names
         unknown = sorted(selector.keys() - kept)
-        if state.series and unknown:
+        if state.known and unknown:
             raise BadRequest(
                 f'the series of external metric "{metric}" carry no label '
                 f"{', '.join(unknown)}: its query keeps {', '.join(sorted(kept))}"
@@ -106,7 +106,7 @@ class ForecastProvider:
                     else ""
                 )
             )
-        matching = [s for s in state.series if selector.matches(s.labels)]
+        matching = state.series
         if not matching:
             self.view.current.request(rule.name)  # a series that appeared since the last refresh
             raise NotFound(

@@ -3,13 +3,15 @@ served-value policy applied to both. The API and the telemetry read the same vie
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from forecaster.config import Rule
 from forecaster.policy import Served, served_value
 from forecaster.runtime.current import CurrentValues, RuleCurrent, is_rate
 from forecaster.runtime.store import ForecastStore, SeriesForecast
+from forecaster.selector import EVERYTHING, LabelSelector, Op
 from forecaster.sources.base import SeriesKey
 
 
@@ -27,7 +29,8 @@ class SeriesServing:
 
 @dataclass(frozen=True)
 class RuleServing:
-    """Every known series of a rule at one instant, and the state of its current values."""
+    """Some series of a rule at one instant (all, or those a selector picked), and the
+    state of the rule's current values."""
 
     rule: Rule
     now: float
@@ -35,14 +38,34 @@ class RuleServing:
     current_fresh: bool
     forecasts_ready: bool
     series: list[SeriesServing]
+    label_names: frozenset[str]  # every label any series of the rule carries
+    known: int  # how many series the rule has in all
 
-    def label_names(self) -> set[str]:
-        """Every label the rule's series carry."""
-        return {name for s in self.series for name in s.labels}
+
+@dataclass(frozen=True)
+class _Index:
+    """A rule's series joined once per (current values, forecasts) pair, for lookups."""
+
+    current: RuleCurrent
+    forecasts: Mapping[SeriesKey, SeriesForecast] | None
+    labels: dict[SeriesKey, dict[str, str]]
+    by_label: dict[tuple[str, str], list[SeriesKey]]
+    names: frozenset[str]
+
+
+def _index(current: RuleCurrent, forecasts: Mapping[SeriesKey, SeriesForecast] | None) -> _Index:
+    labels = {**{k: f.labels for k, f in (forecasts or {}).items()}, **current.labels}
+    by_label: dict[tuple[str, str], list[SeriesKey]] = {}
+    for key, series_labels in labels.items():
+        for pair in series_labels.items():
+            by_label.setdefault(pair, []).append(key)
+    names = frozenset(name for name, _ in by_label)
+    return _Index(current, forecasts, labels, by_label, names)
 
 
 class ServingView:
-    """Joins a rule's current values and forecasts, series by series."""
+    """Joins a rule's current values and forecasts, series by series. A request costs
+    the series its selector picks, not every series of the rule."""
 
     def __init__(
         self, store: ForecastStore, current: CurrentValues, clock: Callable[[], float]
@@ -50,20 +73,54 @@ class ServingView:
         self.store = store
         self.current = current
         self.clock = clock
+        self._indexes: dict[str, _Index] = {}
+        self._lock = threading.Lock()
 
-    def rule(self, rule: Rule, now: float | None = None) -> RuleServing:
-        now = self.clock() if now is None else now
+    def _index_of(self, rule: Rule) -> _Index:
         current = self.current.get(rule.name)
+        forecasts = self.store.snapshot(rule.name)
+        with self._lock:
+            index = self._indexes.get(rule.name)
+        if index is None or index.current is not current or index.forecasts is not forecasts:
+            index = _index(current, forecasts)
+            with self._lock:
+                self._indexes[rule.name] = index
+        return index
+
+    def rule(
+        self, rule: Rule, selector: LabelSelector = EVERYTHING, now: float | None = None
+    ) -> RuleServing:
+        """The rule's series that `selector` matches, each with what it serves at `now`."""
+        now = self.clock() if now is None else now
+        index = self._index_of(rule)
+        current = index.current
         fresh = current.fresh(now, self.current.max_age)
-        snapshot = self.store.snapshot(rule.name)
-        forecasts = snapshot or {}
-        labels = {**{k: f.labels for k, f in forecasts.items()}, **current.labels}
+        forecasts = index.forecasts or {}
+        candidates: list[SeriesKey] | None = None
+        for r in selector.requirements:  # narrow by the most selective equality
+            if r.op is Op.EQ and r.values[0]:
+                hits = index.by_label.get((r.key, r.values[0]), [])
+                if candidates is None or len(hits) < len(candidates):
+                    candidates = hits
+        keys: Iterable[SeriesKey] = index.labels if candidates is None else candidates
         series = []
-        for key, series_labels in labels.items():
+        for key in keys:
+            series_labels = index.labels[key]
+            if not selector.matches(series_labels):
+                continue
             actual = current.values.get(key) if fresh else None
             forecast = forecasts.get(key)
             served = served_value(actual, forecast, now, rule)
             if served is not None and not is_rate(served.value):
                 served = None  # a forecast gone absurd is not served; the others still are
             series.append(SeriesServing(key, series_labels, actual, forecast, served))
-        return RuleServing(rule, now, current, fresh, snapshot is not None, series)
+        return RuleServing(
+            rule,
+            now,
+            current,
+            fresh,
+            index.forecasts is not None,
+            series,
+            index.names,
+            len(index.labels),
+        )

@@ -161,3 +161,26 @@ def test_plain_http_accepts_every_spelling_of_loopback(address):
 def test_plain_http_refuses_other_addresses(address):
     with pytest.raises(UsageError, match="only served on loopback"):
         listener(ServeOptions(bind_address=address))
+
+
+def test_a_bad_certificate_is_refused_at_start_naming_the_file(tmp_path):
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    key.write_text("garbage")
+    got = subprocess.run(
+        [
+            *scaleahead_cmd(),
+            "serve",
+            "--tls-cert-file",
+            str(cert),
+            "--tls-private-key-file",
+            str(key),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert got.returncode == 2
+    assert f"--tls-cert-file {cert}: not a PEM certificate" in got.stderr
+    assert "Traceback" not in got.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 
 from tests.conftest import RULE_QUERY, PrometheusServer, clean_env, free_port, scaleahead_cmd
 from tests.controlplane import ControlPlane
@@ -483,3 +484,74 @@ def test_the_kubernetes_api_down_means_deny(prometheus: PrometheusServer, kubect
             proc.wait(15)
     finally:
         plane.stop()
+
+
+def served_certificate(port: int) -> x509.Certificate:
+    pem = ssl.get_server_certificate(("127.0.0.1", port))
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def test_a_rotated_certificate_is_served_at_the_next_handshake(
+    secure: Secure, prometheus: PrometheusServer, tmp_path
+):
+    """cert-manager replaces the files in place; no restart, no dropped connection."""
+    plane = secure.plane
+    authority = CA("rotation-ca", tmp_path / "pki")
+    first = authority.issue("tls", "scaleahead", hosts=("127.0.0.1",), server=True)
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(first.cert.read_bytes())
+    key.write_bytes(first.key.read_bytes())
+    token = plane.kubectl("create", "token", "scaleahead", "-n", "scaleahead").stdout.strip()
+    port = free_port()
+    log = tmp_path / "log"
+    args = [
+        "serve",
+        "--config",
+        str(write_config(tmp_path / "config.yaml", prometheus.url)),
+        "--bind-address",
+        "127.0.0.1",
+        "--secure-port",
+        str(port),
+        "--tls-cert-file",
+        str(cert),
+        "--tls-private-key-file",
+        str(key),
+        "--kubeconfig",
+        str(plane.kubeconfig("rotation", token=token)),
+    ]
+    proc = subprocess.Popen(
+        scaleahead_cmd() + args, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=clean_env()
+    )
+    try:
+        wait_ready(f"https://127.0.0.1:{port}", authority.cert, proc, log)
+        before = served_certificate(port)
+        assert (
+            before.serial_number
+            == x509.load_pem_x509_certificate(first.cert.read_bytes()).serial_number
+        )
+        # A connection opened before the rotation keeps working after it.
+        context = ssl.create_default_context(cafile=str(authority.cert))
+        context.load_cert_chain(plane.admin.cert, plane.admin.key)
+        with httpx.Client(verify=context, timeout=20) as held:
+            assert held.get(f"https://127.0.0.1:{port}{CHECKOUT}").status_code == 200
+            second = authority.issue("tls2", "scaleahead", hosts=("127.0.0.1",), server=True)
+            # Key first, then certificate, each replaced atomically, as a Secret volume does.
+            key.write_bytes(second.key.read_bytes())
+            cert.write_bytes(second.cert.read_bytes())
+            deadline = time.monotonic() + 10
+            after = before
+            while time.monotonic() < deadline and after.serial_number == before.serial_number:
+                time.sleep(0.3)
+                after = served_certificate(port)
+            expected = x509.load_pem_x509_certificate(second.cert.read_bytes()).serial_number
+            assert after.serial_number == expected
+            assert held.get(f"https://127.0.0.1:{port}{CHECKOUT}").status_code == 200
+        # A broken file (half-written, wrong key) keeps the last good certificate.
+        cert.write_text("garbage")
+        time.sleep(1.5)
+        assert served_certificate(port).serial_number == expected
+        assert "keeping the previous TLS configuration" in log.read_text()
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(15)
