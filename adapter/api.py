@@ -76,7 +76,10 @@ def _health(name: str, failures: list[str], verbose: bool) -> Response:
 
 
 def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -> FastAPI:
-    """Build the API server over a provider; /metrics exposes `registry`."""
+    """Build the API server over a provider; /metrics exposes `registry`.
+
+    Handlers run on the event loop: the provider answers from memory and must not block.
+    """
     app = FastAPI(
         title="scaleahead",
         docs_url=None,
@@ -116,7 +119,7 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
         return _status(BadRequest(f"invalid request: {err.errors()}"))
 
     @app.api_route("/apis", methods=["GET", "HEAD"])
-    def api_group_list() -> dict[str, Any]:
+    async def api_group_list() -> dict[str, Any]:
         return {
             "kind": "APIGroupList",
             "apiVersion": "v1",
@@ -130,7 +133,7 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
         }
 
     @app.api_route(f"/apis/{GROUP}", methods=["GET", "HEAD"])
-    def api_group() -> dict[str, Any]:
+    async def api_group() -> dict[str, Any]:
         return {
             "kind": "APIGroup",
             "apiVersion": "v1",
@@ -140,7 +143,7 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
         }
 
     @app.api_route(f"/apis/{GROUP_VERSION}", methods=["GET", "HEAD"])
-    def api_resources() -> dict[str, Any]:
+    async def api_resources() -> dict[str, Any]:
         return {
             "kind": "APIResourceList",
             "apiVersion": "v1",
@@ -160,7 +163,11 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
     @app.api_route(
         f"/apis/{GROUP_VERSION}/namespaces/{{namespace}}/{{metric}}", methods=["GET", "HEAD"]
     )
-    def external_metric(namespace: str, metric: str, request: Request) -> dict[str, Any]:
+    async def external_metric(request: Request) -> Response:
+        # Path parameters read by hand: FastAPI's validation of two strings would cost
+        # more than the rest of the request.
+        namespace: str = request.path_params["namespace"]
+        metric: str = request.path_params["metric"]
         if len(namespace) > 63 or not _NAMESPACE.match(namespace):
             raise BadRequest(
                 f'invalid namespace "{namespace}": expected a DNS-1123 label '
@@ -176,7 +183,7 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
         values = provider.values(namespace, metric, selector)
         if not values:  # a provider must raise instead; never answer an empty success
             raise NotFound(f'no series of external metric "{metric}" matches')
-        return {
+        body = {
             "kind": "ExternalMetricValueList",
             "apiVersion": GROUP_VERSION,
             "metadata": {},
@@ -190,14 +197,15 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
                 for v in values
             ],
         }
+        return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])
     @app.api_route("/livez", methods=["GET", "HEAD"])
-    def alive(request: Request) -> Response:
+    async def alive(request: Request) -> Response:
         return _health(request.url.path.strip("/"), [], "verbose" in request.query_params)
 
     @app.api_route("/readyz", methods=["GET", "HEAD"])
-    def ready(request: Request) -> Response:
+    async def ready(request: Request) -> Response:
         return _health("readyz", provider.not_ready(), "verbose" in request.query_params)
 
     ours = version("scaleahead")
@@ -206,19 +214,19 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
     spec_hash = hashlib.sha256(json.dumps(spec_v3, sort_keys=True).encode()).hexdigest()[:16]
 
     @app.get("/openapi/v2")
-    def openapi_v2() -> dict[str, Any]:
+    async def openapi_v2() -> dict[str, Any]:
         return spec
 
     @app.get("/openapi/v3")
-    def openapi_v3_index() -> dict[str, Any]:
+    async def openapi_v3_index() -> dict[str, Any]:
         return openapi.v3_index(spec_hash)
 
     @app.get(f"/openapi/v3/apis/{GROUP_VERSION}")
-    def openapi_v3() -> dict[str, Any]:
+    async def openapi_v3() -> dict[str, Any]:
         return spec_v3
 
     @app.get("/version")
-    def server_version() -> dict[str, str]:
+    async def server_version() -> dict[str, str]:
         major, minor, *_ = ours.split(".")
         return {
             "major": major,
@@ -228,7 +236,7 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
         }
 
     @app.get("/metrics")
-    def metrics() -> Response:
+    async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

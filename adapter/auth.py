@@ -244,7 +244,7 @@ class Authenticator:
             orgs = tuple(
                 str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
             )
-            return User(cn[0] if cn else "", orgs)
+            return User(cn[0] if cn else "", _authenticated(orgs))
         trust = self._trust
         if trust.allowed_names and not (set(cn) & set(trust.allowed_names)):
             return None
@@ -284,7 +284,13 @@ def _user_from_headers(headers: list[tuple[bytes, bytes]], trust: _Trust) -> Use
                     extra.setdefault(unquote(key[len(prefix) :]), []).append(value)
     if not name:
         return None
-    return User(name, tuple(groups), "", tuple(sorted((k, tuple(v)) for k, v in extra.items())))
+    extras = tuple(sorted((k, tuple(v)) for k, v in extra.items()))
+    return User(name, _authenticated(tuple(groups)), "", extras)
+
+
+def _authenticated(groups: tuple[str, ...]) -> tuple[str, ...]:
+    """Every authenticated user is in system:authenticated, as the API server adds it."""
+    return groups if "system:authenticated" in groups else (*groups, "system:authenticated")
 
 
 @dataclass(frozen=True)

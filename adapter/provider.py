@@ -32,7 +32,8 @@ class MetricValue:
 
 
 class ExternalMetricsProvider(Protocol):
-    """What the external metrics API needs from whatever computes the values."""
+    """What the external metrics API needs from whatever computes the values. Every
+    method is called on the server's event loop: answer from memory, never block."""
 
     def metric_names(self) -> list[str]:
         """Every external metric served."""

@@ -127,7 +127,7 @@ def test_certificates_prove_users_only_when_a_trusted_ca_signed_them(pki):
     ]
     proxy = der(pki["front"].issue("proxy", "front-proxy-client"))
     assert authn.from_certificate(proxy, headers) == User(
-        "alice", ("dev", "ops"), "", (("scopes/a", ("x",)),)
+        "alice", ("dev", "ops", "system:authenticated"), "", (("scopes/a", ("x",)),)
     )
     assert authn.from_certificate(proxy, []) is None  # no user header: proves nobody
     # A front-proxy-CA certificate with a name that is not allowed.
@@ -135,7 +135,9 @@ def test_certificates_prove_users_only_when_a_trusted_ca_signed_them(pki):
     assert authn.from_certificate(stranger, headers) is None
     # A cluster-CA certificate is its CN and O; the headers are not read.
     bob = der(pki["cluster"].issue("bob", "bob", orgs=("team-a", "team-b")))
-    assert authn.from_certificate(bob, headers) == User("bob", ("team-a", "team-b"))
+    assert authn.from_certificate(bob, headers) == User(
+        "bob", ("team-a", "team-b", "system:authenticated")
+    )
     # The same names signed by a CA nobody trusts prove nothing.
     forged = der(pki["other"].issue("forged", "front-proxy-client"))
     assert authn.from_certificate(forged, headers) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -184,3 +185,18 @@ def test_a_bad_certificate_is_refused_at_start_naming_the_file(tmp_path):
     assert got.returncode == 2
     assert f"--tls-cert-file {cert}: not a PEM certificate" in got.stderr
     assert "Traceback" not in got.stderr
+
+
+def test_a_half_sent_request_is_cut_off(tmp_path):
+    """Slowloris: a connection that never finishes its request head is closed."""
+    port = free_port()
+    with running(["serve", "--port", str(port)], tmp_path / "log"):
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            started = time.monotonic()
+            assert sock.recv(1024) == b""  # the server closed it
+            waited = time.monotonic() - started
+        assert 5 < waited < 20
+        # Healthy clients are served all the while.
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
