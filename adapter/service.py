@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 
 from adapter import http
 from adapter.api import GROUP_VERSION, create_app
@@ -90,6 +90,8 @@ def build_service(
     """Assemble the service; `source_factory` gets the telemetry to report queries to."""
     current_config = current_config or CurrentConfig()
     registry = CollectorRegistry()
+    GCCollector(registry=registry)  # python_gc_*: full collections pause serving
+    ProcessCollector(registry=registry)  # process_*: CPU, RSS, open files
     telemetry = Telemetry(registry)
     source = source_factory(telemetry)
     store = ForecastStore()

@@ -13,6 +13,9 @@ SSL_CTX. Fixed rates are paced with wrk's `delay()` hook over many connections (
 loop per connection: a stall delays that connection's next request, so tails under a
 stall are understated); saturation runs without delay.
 
+The last two columns say what else ran in the window: forecast cycles (one per minute,
+in the same interpreter) and full garbage collections.
+
 Run: python -m bench.api_load  [--seconds 20] [--series 1000]
 Needs: wrk, gcc, etcd, prometheus/promtool (scripts/test installs all but wrk and gcc:
 apt-get install wrk gcc).
@@ -166,6 +169,22 @@ def wrk(
     }
 
 
+def counters(url: str, ca: Path, cert: Path, key: Path) -> dict[str, float]:
+    """Cycles run and full (generation 2) collections so far, from the server's /metrics."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(cert, key)
+    text = httpx.get(
+        f"{url}/metrics", verify=context, headers={"X-Remote-User": "bench"}, timeout=10
+    ).text
+    out = {"cycles": 0.0, "gen2": 0.0}
+    for line in text.splitlines():
+        if line.startswith("scaleahead_cycle_duration_seconds_count"):
+            out["cycles"] += float(line.split()[-1])
+        elif line.startswith('python_gc_collections_total{generation="2"}'):
+            out["gen2"] = float(line.split()[-1])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=20)
@@ -206,6 +225,16 @@ def main() -> None:
         from tests.adapter.test_secure import registration
 
         plane.apply(registration(port))
+        plane.apply(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n"
+            "metadata: {name: bench-metrics}\n"
+            "rules: [{nonResourceURLs: [/metrics], verbs: [get]}]\n---\n"
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
+            "metadata: {name: bench-metrics}\n"
+            "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, "
+            "name: bench-metrics}\n"
+            "subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bench}]\n"
+        )
         plane.apply(
             "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n"
             "metadata: {name: bench, namespace: default}\n"
@@ -260,17 +289,23 @@ def main() -> None:
         # Warm up: the SubjectAccessReview for (bench, list, default) gets cached.
         wrk(base, "metric", 50, 3, env, lua)
         rss_before = rss_mib(server.pid)
+        proxy = plane.front_proxy_client
         print(
             f"\n{'target':8s} {'rate':>6s} {'achieved':>9s} {'p50 ms':>7s} {'p99 ms':>7s} "
-            f"{'p99.9 ms':>8s} {'max ms':>7s} {'errors':>7s} {'RSS MiB':>8s}"
+            f"{'p99.9 ms':>8s} {'max ms':>7s} {'errors':>7s} {'RSS MiB':>8s} "
+            f"{'cycles':>6s} {'gen2 gc':>7s}"
         )
         for rate in RATES:
             for target in ("healthz", "metric"):
+                before = counters(base, ca, proxy.cert, proxy.key)
                 r = wrk(base, target, rate, args.seconds, env, lua)
+                after = counters(base, ca, proxy.cert, proxy.key)
                 print(
                     f"{target:8s} {rate or 'sat':>6} {r['rps']:9.0f} {r['p50']:7.2f} "
                     f"{r['p99']:7.2f} {r['p999']:8.2f} {r['max']:7.1f} "
-                    f"{int(r['errors']):7d} {rss_mib(server.pid):8.0f}",
+                    f"{int(r['errors']):7d} {rss_mib(server.pid):8.0f} "
+                    f"{after['cycles'] - before['cycles']:6.0f} "
+                    f"{after['gen2'] - before['gen2']:7.0f}",
                     flush=True,
                 )
         print(f"\nRSS before the runs {rss_before:.0f} MiB, after {rss_mib(server.pid):.0f} MiB")

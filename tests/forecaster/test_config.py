@@ -66,6 +66,13 @@ def test_good_config_loads_with_units(tmp_path):
             "prometheus.ca_file: no such file: /nonexistent/ca.crt",
         ),
         ("rules:\n", "rulez:\n", "rulez: unknown key"),
+        # The HPA lowercases external metric names: an upper-case rule could never be asked.
+        (
+            "name: http_requests_forecast",
+            "name: HTTP_Requests",
+            "rules[0].name: 'HTTP_Requests' has upper-case letters",
+        ),
+        ("interval: 1m\n", "interval: 1m\ncurrent: {interval: 30s, max_age: 40s}\n", "max_age"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, old, new, expected):
@@ -108,3 +115,11 @@ def test_check_config_command(tmp_path):
     )
     assert got.returncode == 2
     assert f"{bad}: rules[0].step: expected a duration" in got.stderr
+
+
+def test_credentials_in_the_prometheus_url_are_refused_and_never_echoed(tmp_path):
+    path = write(tmp_path, GOOD.replace("http://prometheus", "http://user:s3cret@prometheus"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "prometheus.url: credentials do not belong in the URL" in str(err.value)
+    assert "s3cret" not in str(err.value)
