@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -231,6 +232,19 @@ def _secure(o: ServeOptions, app: ASGIApp) -> tuple[ASGIApp, ssl.SSLContext, Aut
     return guarded, tls.context, authenticator
 
 
+def _freeze_when_ready(provider: ForecastProvider, timeout: float = 3600.0) -> None:
+    """Once every rule has forecasts (the models' libraries are imported and warm), move
+    everything alive to the collector's permanent generation: about 200,000 objects,
+    nearly all code of the imported libraries, that every full collection would
+    otherwise traverse (111 ms each with 1,000 series; bench/gc_objects.py)."""
+    deadline = time.monotonic() + timeout
+    while provider.not_ready() and time.monotonic() < deadline:
+        time.sleep(1.0)
+    gc.collect()
+    gc.freeze()
+    log.info("froze %d long-lived objects out of garbage collection", gc.get_freeze_count())
+
+
 def serve(o: ServeOptions) -> None:
     """Run the service until interrupted; raise UsageError or ConfigError before serving."""
     address, port, tls = listener(o)
@@ -263,10 +277,9 @@ def serve(o: ServeOptions) -> None:
             port,
         )
     scheduler = service.start()
-    # Everything built so far lives as long as the process: keep it out of the
-    # collector's generations, so that full collections stay short under load.
-    gc.collect()
-    gc.freeze()
+    threading.Thread(
+        target=_freeze_when_ready, args=(service.provider,), name="gc-freeze", daemon=True
+    ).start()
     try:
         http.run(app, address, port, context, o.log_level)
     finally:

@@ -2,8 +2,8 @@
 aggregator's client certificate, against `/healthz` measured the same way in the same run.
 
 Set-up (all real, on loopback): a kube-apiserver v1.28 for TokenReview and
-SubjectAccessReview (tests.controlplane), a Prometheus backfilled with 1,000 series (one
-day of per-minute counters from the bundled NASA trace, each at its own offset and
+SubjectAccessReview (tests.controlplane), a Prometheus backfilled with 1,000 series (two
+days of per-minute counters from the bundled NASA trace, each at its own offset and
 scale), and `scaleahead serve` on its secure port pinned to one core (`taskset -c 0`)
 with its forecast cycle running in the same process. The load generator is Debian's
 `wrk`, pinned to the other core; each request names a random series and carries
@@ -101,10 +101,12 @@ end
 
 
 def backfill(root: Path, series: int) -> tuple[Path, int]:
-    """A Prometheus TSDB with `series` counters of one day of per-minute data."""
+    """A Prometheus TSDB with `series` counters of two days of per-minute data: enough
+    history for every series to be past its cold start (young series are refitted with
+    statsforecast every cycle, which is a different load)."""
     trace = demo_trace()
     counts = np.nan_to_num(trace.counts, nan=0.0)
-    n = 1440
+    n = 2 * 1440
     end = (int(time.time()) // 60) * 60 + 600
     start = end - n * 60
     rng = np.random.default_rng(7)
@@ -246,7 +248,7 @@ def main() -> None:
         config = root / "config.yaml"
         config.write_text(
             f"prometheus:\n  url: http://127.0.0.1:{prom_port}\n"
-            f"rules:\n  - name: {METRIC}\n    query: '{QUERY}'\n    history: 2d\n"
+            f"rules:\n  - name: {METRIC}\n    query: '{QUERY}'\n    history: 3d\n"
         )
         log = root / "scaleahead.log"
         exe = str(Path(sys.executable).parent / "scaleahead")

@@ -200,3 +200,5 @@ def test_a_half_sent_request_is_cut_off(tmp_path):
         assert 5 < waited < 20
         # Healthy clients are served all the while.
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    # Once ready, the long-lived objects were frozen out of garbage collection.
+    assert "froze" in (tmp_path / "log").read_text()
