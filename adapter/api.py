@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapter import openapi
-from adapter.errors import BadRequest, NotFound, StatusError, status_body
+from adapter.errors import BadRequest, NotFound, StatusError, send_status, status_body
 from adapter.provider import ExternalMetricsProvider
 from adapter.quantity import format_quantity
 from forecaster.selector import SelectorError, parse_selector
@@ -49,17 +49,7 @@ class _RawPathGuard:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         raw = scope.get("raw_path") or b""
         if scope["type"] == "http" and b"%2f" in raw.lower():
-            body = json.dumps(
-                status_body(404, "NotFound", "path segments may not contain an encoded '/'")
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 404,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_status(send, 404, "NotFound", "path segments may not contain an encoded '/'")
             return
         await self.app(scope, receive, send)
 

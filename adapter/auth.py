@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -20,10 +19,11 @@ from urllib.parse import unquote
 
 import anyio.to_thread
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from adapter.errors import UsageError, status_body
+from adapter.errors import UsageError, send_status
 from adapter.kube import Attributes, AuthenticationConfigMap, Kube, KubeError, User
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def _issued_by(cert: x509.Certificate, cas: tuple[x509.Certificate, ...]) -> boo
         try:
             cert.verify_directly_issued_by(ca)
             return True
-        except (ValueError, TypeError, Exception):
+        except (ValueError, TypeError, InvalidSignature):  # not this CA's
             continue
     return False
 
@@ -182,8 +182,11 @@ class Authenticator:
             return
         try:
             cm = self.kube.authentication_config_map()
-            self._lookup, self._lookup_error = cm, None
-            self._trust = self._combine()
+            self._lookup_error = None
+            if cm != self._lookup:
+                self._lookup = cm
+                self._trust = self._combine()
+                self._certs = _TTLCache()  # which CA issued a certificate may have changed
         except (KubeError, UsageError) as err:
             if self._lookup_error is None:
                 log.warning(
@@ -215,7 +218,7 @@ class Authenticator:
     def _certificate(self, der: bytes) -> tuple[str, x509.Certificate | None]:
         """('requestheader' | 'client' | '', parsed) for a verified peer certificate."""
         trust = self._trust
-        hit, value = self._certs.get((der, id(trust)))
+        hit, value = self._certs.get(der)
         if hit:
             return value  # type: ignore[no-any-return]
         try:
@@ -227,7 +230,7 @@ class Authenticator:
             kind = "requestheader"
         elif _issued_by(cert, trust.client_cas):
             kind = "client"
-        self._certs.put((der, id(trust)), (kind, cert), 300.0)
+        self._certs.put(der, (kind, cert), 300.0)
         return kind, cert
 
     def from_certificate(
@@ -241,9 +244,7 @@ class Authenticator:
             return None
         cn = _attr(cert, NameOID.COMMON_NAME)
         if kind == "client":
-            orgs = tuple(
-                str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-            )
+            orgs = tuple(_attr(cert, NameOID.ORGANIZATION_NAME))
             return User(cn[0] if cn else "", _authenticated(orgs))
         trust = self._trust
         if trust.allowed_names and not (set(cn) & set(trust.allowed_names)):
@@ -387,7 +388,7 @@ class Guard:
                 await self.app(scope, receive, send_logged)
                 return
             if user is None:
-                await _deny(send_logged, 401, "Unauthorized", "Unauthorized")
+                await send_status(send_logged, 401, "Unauthorized", "Unauthorized")
                 return
             attrs = request_attributes(method, path)
             decision = self.authorizer.cached(user, attrs)
@@ -396,7 +397,7 @@ class Guard:
             allowed, reason = decision
             if not allowed:
                 why = f": {reason}" if reason else ""
-                await _deny(
+                await send_status(
                     send_logged,
                     403,
                     "Forbidden",
@@ -433,18 +434,3 @@ class Guard:
                         log.warning("token review failed: %s", err)
                         return None
         return None
-
-
-async def _deny(send: Send, code: int, reason: str, message: str) -> None:
-    body = json.dumps(status_body(code, reason, message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

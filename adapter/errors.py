@@ -3,6 +3,8 @@ the command line's `UsageError`."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 
@@ -34,6 +36,19 @@ class Unavailable(StatusError):
 
 class UsageError(Exception):
     """Flags that cannot be used; the message names the flag."""
+
+
+async def send_status(
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    code: int,
+    reason: str,
+    message: str,
+) -> None:
+    """Answer a raw ASGI request with a `Status` (for middleware, before any route)."""
+    body = json.dumps(status_body(code, reason, message)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def status_body(code: int, reason: str, message: str) -> dict[str, Any]:

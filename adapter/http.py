@@ -8,14 +8,9 @@ import ssl
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from adapter.auth import PEER_CERT
-
-try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Base
-except ImportError:  # pragma: no cover - httptools is a dependency; h11 is uvicorn's own
-    _Base = H11Protocol  # type: ignore[assignment,misc]
 
 REQUEST_HEADER_TIMEOUT = 10.0
 """A connection that has not sent a whole request head this long after it opened is closed."""
@@ -28,7 +23,7 @@ CONNECTION_LIMIT = 1000
 """Concurrent connections plus requests; beyond it new requests get 503 at once."""
 
 
-class PeerCertProtocol(_Base):  # type: ignore[misc,valid-type]
+class PeerCertProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol, recording the verified client certificate (DER) in
     every request's state and closing connections that never finish a request head."""
 

@@ -69,12 +69,11 @@ class AuthenticationConfigMap:
 
 def api_client(kubeconfig: Path | None) -> client.ApiClient:
     """A client from `kubeconfig`, else the in-cluster service account; UsageError if neither."""
+    cfg = client.Configuration()
     try:
         if kubeconfig is not None:
-            cfg = client.Configuration()
             config.load_kube_config(str(kubeconfig), client_configuration=cfg)
         else:
-            cfg = client.Configuration()
             config.load_incluster_config(client_configuration=cfg)
     except (ConfigException, OSError, TypeError, ValueError) as err:
         flag = f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster configuration"

@@ -153,12 +153,10 @@ class ForecastProvider:
 
 def _current_state(state: RuleServing) -> str:
     c = state.current
-    if c.fetched_at is None:
-        why = f" ({c.error})" if c.error else ""
-        return f"its current values have not been fetched yet{why}"
-    age = int(state.now - c.fetched_at)
     why = f" ({c.error})" if c.error else ""
-    return f"its current values are {age}s old{why}"
+    if c.fetched_at is None:
+        return f"its current values have not been fetched yet{why}"
+    return f"its current values are {int(state.now - c.fetched_at)}s old{why}"
 
 
 def _unservable(state: RuleServing) -> str:

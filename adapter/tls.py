@@ -9,7 +9,6 @@ import ipaddress
 import logging
 import os
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,16 +133,15 @@ class ServingTLS:
     """
 
     def __init__(self, settings: TLSSettings, client_cas: Callable[[], bytes]) -> None:
+        """`settings` name files that check_certificate accepted."""
         self.settings = settings
         self.client_cas = client_cas
-        check_certificate(settings.cert_file, settings.key_file)
         self._files = (settings.cert_file, settings.key_file)
         self._stamp = _stamp(self._files)
         self._cas = client_cas()
-        self._current = self._build(self._cas)
         self._checked = time.monotonic()
-        self._lock = threading.Lock()
-        self.context = self._build(self._cas)
+        # The context the server listens with; each handshake switches to the newest.
+        self.context = self._current = self._build(self._cas)
         self.context.sni_callback = self._on_client_hello
 
     def _build(self, cas: bytes) -> ssl.SSLContext:
@@ -181,6 +179,17 @@ class ServingTLS:
             return
         self._current, self._stamp, self._cas = context, stamp, cas
         log.info("TLS: serving certificate or client CAs changed; new handshakes use them")
+
+
+def subject_alt_names(hosts: list[str] | tuple[str, ...]) -> x509.SubjectAlternativeName:
+    """IP addresses as IP SANs, everything else as DNS names."""
+    sans: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    return x509.SubjectAlternativeName(sans)
 
 
 def self_signed(cert_dir: Path, hosts: list[str]) -> TLSSettings:
@@ -231,12 +240,6 @@ def _write_self_signed(cert_file: Path, key_file: Path, ca_file: Path, hosts: li
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for h in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            sans.append(x509.DNSName(h))
     leaf = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
@@ -247,7 +250,7 @@ def _write_self_signed(cert_file: Path, key_file: Path, ca_file: Path, hosts: li
         .not_valid_after(now + dt.timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(subject_alt_names(hosts), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from adapter.tls import subject_alt_names
 
 _KEY = serialization.Encoding.PEM
 
@@ -110,13 +111,7 @@ class CA:
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if hosts:
-            sans: list[x509.GeneralName] = []
-            for h in hosts:
-                try:
-                    sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-                except ValueError:
-                    sans.append(x509.DNSName(h))
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            builder = builder.add_extension(subject_alt_names(hosts), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
         pair = Pair(self.dir / f"{file_stem}.crt", self.dir / f"{file_stem}.key")
         pair.cert.write_bytes(cert.public_bytes(_KEY))

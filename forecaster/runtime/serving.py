@@ -20,7 +20,6 @@ class SeriesServing:
     """One series now: `served` is None when neither a fresh current value nor a fresh
     forecast exists (the API then answers an error, never 0)."""
 
-    key: SeriesKey
     labels: dict[str, str]
     actual: float | None
     forecast: SeriesForecast | None
@@ -35,7 +34,6 @@ class RuleServing:
     rule: Rule
     now: float
     current: RuleCurrent
-    current_fresh: bool
     forecasts_ready: bool
     series: list[SeriesServing]
     label_names: frozenset[str]  # every label any series of the rule carries
@@ -113,12 +111,11 @@ class ServingView:
             served = served_value(actual, forecast, now, rule)
             if served is not None and not is_rate(served.value):
                 served = None  # a forecast gone absurd is not served; the others still are
-            series.append(SeriesServing(key, series_labels, actual, forecast, served))
+            series.append(SeriesServing(series_labels, actual, forecast, served))
         return RuleServing(
             rule,
             now,
             current,
-            fresh,
             index.forecasts is not None,
             series,
             index.names,

@@ -144,8 +144,14 @@ def write_config(path: Path, prometheus_url: str) -> Path:
 
 
 def start_secure(
-    plane: ControlPlane, prometheus: PrometheusServer, root: Path, port: int
+    plane: ControlPlane,
+    prometheus: PrometheusServer,
+    root: Path,
+    port: int,
+    certificate: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """`scaleahead serve` on `port` as the scaleahead service account, logging to
+    root/scaleahead.log; `certificate`: its certificate flags (default: --cert-dir)."""
     token = plane.kubectl("create", "token", "scaleahead", "-n", "scaleahead").stdout.strip()
     kubeconfig = plane.kubeconfig("scaleahead-sa", token=token)
     log = root / "scaleahead.log"
@@ -157,8 +163,7 @@ def start_secure(
         "127.0.0.1",
         "--secure-port",
         str(port),
-        "--cert-dir",
-        str(root / "certs"),
+        *(certificate or ["--cert-dir", str(root / "certs")]),
         "--kubeconfig",
         str(kubeconfig),
         "--v",
@@ -501,27 +506,10 @@ def test_a_rotated_certificate_is_served_at_the_next_handshake(
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     cert.write_bytes(first.cert.read_bytes())
     key.write_bytes(first.key.read_bytes())
-    token = plane.kubectl("create", "token", "scaleahead", "-n", "scaleahead").stdout.strip()
     port = free_port()
-    log = tmp_path / "log"
-    args = [
-        "serve",
-        "--config",
-        str(write_config(tmp_path / "config.yaml", prometheus.url)),
-        "--bind-address",
-        "127.0.0.1",
-        "--secure-port",
-        str(port),
-        "--tls-cert-file",
-        str(cert),
-        "--tls-private-key-file",
-        str(key),
-        "--kubeconfig",
-        str(plane.kubeconfig("rotation", token=token)),
-    ]
-    proc = subprocess.Popen(
-        scaleahead_cmd() + args, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=clean_env()
-    )
+    log = tmp_path / "scaleahead.log"
+    flags = ["--tls-cert-file", str(cert), "--tls-private-key-file", str(key)]
+    proc = start_secure(plane, prometheus, tmp_path, port, flags)
     try:
         wait_ready(f"https://127.0.0.1:{port}", authority.cert, proc, log)
         before = served_certificate(port)
