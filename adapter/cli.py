@@ -49,6 +49,7 @@ def _serve(args: argparse.Namespace) -> None:
             tls_cert_file=_path(args.tls_cert_file),
             tls_private_key_file=_path(args.tls_private_key_file),
             cert_dir=_path(args.cert_dir),
+            cert_secret=args.cert_secret,
             tls_min_version=args.tls_min_version,
             tls_cipher_suites=args.tls_cipher_suites,
             kubeconfig=_path(args.kubeconfig),
@@ -156,6 +157,12 @@ def parser() -> argparse.ArgumentParser:
         "--cert-dir",
         help="without --tls-cert-file: write (or reuse) a self-signed serving certificate "
         "here, with its CA in ca.crt for the APIService's caBundle",
+    )
+    t.add_argument(
+        "--cert-secret",
+        help="with --cert-dir: share the self-signed certificate between replicas through "
+        "this Secret in scaleahead's namespace (created if missing, renewed a month before "
+        "it expires) and put its CA into the APIService's caBundle",
     )
     t.add_argument("--tls-min-version", default="VersionTLS12", help="VersionTLS12 or VersionTLS13")
     t.add_argument("--tls-cipher-suites", help="comma-separated IANA names for TLS 1.2")

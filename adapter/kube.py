@@ -1,9 +1,12 @@
 """The Kubernetes API as scaleahead uses it, through the official client: the
-authentication ConfigMap, TokenReview and SubjectAccessReview. Every call has a bounded
-timeout; failures raise KubeError."""
+authentication ConfigMap, TokenReview and SubjectAccessReview, the APIService, and the
+Secret of the shared serving certificate. Every call has a bounded timeout; failures
+raise KubeError. manifests/base/rbac.yaml grants exactly these calls (a test derives
+them from this module)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from dataclasses import dataclass
@@ -85,6 +88,23 @@ def api_client(kubeconfig: Path | None) -> client.ApiClient:
     return client.ApiClient(cfg)
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def own_namespace(kubeconfig: Path | None) -> str:
+    """The namespace scaleahead runs in: its pod's, else the kubeconfig context's."""
+    if kubeconfig is None:
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+        except OSError as err:
+            raise UsageError(f"cannot tell the pod's namespace: {err}") from None
+    try:
+        _, active = config.list_kube_config_contexts(str(kubeconfig))
+    except (ConfigException, OSError) as err:
+        raise UsageError(f"--kubeconfig {kubeconfig}: {err}") from None
+    return str((active or {}).get("context", {}).get("namespace") or "default")
+
+
 def _json_list(data: dict[str, str], key: str) -> tuple[str, ...]:
     raw = data.get(key)
     if not raw:
@@ -104,6 +124,7 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.authn = client.AuthenticationV1Api(api)
         self.authz = client.AuthorizationV1Api(api)
+        self.registration = client.ApiregistrationV1Api(api)
 
     def authentication_config_map(self) -> AuthenticationConfigMap:
         """Read kube-system/extension-apiserver-authentication."""
@@ -168,6 +189,75 @@ class Kube:
             return False, "the SubjectAccessReview came back without a status"
         return bool(status.allowed and not status.denied), status.reason or ""
 
+    def read_secret(self, namespace: str, name: str) -> tuple[dict[str, str] | None, str | None]:
+        """(data, resourceVersion) of a Secret, or (None, None) if there is none."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT)
+        except ApiException as err:
+            if err.status == 404:
+                return None, None
+            raise KubeError(_describe(err)) from None
+        except Exception as err:
+            raise KubeError(_describe(err)) from None
+        data = {k: str(v) for k, v in (secret.data or {}).items()}
+        return data, secret.metadata.resource_version if secret.metadata else None
+
+    def write_secret(
+        self, namespace: str, name: str, data: dict[str, str], version: str | None
+    ) -> bool:
+        """Create the Secret (version None) or replace the one at `version`; False if
+        someone else created or changed it first."""
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=namespace,
+                resource_version=version,
+                labels={"app.kubernetes.io/name": "scaleahead"},
+            ),
+            type="kubernetes.io/tls",
+            data=dict[str, bytes | str](data),
+        )
+        try:
+            if version is None:
+                self.core.create_namespaced_secret(namespace, body, _request_timeout=TIMEOUT)
+            else:
+                self.core.replace_namespaced_secret(name, namespace, body, _request_timeout=TIMEOUT)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise KubeError(_describe(err)) from None
+        except Exception as err:
+            raise KubeError(_describe(err)) from None
+        return True
+
+    def inject_ca_bundle(self, apiservice: str, namespace: str, ca: bytes) -> None:
+        """Put `ca` into the APIService's caBundle if it routes to a Service in
+        `namespace` (ours); leave it alone, with a warning, if it routes elsewhere."""
+        try:
+            api = self.registration.read_api_service(apiservice, _request_timeout=TIMEOUT)
+        except Exception as err:
+            raise KubeError(_describe(err)) from None
+        ref = api.spec.service if api.spec is not None else None
+        if ref is None or ref.namespace != namespace:
+            where = f"{ref.namespace}/{ref.name}" if ref is not None else "no Service"
+            log.warning(
+                "APIService %s routes to %s, not to namespace %s: its caBundle is left alone",
+                apiservice,
+                where,
+                namespace,
+            )
+            return
+        bundle = base64.b64encode(ca).decode()
+        if api.spec is not None and api.spec.ca_bundle == bundle:
+            return
+        try:
+            self.registration.patch_api_service(
+                apiservice, {"spec": {"caBundle": bundle}}, _request_timeout=TIMEOUT
+            )
+        except Exception as err:
+            raise KubeError(_describe(err)) from None
+        log.info("put the serving CA into APIService %s", apiservice)
+
 
 def _describe(err: Exception) -> str:
     if isinstance(err, ApiException):
@@ -183,9 +273,7 @@ def serving_names(kube: Kube) -> list[str]:
     APIService routes to (`<service>.<namespace>.svc`), when it can be read."""
     names = ["localhost", "127.0.0.1"]
     try:
-        api = client.ApiregistrationV1Api(kube.api).read_api_service(
-            APISERVICE, _request_timeout=TIMEOUT
-        )
+        api = kube.registration.read_api_service(APISERVICE, _request_timeout=TIMEOUT)
         ref = api.spec.service if api.spec is not None else None
     except Exception as err:
         log.info("APIService %s not readable (%s): certificate for loopback only", APISERVICE, err)

@@ -30,8 +30,9 @@ from adapter.auth import (
     Guard,
     access_log,
 )
+from adapter.certs import SharedCertificate, self_signed
 from adapter.errors import UsageError
-from adapter.kube import Kube, api_client, serving_names
+from adapter.kube import Kube, KubeError, api_client, own_namespace, serving_names
 from adapter.provider import ForecastProvider
 from adapter.tls import (
     ServingTLS,
@@ -39,7 +40,6 @@ from adapter.tls import (
     check_certificate,
     parse_cipher_suites,
     parse_min_version,
-    self_signed,
 )
 from forecaster.config import CurrentConfig, PrometheusConfig, Rule, load_config
 from forecaster.runtime.current import CurrentValues
@@ -96,7 +96,7 @@ def build_service(
     telemetry = Telemetry(registry)
     source = source_factory(telemetry)
     store = ForecastStore()
-    current = CurrentValues(rules, source, clock, current_config.max_age)
+    current = CurrentValues(rules, source, clock, current_config.max_age, current_config.interval)
     view = ServingView(store, current, clock)
     cycle = ForecastCycle(rules, source, store, telemetry=telemetry)
     provider = ForecastProvider(rules, view, telemetry)
@@ -142,6 +142,7 @@ class ServeOptions:
     tls_cert_file: Path | None = None
     tls_private_key_file: Path | None = None
     cert_dir: Path | None = None
+    cert_secret: str | None = None
     tls_min_version: str = "VersionTLS12"
     tls_cipher_suites: str | None = None
     kubeconfig: Path | None = None
@@ -167,6 +168,10 @@ def _is_loopback(address: str) -> bool:
 def listener(o: ServeOptions) -> tuple[str, int, bool]:
     """(address, port, tls) from the serving flags, or UsageError."""
     cert, key = o.tls_cert_file, o.tls_private_key_file
+    if o.cert_secret and not o.cert_dir:
+        raise UsageError("--cert-secret needs --cert-dir, where the certificate is written")
+    if o.cert_secret and cert:
+        raise UsageError("--cert-secret and --tls-cert-file exclude each other")
     if bool(cert) != bool(key):
         raise UsageError("--tls-cert-file and --tls-private-key-file must be given together")
     for flag, path in (("--tls-cert-file", cert), ("--tls-private-key-file", key)):
@@ -212,24 +217,38 @@ def _banner(rules_names: list[str], url: str, demo: bool, tls: bool) -> str:
     return "\n".join(lines)
 
 
-def _secure(o: ServeOptions, app: ASGIApp) -> tuple[ASGIApp, ssl.SSLContext, Authenticator]:
-    """The app behind authentication and authorization, and the TLS context to serve it."""
+def _secure(
+    o: ServeOptions, app: ASGIApp
+) -> tuple[ASGIApp, ssl.SSLContext, Authenticator, SharedCertificate | None]:
+    """The app behind authentication and authorization, the TLS context to serve it, and
+    the shared certificate's background check."""
     min_version = parse_min_version(o.tls_min_version)
     ciphers = parse_cipher_suites(o.tls_cipher_suites)
     if o.tls_cert_file and o.tls_private_key_file:
         check_certificate(o.tls_cert_file, o.tls_private_key_file)
     kube = Kube(api_client(o.kubeconfig))
     authenticator = Authenticator(o.authentication, kube)
+    shared = None
     if o.tls_cert_file and o.tls_private_key_file:
         cert, key = o.tls_cert_file, o.tls_private_key_file
     else:
         assert o.cert_dir is not None
-        generated = self_signed(o.cert_dir, serving_names(kube))
+        if o.cert_secret:
+            shared = SharedCertificate(
+                kube, own_namespace(o.kubeconfig), o.cert_secret, o.cert_dir, serving_names(kube)
+            )
+            try:
+                generated = shared.sync()
+            except KubeError as err:
+                raise UsageError(f"--cert-secret {o.cert_secret}: {err}") from None
+            shared.start()
+        else:
+            generated = self_signed(o.cert_dir, serving_names(kube))
         cert, key = generated.cert_file, generated.key_file
     authenticator.start()
     tls = ServingTLS(TLSSettings(cert, key, min_version, ciphers), authenticator.client_cas_pem)
     guarded = Guard(app, authenticator, Authorizer(o.authorization, kube))
-    return guarded, tls.context, authenticator
+    return guarded, tls.context, authenticator, shared
 
 
 def _freeze_when_ready(provider: ForecastProvider, timeout: float = 3600.0) -> None:
@@ -260,8 +279,9 @@ def serve(o: ServeOptions) -> None:
     app: ASGIApp = service.app
     context = None
     authenticator = None
+    shared = None
     if tls:
-        app, context, authenticator = _secure(o, app)
+        app, context, authenticator, shared = _secure(o, app)
     access_log.setLevel(logging.INFO if o.verbosity >= 2 else logging.WARNING)
 
     scheme = "https" if tls else "http"
@@ -287,3 +307,5 @@ def serve(o: ServeOptions) -> None:
         service.current.close()
         if authenticator is not None:
             authenticator.stop()
+        if shared is not None:
+            shared.stop()

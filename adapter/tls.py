@@ -1,6 +1,5 @@
 """The serving certificate and the client CAs: loaded and checked at start, reloaded for
-the next handshake when their files (or the trusted client CAs) change, and a
-self-signed certificate in `--cert-dir` when none is given."""
+the next handshake when their files (or the trusted client CAs) change."""
 
 from __future__ import annotations
 
@@ -15,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
 from adapter.errors import UsageError
 
@@ -42,10 +39,6 @@ TLS 1.3 suites are not configurable, as in Go."""
 
 RELOAD_CHECK_INTERVAL = 1.0
 """At most this often (seconds) a handshake checks whether the files changed."""
-
-SELF_SIGNED_CERT = "apiserver.crt"
-SELF_SIGNED_KEY = "apiserver.key"
-SELF_SIGNED_CA = "ca.crt"
 
 
 def parse_min_version(text: str) -> ssl.TLSVersion:
@@ -190,82 +183,3 @@ def subject_alt_names(hosts: list[str] | tuple[str, ...]) -> x509.SubjectAlterna
         except ValueError:
             sans.append(x509.DNSName(h))
     return x509.SubjectAlternativeName(sans)
-
-
-def self_signed(cert_dir: Path, hosts: list[str]) -> TLSSettings:
-    """A serving certificate in `cert_dir` (kept across restarts while it covers `hosts`
-    and has a month left), signed by a CA written beside it as ca.crt for an APIService's
-    caBundle."""
-    cert_file, key_file, ca_file = (
-        cert_dir / SELF_SIGNED_CERT,
-        cert_dir / SELF_SIGNED_KEY,
-        cert_dir / SELF_SIGNED_CA,
-    )
-    if cert_file.is_file() and key_file.is_file() and ca_file.is_file():
-        try:
-            leaf = check_certificate(cert_file, key_file)
-            sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            names = set(sans.get_values_for_type(x509.DNSName)) | {
-                str(ip) for ip in sans.get_values_for_type(x509.IPAddress)
-            }
-            month = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
-            if set(hosts) <= names and leaf.not_valid_after_utc > month:
-                return TLSSettings(cert_file, key_file)
-        except (UsageError, x509.ExtensionNotFound):
-            pass
-    try:
-        cert_dir.mkdir(parents=True, exist_ok=True)
-        _write_self_signed(cert_file, key_file, ca_file, hosts)
-    except OSError as err:
-        raise UsageError(f"--cert-dir {cert_dir}: cannot write the certificate: {err}") from None
-    log.info("wrote a self-signed serving certificate for %s to %s", ", ".join(hosts), cert_dir)
-    return TLSSettings(cert_file, key_file)
-
-
-def _write_self_signed(cert_file: Path, key_file: Path, ca_file: Path, hosts: list[str]) -> None:
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, f"scaleahead-ca@{int(now.timestamp())}")]
-    )
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(subject_alt_names(hosts), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    key_pem = key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    # Key first, then the certificate: a reader never sees a certificate without its key.
-    _atomic_write(key_file, key_pem, 0o600)
-    _atomic_write(cert_file, leaf.public_bytes(pem) + ca.public_bytes(pem), 0o644)
-    _atomic_write(ca_file, ca.public_bytes(pem), 0o644)
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

@@ -31,6 +31,7 @@ from forecaster.runtime.store import ForecastStore
 from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.sources.base import InstantSample, RangeSeries
 from forecaster.sources.trace import read_trace
+from forecaster.times import SETTLE
 
 TRACE = Path(__file__).resolve().parent.parent.parent / "shared" / "traces" / "nasa_http_1995.csv"
 DAYS = 14
@@ -91,13 +92,13 @@ def bench_size(n: int, rng: np.random.Generator) -> dict[str, float]:
     cycle = ForecastCycle([rule], ArraySource(rates, t0), ForecastStore())
     first_end = t0 + (DAYS * 1440 - 1) * STEP
     start = time.perf_counter()
-    report = cycle.run(rule, first_end)
+    report = cycle.run(rule, first_end + SETTLE)
     fit = time.perf_counter() - start
     assert report.series == n, report
     steady = []
     for k in range(1, 4):
         start = time.perf_counter()
-        cycle.run(rule, first_end + k * STEP)
+        cycle.run(rule, first_end + k * STEP + SETTLE)
         steady.append(time.perf_counter() - start)
     update = float(np.median(steady))
     per_cycle = update + fit / 60  # refits hourly, cycles every minute

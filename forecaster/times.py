@@ -8,6 +8,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+SETTLE = 10
+"""Seconds a sample may take to reach Prometheus after its timestamp (a scrape's timeout
+by default). Queries ask about times at least this old, on a fixed grid, so that every
+replica reading the same Prometheus gets the same answer whenever it asks."""
+
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -221,19 +222,27 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def control_plane(kubectl: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A real kube-apiserver v1.28 with etcd, on loopback, for the whole session.
+@contextlib.contextmanager
+def running_control_plane(root: Path, kubectl: str) -> Iterator[ControlPlane]:
+    """A real kube-apiserver v1.28 with etcd, on loopback, until the block ends.
 
-    Without its binaries the tests that need it skip, naming what is missing; under
-    CI=true they fail instead.
+    Without its binaries the test skips, naming what is missing; under CI=true it fails.
     """
     try:
-        plane = ControlPlane(tmp_path_factory.mktemp("k8s"), kubectl)
+        plane = ControlPlane(root, kubectl)
     except MissingAssets as err:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the Kubernetes control plane is missing: {err}")
         pytest.skip(f"the Kubernetes control plane is missing: {err}")
     plane.start()
-    yield plane
-    plane.stop()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane(kubectl: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """The session's shared control plane (see running_control_plane)."""
+    with running_control_plane(tmp_path_factory.mktemp("k8s"), kubectl) as plane:
+        yield plane

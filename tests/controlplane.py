@@ -136,7 +136,13 @@ class ControlPlane:
         self._apiserver: subprocess.Popen[bytes] | None = None
         self._controller_manager: subprocess.Popen[bytes] | None = None
 
-    def kubeconfig(self, name: str, user: Pair | None = None, token: str | None = None) -> Path:
+    def kubeconfig(
+        self,
+        name: str,
+        user: Pair | None = None,
+        token: str | None = None,
+        namespace: str = "default",
+    ) -> Path:
         """A kubeconfig for this API server as a client certificate or a bearer token."""
         if user is not None:
             creds = f"client-certificate: {user.cert}\n    client-key: {user.key}"
@@ -150,7 +156,8 @@ class ControlPlane:
             f"clusters:\n- name: test\n  cluster:\n    server: {self.url}\n"
             f"    certificate-authority: {self.ca.cert}\n"
             f"users:\n- name: {name}\n  user:\n    {creds}\n"
-            f"contexts:\n- name: test\n  context: {{cluster: test, user: {name}}}\n"
+            f"contexts:\n- name: test\n  context: {{cluster: test, user: {name}, "
+            f"namespace: {namespace}}}\n"
             "current-context: test\n"
         )
         return path

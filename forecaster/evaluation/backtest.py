@@ -24,7 +24,7 @@ from forecaster.runtime.cycle import ForecastCycle
 from forecaster.runtime.store import ForecastStore
 from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.sources.base import InstantSample, RangeSeries, Source
-from forecaster.times import grid_ceil, grid_floor, rfc3339
+from forecaster.times import SETTLE, grid_ceil, grid_floor, rfc3339
 
 
 class BacktestError(ValueError):
@@ -132,7 +132,8 @@ def replay(
     step, H = rule.step, rule.horizon_steps
     times = np.arange(grid_ceil(start, step), grid_floor(end, step) + 1, step, dtype=np.int64)
     store = ForecastStore()
-    cycle = ForecastCycle([rule], source, store)
+    # One series: its refits on the hour, whatever its labels (CSV and Prometheus agree).
+    cycle = ForecastCycle([rule], source, store, spread_refits=False)
     labels = source.series.labels
     n = len(times)
     actual = np.full(n, np.nan)
@@ -153,7 +154,7 @@ def replay(
         for i in progress(range(n)):
             t = int(times[i])
             if t >= next_cycle:
-                cycle.run(rule, t)
+                cycle.run(rule, t + SETTLE)  # as live: a cycle at t + SETTLE ends at t
                 next_cycle = t + rule.interval
             fc = store.get(rule.name, labels)
             a = None if np.isnan(actual[i]) else float(actual[i])

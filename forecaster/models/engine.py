@@ -3,14 +3,23 @@
 What changes slowly (which cycles a series has, its profile, which candidate forecasts
 it best, the spread of its errors) is refitted every `refit_every` seconds
 (`SeriesModel.fit`); what changes every step (the level, Holt-Winters' state) is brought
-up to date each cycle from the newest observations. Between refits, adaptive conformal
-inference moves the band level after every lead window whose realised peak exceeded, or
-stayed under, the value served for it. Series too young for the seasonal models go to
-statsforecast, batched (`forecast_young`).
+up to date from the newest observations, one grid point at a time. Between refits,
+adaptive conformal inference moves the band level after every lead window whose realised
+peak exceeded, or stayed under, the value served for it. Series too young for the
+seasonal models go to statsforecast, batched (`forecast_young`).
+
+A series' state is a function of its history and the grid point alone, never of when
+the engine started or which cycles it missed: refits fall on fixed grid points (each
+series at its own offset within `refit_every`, from a hash of its key), a refit reads
+the history only up to its grid point, and every grid point since then is replayed.
+Two replicas reading the same Prometheus therefore serve the same values, and a
+restarted one serves what it would have served had it never stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import zlib
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
@@ -23,32 +32,44 @@ from forecaster.models.series_model import SeriesFit, SeriesModel
 from forecaster.models.short_history import ShortHistoryForecaster
 from forecaster.policy import serve, window_peak
 
-GOLDEN = 0.6180339887498949
+REFIT_STEPS = 60
+"""Steps between refits at least; also the most a restart replays per series."""
+
+
+def refit_offset(key: Hashable, every: int, step: int) -> int:
+    """Where within each `every` seconds a series' refits fall: a grid offset from a
+    hash of its key that is the same in every process (unlike `hash`)."""
+    return (zlib.crc32(repr(key).encode()) % max(every // step, 1)) * step
 
 
 @dataclass
 class SeriesState:
     """What the engine holds for one series."""
 
-    fit: SeriesFit  # from the last refit
-    fitted: Fitted  # the fit's model, brought up to the newest data
+    fit: SeriesFit  # from the last refit, on the history up to its grid point
+    fitted: Fitted  # the fit's model, brought up to `done`
     next_refit: int  # grid point from which a refit is due
     aci: AdaptiveLevel
+    done: int  # the newest grid point forecast
 
 
 @dataclass
 class ForecastEngine:
-    """Forecasts the series of one step grid, refitting each at most every `refit_every`."""
+    """Forecasts the series of one step grid, refitting each every `refit_every` seconds
+    (default: an hour, or REFIT_STEPS steps if longer, so that the adaptive level, which
+    starts afresh with each fit, sees enough lead windows to move)."""
 
     step: int
     horizon: int  # steps
     lead: int  # seconds
     quantile: float
-    refit_every: int = 3600
+    refit_every: int = 0
+    spread: bool = True  # refits at per-series offsets (else all on multiples of refit_every)
     series: dict[Hashable, SeriesState] = field(default_factory=dict)
-    _registered: int = 0
 
     def __post_init__(self) -> None:
+        if not self.refit_every:
+            self.refit_every = max(3600, REFIT_STEPS * self.step)
         self.model = SeriesModel(
             step=self.step, horizon=self.horizon, lead=self.lead, quantile=self.quantile
         )
@@ -63,32 +84,41 @@ class ForecastEngine:
         self, key: Hashable, y: np.ndarray, end: int
     ) -> tuple[np.ndarray, np.ndarray, SeriesFit]:
         """Mean and upper forecasts of one series for the steps after `end`, from its
-        history y ending at `end`, and the fit they came from."""
+        history y ending at `end`, and the fit they came from (raise ValueError if the
+        series cannot be forecast at `end`)."""
         state = self.series.get(key)
-        if state is None or end >= state.next_refit or end < state.fit.end:
-            state = self._refit(key, state, y, end)
+        if state is None or end >= state.next_refit or end < state.done:
+            state = self._refit(key, y, end)
+        # Replay every grid point since the last one forecast (a restart, a missed cycle):
+        # the adaptive level depends on each value that would have been served.
+        for g in range(state.done + self.step, end, self.step):
+            with contextlib.suppress(ValueError):  # no recent observation: nothing served
+                self._step(state, y[: len(y) - (end - g) // self.step], g)
+        return self._step(state, y, end)
+
+    def _step(
+        self, state: SeriesState, y: np.ndarray, end: int
+    ) -> tuple[np.ndarray, np.ndarray, SeriesFit]:
         state.aci.absorb(y, end, self.step, self.window, state.fit.level, self.quantile)
         level = state.aci.level(state.fit.level)
         mean, upper, state.fitted = self.model.forecast(state.fit, y, end, level, state.fitted)
+        state.done = end
         last = y[-1] if np.isfinite(y[-1]) and y[-1] >= 0 else 0.0
         served = serve(float(last), window_peak(upper, self.window))
         state.aci.expect(end + self.window * self.step, float(served))
         return mean, upper, state.fit
 
-    def _refit(
-        self, key: Hashable, state: SeriesState | None, y: np.ndarray, end: int
-    ) -> SeriesState:
-        fit = self.model.fit(y, end)
-        # Series registered together would all refit in the same cycle; the first refit
-        # of the n-th series comes after 1/2 to 1 of the period instead, spread evenly by
-        # the golden-ratio sequence (by order, not labels: a replay of one series refits
-        # on the same schedule whatever its labels).
-        fraction = 1.0
-        if state is None:
-            fraction = 0.5 + 0.5 * ((self._registered * GOLDEN) % 1.0)
-            self._registered += 1
-        aci = state.aci if state is not None else AdaptiveLevel()
-        new = SeriesState(fit, fit.fitted, end + int(self.refit_every * fraction), aci)
+    def _refit(self, key: Hashable, y: np.ndarray, end: int) -> SeriesState:
+        """Fit on the history up to the series' latest refit point at or before `end`;
+        the adaptive level starts afresh with each fit."""
+        offset = refit_offset(key, self.refit_every, self.step) if self.spread else 0
+        at = end - (end - offset) % self.refit_every
+        # The same stretch of history whenever the refit runs: from `at` back as far as
+        # a history window that ends a whole refit period later still reaches.
+        cut = len(y) - (end - at) // self.step
+        keep = len(y) - self.refit_every // self.step
+        fit = self.model.fit(y[max(0, cut - keep) if keep > 0 else 0 : cut], at)
+        new = SeriesState(fit, fit.fitted, at + self.refit_every, AdaptiveLevel(), at - self.step)
         self.series[key] = new
         return new
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from forecaster.config import Rule
 from forecaster.selector import EVERYTHING
 from forecaster.sources.base import SeriesKey, Source, SourceError, series_key
-from forecaster.times import rfc3339
+from forecaster.times import SETTLE, grid_floor, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,13 @@ class CurrentValues:
         source: Source,
         clock: Callable[[], float],
         max_age: float,
+        interval: int,
     ) -> None:
         self.rules = {r.name: r for r in rules}
         self.source = source
         self.clock = clock
         self.max_age = max_age
+        self.interval = interval
         self._lock = threading.Lock()
         self._rules: dict[str, RuleCurrent] = {name: RuleCurrent() for name in self.rules}
         self._running: set[str] = set()
@@ -83,8 +85,13 @@ class CurrentValues:
             with self._lock:
                 self._running.discard(rule.name)
 
+    def evaluation_time(self, now: float) -> int:
+        """The time an instant query made at `now` asks about: the newest multiple of the
+        refresh interval at least SETTLE old, the same for every replica."""
+        return grid_floor(now - SETTLE, self.interval)
+
     def _refresh(self, rule: Rule) -> None:
-        at = self.clock()
+        at = self.evaluation_time(self.clock())
         previous = self.get(rule.name)
         try:
             samples = self.source.fetch_current(rule, EVERYTHING, at)

@@ -14,7 +14,7 @@ from forecaster.runtime.history import HistoryBook, Observed
 from forecaster.runtime.store import ForecastStore, SeriesForecast
 from forecaster.runtime.telemetry import Telemetry
 from forecaster.sources.base import SeriesKey, Source
-from forecaster.times import grid_floor, rfc3339
+from forecaster.times import SETTLE, grid_floor, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class ForecastCycle:
         source: Source,
         store: ForecastStore,
         telemetry: Telemetry | None = None,
+        spread_refits: bool = True,
     ) -> None:
         self.rules = {r.name: r for r in rules}
         self.source = source
@@ -54,7 +55,11 @@ class ForecastCycle:
         self.telemetry = telemetry
         self._engines = {
             r.name: ForecastEngine(
-                step=r.step, horizon=r.horizon_steps, lead=r.lead, quantile=r.quantile
+                step=r.step,
+                horizon=r.horizon_steps,
+                lead=r.lead,
+                quantile=r.quantile,
+                spread=spread_refits,
             )
             for r in rules
         }
@@ -80,7 +85,7 @@ class ForecastCycle:
     def _run(self, rule: Rule, now: float, started: float) -> CycleReport:
         book = self._books[rule.name]
         engine = self._engines[rule.name]
-        end = grid_floor(now, rule.step)
+        end = grid_floor(now - SETTLE, rule.step)
         start = book.fetch_start(end)
         fetched = self.source.fetch_range(rule, start, end)
         book.advance(end, fetched)

@@ -1,5 +1,7 @@
 """Runs every rule's forecast cycle and current-value refresh on their intervals with
-apscheduler, never two of one kind for a rule at once."""
+apscheduler, never two of one kind for a rule at once: the first at once, the next ones
+on the wall-clock grid of the interval (SETTLE seconds after each multiple), so that
+replicas query Prometheus about the same times."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from forecaster.config import Rule
 from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.cycle import ForecastCycle
+from forecaster.times import SETTLE, grid_floor
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,12 @@ def _refresh_logged(current: CurrentValues, rule: Rule) -> None:
         log.error("rule %s: current-value refresh failed: %s", rule.name, err)
 
 
+def on_grid(seconds: int, clock: Clock) -> IntervalTrigger:
+    """Every `seconds`, SETTLE seconds after each multiple of `seconds` in Unix time."""
+    start = grid_floor(clock(), seconds) + SETTLE
+    return IntervalTrigger(seconds=seconds, start_date=datetime.fromtimestamp(start, UTC))
+
+
 def start_scheduler(
     cycle: ForecastCycle, current: CurrentValues, interval: int, clock: Clock
 ) -> BackgroundScheduler:
@@ -44,16 +54,14 @@ def start_scheduler(
     for rule in cycle.rules.values():
         scheduler.add_job(
             _run_logged,
-            "interval",
-            seconds=rule.interval,
+            on_grid(rule.interval, clock),
             args=[cycle, rule, clock],
             id=f"cycle:{rule.name}",
             next_run_time=datetime.now(UTC),
         )
         scheduler.add_job(
             _refresh_logged,
-            "interval",
-            seconds=interval,
+            on_grid(interval, clock),
             args=[current, rule],
             id=f"current:{rule.name}",
             next_run_time=datetime.now(UTC),

@@ -6,6 +6,7 @@ import math
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -24,6 +25,10 @@ POINTS_PER_RESPONSE = 1_000_000
 """Points (series x steps) asked for in one query_range call: keeps each answer to tens of
 megabytes and far from Prometheus' --query.max-samples (50 million by default), however
 many series a rule has."""
+
+PARALLEL_CHUNKS = 4
+"""query_range calls of one backfill in flight at once: a restart is ready sooner, and
+Prometheus (which runs each query on one core) is not flooded."""
 
 QueryObserver = Callable[[str, float, bool], None]
 """Called after each HTTP call with (endpoint, seconds, succeeded)."""
@@ -147,11 +152,11 @@ class PrometheusClient:
         that are NaN, infinite or negative are dropped, so a series' grid may have holes.
         """
         start, end = grid_ceil(start, step), grid_floor(end, step)
-        merged: dict[SeriesKey, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         chunk = max(1, min(MAX_POINTS_PER_QUERY, self.points_per_response // max(series, 1))) * step
-        lo = start
-        while lo <= end:
-            hi = min(end, lo + chunk - step)
+        spans = [(lo, min(end, lo + chunk - step)) for lo in range(start, end + 1, chunk)]
+
+        def fetch(span: tuple[int, int]) -> Any:
+            lo, hi = span
             data = self._call(
                 "/api/v1/query_range",
                 {"query": promql, "start": str(lo), "end": str(hi), "step": str(step)},
@@ -160,7 +165,16 @@ class PrometheusClient:
                 raise PrometheusError(
                     f"query must return a range vector, got {data.get('resultType')}: {promql}"
                 )
-            for item in data["result"]:
+            return data["result"]
+
+        if len(spans) > 1:  # a backfill: bounded parallel, answers merged in time order
+            with ThreadPoolExecutor(PARALLEL_CHUNKS, thread_name_prefix="backfill") as pool:
+                answers = list(pool.map(fetch, spans))
+        else:
+            answers = [fetch(span) for span in spans]
+        merged: dict[SeriesKey, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        for result in answers:
+            for item in result:
                 labels = _labels(item["metric"])
                 key = series_key(labels)
                 pairs = item["values"]
@@ -169,7 +183,6 @@ class PrometheusClient:
                 bucket = merged.setdefault(key, ([], []))
                 bucket[0].append(ts)
                 bucket[1].append(vs)
-            lo = hi + step
         out = []
         for key, (tss, vss) in merged.items():
             ts = np.concatenate(tss)

@@ -10,6 +10,8 @@ from adapter.service import build_service, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
 from forecaster.models import ForecastEngine
 from forecaster.runtime.history import REFETCH_STEPS
+from forecaster.sources.base import series_key
+from forecaster.times import SETTLE
 from tests.conftest import RULE_QUERY, STEP, PrometheusServer
 
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
@@ -38,7 +40,7 @@ def independent_value(
     actual = series.rate_at(now)
     y = series.rates(now, rule.history // STEP)
     engine = ForecastEngine(step=STEP, horizon=rule.horizon_steps, lead=LEAD, quantile=QUANTILE)
-    _, upper, _ = engine.forecast("x", y, now)
+    _, upper, _ = engine.forecast(series_key(series.labels), y, now)
     ds = now + STEP * np.arange(1, rule.horizon_steps + 1)
     window = (ds > now) & (ds <= now + LEAD + STEP)
     return actual, max(actual, float(upper[window].max()))
@@ -49,7 +51,7 @@ def service(prometheus: PrometheusServer):
     rule = Rule(
         name="http_requests_forecast", query=RULE_QUERY, lead="3m", quantile=QUANTILE, history="8d"
     )
-    clock = Clock(prometheus.end - 1800)
+    clock = Clock(prometheus.end - 1800 + SETTLE)  # when the scheduler runs a cycle
     svc = build_service([rule], prometheus_source(PrometheusConfig(url=prometheus.url)), clock)
     return svc, rule, clock
 
@@ -90,7 +92,7 @@ def test_served_value_matches_independent_computation(service, prometheus):
     assert item["value"].endswith("m") or item["value"].isdigit()
 
     actual, expected = independent_value(
-        prometheus, rule, int(clock()), namespace="default", service="checkout"
+        prometheus, rule, int(clock()) - SETTLE, namespace="default", service="checkout"
     )
     served = parse_quantity(item["value"])
     print(f"served {served:.4f} req/s; independent {expected:.4f} req/s (actual {actual:.4f})")

@@ -1,49 +1,325 @@
-"""Manifests against the real Kubernetes OpenAPI schemas, and their config against ours."""
+"""What `kubectl kustomize` renders for the base and every overlay: valid against the real
+Kubernetes OpenAPI schemas (and the CRDs' published schemas), consistent with the server
+it deploys, and granting exactly the Kubernetes API calls the code makes."""
 
 from __future__ import annotations
 
+import ast
+import inspect
+import json
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes
 import kubernetes_validate
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
+from adapter import kube as kube_module
+from adapter.cli import parser
+from adapter.service import DEMO_RULE, build_service, demo_source
 from forecaster.config import parse_config
 from tests.conftest import REPO
 
-MANIFESTS = sorted((REPO / "manifests").glob("*.yaml"))
-KUBERNETES_VERSION = "1.30.0"
+KUBERNETES_VERSION = "1.28.0"  # the control plane of ../shared/k8s
+KUSTOMIZATIONS = ["base", "overlays/cert-manager", "examples"]
+CRD_VALIDATOR = REPO / "tests" / "manifests" / "crds"
+SERVICE_ACCOUNT = ("scaleahead", "scaleahead")
 
 
-def documents() -> list[tuple[str, dict]]:
-    return [
-        (f"{path.name}#{i}", doc)
-        for path in MANIFESTS
-        for i, doc in enumerate(yaml.safe_load_all(path.read_text()))
-        if doc
-    ]
+@cache
+def render(name: str) -> tuple[dict[str, Any], ...]:
+    """The objects `kubectl kustomize manifests/NAME` renders."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl not found: scripts/test installs it"
+    out = subprocess.run(
+        [kubectl, "kustomize", str(REPO / "manifests" / name)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return tuple(d for d in yaml.safe_load_all(out) if d)
 
 
-def test_the_manifests_are_found():
-    # An empty parameter set below would be skipped, not failed.
-    assert {p.name for p in MANIFESTS} >= {"scaleahead.yaml", "hpa-example.yaml"}
+def one(docs: tuple[dict[str, Any], ...], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(found) == 1, f"{kind} {name or ''}: {len(found)} rendered"
+    return found[0]
 
 
-@pytest.mark.parametrize(("name", "doc"), documents(), ids=[n for n, _ in documents()])
-def test_manifest_is_valid_kubernetes(name, doc):
-    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+def is_crd_kind(doc: dict[str, Any]) -> bool:
+    return doc["apiVersion"].split("/")[0] in {"cert-manager.io", "monitoring.coreos.com"}
 
 
-def test_validation_would_catch_a_mistake():
-    [(_, hpa)] = [d for d in documents() if d[1]["kind"] == "HorizontalPodAutoscaler"]
+def test_every_kustomization_is_found():
+    found = {
+        str(p.parent.relative_to(REPO / "manifests"))
+        for p in REPO.glob("manifests/**/kustomization.yaml")
+    }
+    assert found >= set(KUSTOMIZATIONS)
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_rendered_objects_are_valid_kubernetes(name):
+    docs = render(name)
+    checked = [d for d in docs if not is_crd_kind(d)]
+    assert checked
+    for doc in checked:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    print(name, sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs))
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_custom_resources_are_valid_against_their_crd_schemas(name):
+    docs = [d for d in render(name) if is_crd_kind(d)]
+    if not docs:
+        return
+    node = shutil.which("node")
+    assert node and (CRD_VALIDATOR / "node_modules").is_dir(), (
+        "node and the CRD validators are needed: scripts/test installs them"
+    )
+    run = subprocess.run(
+        [node, "validate.mjs"],
+        cwd=CRD_VALIDATOR,
+        input=json.dumps(docs),
+        capture_output=True,
+        text=True,
+    )
+    print(run.stdout)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_validation_would_catch_mistakes():
+    hpa = json.loads(json.dumps(one(render("examples"), "HorizontalPodAutoscaler")))
     hpa["spec"]["metrics"][0]["external"]["target"]["averageValu"] = "50"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(hpa, KUBERNETES_VERSION, strict=True)
+    monitor = json.loads(json.dumps(one(render("examples"), "ServiceMonitor")))
+    monitor["spec"]["endpoints"][0]["port"] = 6443  # a port *name* is a string
+    run = subprocess.run(
+        [shutil.which("node") or "node", "validate.mjs"],
+        cwd=CRD_VALIDATOR,
+        input=json.dumps([monitor]),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and "port must be string" in run.stdout
 
 
-def test_shipped_config_is_valid_and_hpa_uses_its_metric():
-    docs = [d for _, d in documents()]
-    [cm] = [d for d in docs if d["kind"] == "ConfigMap"]
-    config = parse_config(yaml.safe_load(cm["data"]["config.yaml"]), "ConfigMap config.yaml")
-    [hpa] = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
-    assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] in {r.name for r in config.rules}
-    [api] = [d for d in docs if d["kind"] == "APIService"]
-    assert api["metadata"]["name"] == "v1beta1.external.metrics.k8s.io"
+def test_the_apiservice_routes_to_the_port_the_deployment_serves():
+    for name in ("base", "overlays/cert-manager"):
+        docs = render(name)
+        api = one(docs, "APIService")
+        assert api["metadata"]["name"] == kube_module.APISERVICE
+        assert api["spec"].get("insecureSkipTLSVerify") is False
+        ref = api["spec"]["service"]
+        service = one(docs, "Service", ref["name"])
+        assert service["metadata"]["namespace"] == ref["namespace"]
+        [port] = [p for p in service["spec"]["ports"] if p["port"] == ref["port"]]
+        deployment = one(docs, "Deployment", "scaleahead")
+        assert service["spec"]["selector"].items() <= (
+            deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        [served] = [p for p in container["ports"] if p["name"] == port["targetPort"]]
+        args = parser().parse_args(["serve", *container["args"]])
+        assert served["containerPort"] == args.secure_port
+
+
+def test_the_deployment_flags_parse_and_their_paths_are_mounted():
+    for name in ("base", "overlays/cert-manager"):
+        deployment = one(render(name), "Deployment", "scaleahead")
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        args = parser().parse_args(["serve", *container["args"]])
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        volumes = {v["name"] for v in pod["volumes"]}
+        assert {m["name"] for m in mounts.values()} <= volumes
+
+        def mount_of(path: str, mounts: dict[str, Any] = mounts) -> dict[str, Any]:
+            [m] = [m for p, m in mounts.items() if path.startswith(p.rstrip("/") + "/")]
+            return m
+
+        assert mount_of(args.config)["name"] == "config"
+        if args.cert_dir:  # the server writes its certificate there
+            assert not mount_of(args.cert_dir + "/x").get("readOnly")
+            assert args.cert_secret
+        else:
+            assert mount_of(args.tls_cert_file) == mount_of(args.tls_private_key_file)
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert pod["securityContext"]["runAsNonRoot"]
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert deployment["spec"]["replicas"] >= 2
+        assert "memory" in container["resources"]["limits"]
+
+
+def test_the_probes_hit_paths_the_server_answers():
+    client = TestClient(build_service([DEMO_RULE], demo_source, lambda: 1e9).app)
+    for name in ("base", "overlays/cert-manager"):
+        [container] = one(render(name), "Deployment", "scaleahead")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        probes = [container[k] for k in ("startupProbe", "livenessProbe", "readinessProbe")]
+        for probe in probes:
+            get = probe["httpGet"]
+            assert get["scheme"] == "HTTPS" and get["port"] == "https"
+            # Not ready before the first cycle, but answered (503 is readiness's "no").
+            assert client.get(get["path"]).status_code in (200, 503), get["path"]
+        assert client.get(probes[1]["httpGet"]["path"]).status_code == 200  # alive
+
+
+def test_the_shipped_config_is_valid_and_the_example_hpa_uses_its_metric():
+    cm = one(render("base"), "ConfigMap")
+    assert cm["metadata"]["name"].startswith("scaleahead-config-")  # hash: rolls on change
+    volumes = one(render("base"), "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "config", "configMap": {"name": cm["metadata"]["name"]}} in volumes
+    config = parse_config(yaml.safe_load(cm["data"]["config.yaml"]), "config.yaml")
+    hpa = one(render("examples"), "HorizontalPodAutoscaler")
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["external"]["metric"]["name"] in {r.name for r in config.rules}
+    assert metric["external"]["target"]["type"] == "AverageValue"
+    behavior = hpa["spec"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    target = one(render("examples"), "Deployment", hpa["spec"]["scaleTargetRef"]["name"])
+    assert target["metadata"]["namespace"] == hpa["metadata"]["namespace"]
+
+
+# --- RBAC: every Kubernetes API call in the code, granted -------------------------------
+
+HTTP_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def api_calls() -> set[tuple[str, str, str]]:
+    """(verb, group, resource) of every Kubernetes client method adapter/kube.py calls,
+    read from the client's own request path and HTTP method for that method."""
+    tree = ast.parse(inspect.getsource(kube_module))
+    methods = {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Attribute)  # self.core.read_..., not config.x
+        and re.match(r"(read|create|replace|patch|list|delete|watch)_", node.func.attr)
+    }
+    assert methods, "no Kubernetes API call found in adapter/kube.py"
+    calls = set()
+    for method in methods:
+        owners = [
+            cls
+            for _, cls in inspect.getmembers(kubernetes.client, inspect.isclass)
+            if cls.__name__.endswith("Api") and hasattr(cls, f"_{method}_serialize")
+        ]
+        assert owners, f"{method}: not a method of the Kubernetes client"
+        source = inspect.getsource(getattr(owners[0], f"_{method}_serialize"))
+        http = re.search(r"method='(\w+)'", source).group(1)  # type: ignore[union-attr]
+        path = re.search(r"resource_path='([^']+)'", source).group(1)  # type: ignore[union-attr]
+        parts = path.strip("/").split("/")
+        group = "" if parts[0] == "api" else parts[1]
+        rest = parts[2:] if parts[0] == "api" else parts[3:]
+        if rest[:1] == ["namespaces"] and len(rest) > 2:
+            rest = rest[2:]
+        resource = rest[0]
+        named = len(rest) > 1
+        verb = HTTP_VERBS.get(http) or ("get" if named else "list")
+        calls.add((verb, group, resource))
+    return calls
+
+
+def grants(docs: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """The rules bound to scaleahead's service account (roles may be built in)."""
+    builtin = {
+        ("ClusterRole", "system:auth-delegator"): [
+            {
+                "apiGroups": ["authentication.k8s.io"],
+                "resources": ["tokenreviews"],
+                "verbs": ["create"],
+            },
+            {
+                "apiGroups": ["authorization.k8s.io"],
+                "resources": ["subjectaccessreviews"],
+                "verbs": ["create"],
+            },
+        ],
+        ("Role", "extension-apiserver-authentication-reader"): [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+        ],
+    }
+    roles = {
+        (d["kind"], d["metadata"]["name"]): d.get("rules", [])
+        for d in docs
+        if d["kind"] in ("Role", "ClusterRole")
+    }
+    roles.update(builtin)
+    rules = []
+    for binding in (d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        if any(
+            s["kind"] == "ServiceAccount" and (s["namespace"], s["name"]) == SERVICE_ACCOUNT
+            for s in binding["subjects"]
+        ):
+            ref = binding["roleRef"]
+            rules += roles[(ref["kind"], ref["name"])]
+    return rules
+
+
+def test_rbac_grants_every_kubernetes_api_call_in_the_code():
+    calls = api_calls()
+    print(sorted(calls))
+    # What the code does today; a new call must show up here and in the RBAC.
+    assert ("create", "authentication.k8s.io", "tokenreviews") in calls
+    assert ("patch", "apiregistration.k8s.io", "apiservices") in calls
+    rules = grants(render("base"))
+    for verb, group, resource in calls:
+        assert any(
+            group in r.get("apiGroups", [])
+            and resource in r.get("resources", [])
+            and verb in r["verbs"]
+            for r in rules
+        ), f"manifests/base grants scaleahead no {verb} on {group or 'core'}/{resource}"
+    # ...and nothing more: every rule is used by some call.
+    for r in rules:
+        for group in r["apiGroups"]:
+            for resource in r["resources"]:
+                for verb in r["verbs"]:
+                    builtin = verb in ("list", "watch") and resource == "configmaps"
+                    assert builtin or (verb, group, resource) in calls, (verb, group, resource)
+
+
+def test_the_hpa_controller_may_read_external_metrics():
+    docs = render("base")
+    [binding] = [
+        d
+        for d in docs
+        if d["kind"] == "ClusterRoleBinding"
+        and {
+            "kind": "ServiceAccount",
+            "name": "horizontal-pod-autoscaler",
+            "namespace": "kube-system",
+        }
+        in d["subjects"]
+    ]
+    role = one(docs, "ClusterRole", binding["roleRef"]["name"])
+    assert any(
+        "external.metrics.k8s.io" in r["apiGroups"] and "list" in r["verbs"] for r in role["rules"]
+    )
+
+
+def test_manifests_dir_has_nothing_unrendered():
+    rendered = set()
+    for name in KUSTOMIZATIONS:
+        base = REPO / "manifests" / name
+        k = yaml.safe_load((base / "kustomization.yaml").read_text())
+        rendered |= {(base / r).resolve() for r in k.get("resources", [])}
+        rendered |= {(base / p["path"]).resolve() for p in k.get("patches", []) if "path" in p}
+        for gen in k.get("configMapGenerator", []):
+            rendered |= {(base / f).resolve() for f in gen.get("files", [])}
+    for path in Path(REPO / "manifests").rglob("*.yaml"):
+        if path.name != "kustomization.yaml":
+            assert path.resolve() in rendered, f"{path} is in no kustomization"

@@ -89,7 +89,7 @@ def world():
         }
         | {series_key(labels("absurd")): forecast(labels("absurd"), float("inf"))},
     )
-    current = CurrentValues([RULE], source, clock, max_age=60)
+    current = CurrentValues([RULE], source, clock, max_age=60, interval=15)
     current.refresh(RULE)
     provider = ForecastProvider([RULE], ServingView(store, current, clock))
     return source, clock, store, current, provider
@@ -149,7 +149,7 @@ def test_a_label_the_query_does_not_keep_is_refused(world):
 def test_a_rule_never_fetched_is_unavailable_and_asks_for_a_refresh():
     source = FixedSource([InstantSample(labels("good"), 4.0)])
     clock = Clock(NOW)
-    current = CurrentValues([RULE], source, clock, max_age=60)
+    current = CurrentValues([RULE], source, clock, max_age=60, interval=15)
     provider = ForecastProvider([RULE], ServingView(ForecastStore(), current, clock))
     with pytest.raises(Unavailable, match="not been fetched yet"):
         provider.values("default", "qps", LabelSelector())
