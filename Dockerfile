@@ -1,18 +1,20 @@
+# syntax=docker/dockerfile:1
 # scaleahead: the forecasting external metrics API server.
-FROM python:3.11-slim-bookworm AS build
+# Dependencies come from constraints.txt, the same pins as the README's commands.
+
+FROM python:3.11.14-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY constraints.txt pyproject.toml README.md ./
 COPY adapter adapter
 COPY forecaster forecaster
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels --constraint constraints.txt .
 
-FROM python:3.11-slim-bookworm
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels scaleahead && rm -rf /wheels
-# Non-root; nothing is written at run time, so the root filesystem can be read-only.
+FROM python:3.11.14-slim-bookworm
+# The wheels are bind-mounted, not copied: no layer of the image keeps them.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links=/wheels scaleahead==0.1.0
+# Non-root, numeric (runAsNonRoot can verify it); nothing is written outside the
+# mounted --cert-dir and /tmp, so the root filesystem can be read-only.
 USER 65532:65532
 EXPOSE 6443
-ENTRYPOINT ["scaleahead"]
-CMD ["serve", "--config", "/etc/scaleahead/config.yaml", \
-     "--tls-cert-file", "/var/run/serving-cert/tls.crt", \
-     "--tls-private-key-file", "/var/run/serving-cert/tls.key"]
+ENTRYPOINT ["scaleahead", "serve"]

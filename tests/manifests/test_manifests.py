@@ -24,7 +24,7 @@ from adapter import kube as kube_module
 from adapter.cli import parser
 from adapter.service import DEMO_RULE, build_service, demo_source
 from forecaster.config import parse_config
-from tests.conftest import REPO
+from tests.conftest import REPO, venv_tool
 
 KUBERNETES_VERSION = "1.28.0"  # the control plane of ../shared/k8s
 KUSTOMIZATIONS = ["base", "overlays/cert-manager", "examples"]
@@ -35,8 +35,7 @@ SERVICE_ACCOUNT = ("scaleahead", "scaleahead")
 @cache
 def render(name: str) -> tuple[dict[str, Any], ...]:
     """The objects `kubectl kustomize manifests/NAME` renders."""
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl not found: scripts/test installs it"
+    kubectl = venv_tool("kubectl")
     out = subprocess.run(
         [kubectl, "kustomize", str(REPO / "manifests" / name)],
         capture_output=True,
