@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 CERT_FILE, KEY_FILE, CA_FILE, CA_KEY_FILE = "tls.crt", "tls.key", "ca.crt", "ca.key"
 """File names in `--cert-dir`, and keys of the Secret (those of a kubernetes.io/tls one)."""
 
+FILES = (CERT_FILE, KEY_FILE, CA_FILE, CA_KEY_FILE)
+"""In the order of CertificateSet's fields."""
+
 LEAF_DAYS, CA_DAYS = 365, 3650
 RENEW_BEFORE = dt.timedelta(days=30)
 """A certificate with less left than this is renewed (the CA, and with it the caBundle,
@@ -86,33 +89,18 @@ class CertificateSet:
     def read(cls, cert_dir: Path) -> CertificateSet | None:
         """The set in `cert_dir`, or None if a file is missing."""
         try:
-            files = [
-                (cert_dir / n).read_bytes() for n in (CERT_FILE, KEY_FILE, CA_FILE, CA_KEY_FILE)
-            ]
+            return cls(*((cert_dir / n).read_bytes() for n in FILES))
         except OSError:
             return None
-        return cls(*files)
 
     def as_secret_data(self) -> dict[str, str]:
-        return {
-            n: base64.b64encode(v).decode()
-            for n, v in zip(
-                (CERT_FILE, KEY_FILE, CA_FILE, CA_KEY_FILE),
-                (self.cert, self.key, self.ca, self.ca_key),
-                strict=True,
-            )
-        }
+        values = (self.cert, self.key, self.ca, self.ca_key)
+        return {n: base64.b64encode(v).decode() for n, v in zip(FILES, values, strict=True)}
 
     @classmethod
-    def from_secret_data(cls, data: dict[str, str] | None) -> CertificateSet | None:
-        data = data or {}
+    def from_secret_data(cls, data: dict[str, str]) -> CertificateSet | None:
         try:
-            return cls(
-                *(
-                    base64.b64decode(data[n], validate=True)
-                    for n in (CERT_FILE, KEY_FILE, CA_FILE, CA_KEY_FILE)
-                )
-            )
+            return cls(*(base64.b64decode(data[n], validate=True) for n in FILES))
         except (KeyError, ValueError):
             return None
 
@@ -228,7 +216,6 @@ class SharedCertificate:
         self.cert_dir = cert_dir
         self.hosts = hosts
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def sync(self) -> TLSSettings:
         """Make the Secret hold a certificate that covers the hosts, write it to the
@@ -263,8 +250,7 @@ class SharedCertificate:
 
     def start(self) -> None:
         """Re-check the Secret every RECHECK_SECONDS in the background."""
-        self._thread = threading.Thread(target=self._loop, name="cert-secret", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._loop, name="cert-secret", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()

@@ -79,7 +79,7 @@ class Service:
 
     def start(self) -> BackgroundScheduler:
         """Start the background jobs: forecast cycles and current-value refreshes."""
-        return start_scheduler(self.cycle, self.current, self.current_config.interval, self.clock)
+        return start_scheduler(self.cycle, self.current, self.clock)
 
 
 def build_service(

@@ -282,6 +282,12 @@ class ControlPlane:
             env=env,
         )
 
+    def can_i(self, verb: str, what: str, as_user: str, namespace: str | None = None) -> bool:
+        """The API server's own authorization decision (`kubectl auth can-i`)."""
+        where = [f"--namespace={namespace}"] if namespace else []
+        out = self.kubectl("auth", "can-i", verb, what, f"--as={as_user}", *where, check=False)
+        return out.stdout.strip() == "yes"
+
     def apply(self, manifest: str) -> None:
         self.kubectl("apply", "-f", "-", input=manifest)
 

@@ -43,10 +43,10 @@ def on_grid(seconds: int, clock: Clock) -> IntervalTrigger:
 
 
 def start_scheduler(
-    cycle: ForecastCycle, current: CurrentValues, interval: int, clock: Clock
+    cycle: ForecastCycle, current: CurrentValues, clock: Clock
 ) -> BackgroundScheduler:
-    """Start a background scheduler with a cycle job and a refresh job (every `interval`
-    seconds) per rule, the first runs immediately."""
+    """Start a background scheduler with a cycle job (every rule's `interval`) and a
+    current-value refresh job (every `current.interval`) per rule; the first run at once."""
     scheduler = BackgroundScheduler(
         timezone=UTC,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -61,7 +61,7 @@ def start_scheduler(
         )
         scheduler.add_job(
             _refresh_logged,
-            on_grid(interval, clock),
+            on_grid(current.interval, clock),
             args=[current, rule],
             id=f"current:{rule.name}",
             next_run_time=datetime.now(UTC),

@@ -40,8 +40,8 @@ def test_a_slow_cycle_is_never_run_twice_at_once():
     rule = Rule(name="demo", query="x{<<.LabelMatchers>>}", interval="1s", history="2d")
     source = SlowSource()
     store = ForecastStore()
-    current = CurrentValues([rule], source, time.time, max_age=60, interval=15)
-    scheduler = start_scheduler(ForecastCycle([rule], source, store), current, 30, time.time)
+    current = CurrentValues([rule], source, time.time, max_age=60, interval=30)
+    scheduler = start_scheduler(ForecastCycle([rule], source, store), current, time.time)
     try:
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:
