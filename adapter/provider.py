@@ -12,7 +12,7 @@ from typing import Protocol
 
 from adapter.errors import BadRequest, NotFound, Unavailable
 from forecaster.config import Rule
-from forecaster.policy import Served
+from forecaster.policy import Fallback, Served
 from forecaster.runtime.serving import RuleServing, ServingView
 from forecaster.runtime.telemetry import Telemetry
 from forecaster.selector import LabelSelector
@@ -136,19 +136,26 @@ class ForecastProvider:
                 self._fallback.discard(key)
             else:
                 self._fallback.add(key)
-        if not served.predictive:
+        if served.fallback is not None:
             if self.telemetry:
-                self.telemetry.fallbacks.labels(rule.name).inc()
+                self.telemetry.fallbacks.labels(rule.name, served.fallback.value).inc()
             if not was:
                 log.warning(
-                    "rule %s %s: no forecast younger than %ss; serving the actual value "
-                    "(reactive fallback)",
+                    "rule %s %s: %s; serving the actual value (reactive fallback)",
                     rule.name,
                     labels,
-                    rule.ttl,
+                    _FALLBACK_WHY[served.fallback].format(ttl=rule.ttl),
                 )
         elif was:
             log.info("rule %s %s: forecast available again", rule.name, labels)
+
+
+_FALLBACK_WHY = {
+    Fallback.NO_FORECAST: "no forecast yet",
+    Fallback.STALE_FORECAST: "no forecast younger than {ttl}s",
+    Fallback.SHORT_FORECAST: "the forecast ends before the lead window does",
+    Fallback.INVALID_VALUE: "the forecast is not a rate",
+}
 
 
 def _current_state(state: RuleServing) -> str:

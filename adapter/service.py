@@ -32,6 +32,7 @@ from adapter.auth import (
 )
 from adapter.certs import SharedCertificate, self_signed
 from adapter.errors import UsageError
+from adapter.instrument import RequestMetrics
 from adapter.kube import Kube, KubeError, api_client, own_namespace, serving_names
 from adapter.provider import ForecastProvider
 from adapter.tls import (
@@ -93,14 +94,14 @@ def build_service(
     registry = CollectorRegistry()
     GCCollector(registry=registry)  # python_gc_*: full collections pause serving
     ProcessCollector(registry=registry)  # process_*: CPU, RSS, open files
-    telemetry = Telemetry(registry)
+    telemetry = Telemetry(registry, [r.name for r in rules])
     source = source_factory(telemetry)
     store = ForecastStore()
     current = CurrentValues(rules, source, clock, current_config.max_age, current_config.interval)
     view = ServingView(store, current, clock)
     cycle = ForecastCycle(rules, source, store, telemetry=telemetry)
     provider = ForecastProvider(rules, view, telemetry)
-    registry.register(SeriesCollector(rules, view))
+    registry.register(SeriesCollector(rules, view, cycle.outcomes))
     app = create_app(provider, registry)
     return Service(
         rules,
@@ -282,6 +283,7 @@ def serve(o: ServeOptions) -> None:
     shared = None
     if tls:
         app, context, authenticator, shared = _secure(o, app)
+    app = RequestMetrics(app, service.telemetry)
     access_log.setLevel(logging.INFO if o.verbosity >= 2 else logging.WARNING)
 
     scheme = "https" if tls else "http"

@@ -11,6 +11,7 @@ backtest, the baselines and the benchmarks apply it to arrays of forecasts (`ser
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,12 +44,26 @@ def serve(actual: np.ndarray | float, peak: np.ndarray | float) -> np.ndarray:
     return np.fmax(actual, peak)
 
 
+class Fallback(StrEnum):
+    """Why a series is served reactively (its actual alone), or not at all."""
+
+    NO_FORECAST = "no_forecast"  # none made yet: first cycle pending, or the fit failed
+    STALE_FORECAST = "stale_forecast"  # the newest data behind it is older than the TTL
+    SHORT_FORECAST = "short_forecast"  # it ends before the lead window does
+    INVALID_VALUE = "invalid_value"  # the value arrived at is not a rate (NaN, negative, inf)
+
+
 @dataclass(frozen=True)
 class Served:
-    """A served value and how it was arrived at."""
+    """A served value and how it was arrived at: `fallback` is None when a fresh
+    forecast was used, else why the actual is served alone."""
 
     value: float
-    predictive: bool  # False: reactive fallback (no forecast, or one older than the TTL)
+    fallback: Fallback | None = None
+
+    @property
+    def predictive(self) -> bool:
+        return self.fallback is None
 
 
 def lead_window_upper(forecast: SeriesForecast, now: float, rule: Rule) -> float | None:
@@ -58,6 +73,17 @@ def lead_window_upper(forecast: SeriesForecast, now: float, rule: Rule) -> float
     if not mask.any() or forecast.ds[-1] < last:
         return None
     return float(np.max(forecast.upper[mask]))
+
+
+def fallback_reason(forecast: SeriesForecast | None, now: float, rule: Rule) -> Fallback | None:
+    """Why `forecast` cannot be served from at `now`; None if it can."""
+    if forecast is None:
+        return Fallback.NO_FORECAST
+    if forecast.age(now) > rule.ttl:
+        return Fallback.STALE_FORECAST
+    if lead_window_upper(forecast, now, rule) is None:
+        return Fallback.SHORT_FORECAST
+    return None
 
 
 def served_value(
@@ -73,7 +99,7 @@ def served_value(
         upper = lead_window_upper(forecast, now, rule)
         if upper is not None:
             floor = actual if actual is not None else forecast.last_actual
-            return Served(float(serve(floor, upper)), True)
+            return Served(float(serve(floor, upper)))
     if actual is not None:
-        return Served(actual, False)
+        return Served(actual, fallback_reason(forecast, now, rule))
     return None

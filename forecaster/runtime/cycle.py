@@ -11,6 +11,7 @@ import numpy as np
 from forecaster.config import Rule
 from forecaster.models import ForecastEngine, ladder
 from forecaster.runtime.history import HistoryBook, Observed
+from forecaster.runtime.outcomes import Outcomes
 from forecaster.runtime.store import ForecastStore, SeriesForecast
 from forecaster.runtime.telemetry import Telemetry
 from forecaster.sources.base import SeriesKey, Source
@@ -64,6 +65,7 @@ class ForecastCycle:
             for r in rules
         }
         self._books = {r.name: HistoryBook(r.step, r.history) for r in rules}
+        self.outcomes = {r.name: Outcomes(r) for r in rules}
 
     def run(self, rule: Rule, now: float) -> CycleReport:
         """Fetch, forecast and store one rule as of `now`; raise SourceError if the source
@@ -116,6 +118,12 @@ class ForecastCycle:
         if young:
             failures += self._forecast_young(rule, engine, book, young, seen, forecasts)
         self.store.put(rule.name, forecasts)
+        outcomes = self.outcomes[rule.name]
+        outcomes.forget(set(seen))
+        for key in seen:
+            outcomes.judge(key, book.values(key), end)
+        for key, forecast in forecasts.items():
+            outcomes.expect(key, forecast, end)
         report = CycleReport(
             rule=rule.name,
             now=now,

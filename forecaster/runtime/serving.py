@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from forecaster.config import Rule
-from forecaster.policy import Served, served_value
+from forecaster.policy import Fallback, Served, fallback_reason, served_value
 from forecaster.runtime.current import CurrentValues, RuleCurrent, is_rate
 from forecaster.runtime.store import ForecastStore, SeriesForecast
 from forecaster.selector import EVERYTHING, LabelSelector, Op
@@ -18,12 +18,14 @@ from forecaster.sources.base import SeriesKey
 @dataclass(frozen=True)
 class SeriesServing:
     """One series now: `served` is None when neither a fresh current value nor a fresh
-    forecast exists (the API then answers an error, never 0)."""
+    forecast exists (the API then answers an error, never 0); `fallback` says why no
+    forecast is served from (None: one is)."""
 
     labels: dict[str, str]
     actual: float | None
     forecast: SeriesForecast | None
     served: Served | None
+    fallback: Fallback | None
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,14 @@ class ServingView:
             actual = current.values.get(key) if fresh else None
             forecast = forecasts.get(key)
             served = served_value(actual, forecast, now, rule)
-            if served is not None and not is_rate(served.value):
+            if served is None:
+                fallback = fallback_reason(forecast, now, rule)
+            elif not is_rate(served.value):
                 served = None  # a forecast gone absurd is not served; the others still are
-            series.append(SeriesServing(series_labels, actual, forecast, served))
+                fallback = Fallback.INVALID_VALUE
+            else:
+                fallback = served.fallback
+            series.append(SeriesServing(series_labels, actual, forecast, served, fallback))
         return RuleServing(
             rule,
             now,

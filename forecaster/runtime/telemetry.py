@@ -1,25 +1,31 @@
-"""Everything scaleahead exports to Prometheus: its own cycles and queries (`Telemetry`)
-and, per forecast series, the actual, forecast, band and served value (`SeriesCollector`).
+"""Everything scaleahead exports to Prometheus: its own cycles, queries and API requests
+(`Telemetry`) and, per rule and forecast series, the settings, actual, forecast, band,
+served value and realised outcomes (`SeriesCollector`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from forecaster.config import Rule
-from forecaster.policy import lead_window_upper
+from forecaster.policy import Fallback, lead_window_upper
+from forecaster.runtime.outcomes import Outcomes
 from forecaster.runtime.serving import ServingView
+
+QUERY_ENDPOINTS = ("/api/v1/query", "/api/v1/query_range")
+"""The Prometheus HTTP API endpoints scaleahead calls."""
 
 
 class Telemetry:
-    """The service's own metrics, registered on the given registry."""
+    """The service's own metrics, registered on the given registry; the counters of each
+    rule and Prometheus endpoint start at 0, so that a rate over them is 0, not absent."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, rules: list[str]) -> None:
         self.cycle_duration = Histogram(
             "scaleahead_cycle_duration_seconds",
             "Wall time of one forecast cycle of a rule (fetch, fit, store).",
@@ -66,10 +72,32 @@ class Telemetry:
         )
         self.fallbacks = Counter(
             "scaleahead_fallback_total",
-            "Values served reactively (actual only) because no fresh forecast existed.",
-            ["rule"],
+            "Values served reactively (actual only), by why no forecast could be used.",
+            ["rule", "reason"],
             registry=registry,
         )
+
+        self.api_requests = Counter(
+            "scaleahead_api_requests_total",
+            "HTTP requests answered, by route and status code (including refused ones).",
+            ["route", "code"],
+            registry=registry,
+        )
+        self.api_duration = Histogram(
+            "scaleahead_api_request_duration_seconds",
+            "Time from a request's arrival to its response's last byte, by route.",
+            ["route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        )
+        for endpoint in QUERY_ENDPOINTS:
+            self.query_duration.labels(endpoint)
+            self.query_errors.labels(endpoint)
+        for rule in rules:
+            for family in (self.cycle_failures, self.fit_failures, self.cycle_duration):
+                family.labels(rule)
+            for reason in Fallback:
+                self.fallbacks.labels(rule, reason.value)
 
     def observe_query(self, endpoint: str, seconds: float, ok: bool) -> None:
         """A forecaster.sources.prometheus.QueryObserver."""
@@ -78,17 +106,78 @@ class Telemetry:
             self.query_errors.labels(endpoint).inc()
 
 
-class SeriesCollector(Collector):
-    """Exports actual, forecast, band, served value, age and fallback per forecast series.
+_OURS = ("rule", "reason", "model")
+"""Label names the series samples add to a series' own labels."""
 
-    Each sample carries the series' own labels plus `external_metric` (the rule's name).
+
+def _labels(series: dict[str, str], rule: str) -> dict[str, str]:
+    """A series' labels plus `rule`. A series label named as one of ours is renamed
+    `exported_<name>` (Prometheus' own convention for a clash), so that no two series
+    collapse into one."""
+    if any(name in series for name in _OURS):
+        series = {(f"exported_{k}" if k in _OURS else k): v for k, v in series.items()}
+    return {**series, "rule": rule}
+
+
+class SeriesCollector(Collector):
+    """Exports, per rule, its lead, step, TTL and quantile, and per forecast series the
+    actual, forecast, band, served value, age, fallback, model and the realised outcomes.
+
+    Each series sample carries the series' own labels plus `rule` (the rule's name).
     """
 
-    def __init__(self, rules: list[Rule], view: ServingView):
+    def __init__(self, rules: list[Rule], view: ServingView, outcomes: Mapping[str, Outcomes]):
         self.rules = rules
         self.view = view
+        self.outcomes = outcomes
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._rule_settings()
+        yield from self._series()
+        yield from self._outcomes()
+
+    def _rule_settings(self) -> Iterator[Metric]:
+        settings = {
+            "lead_seconds": ("How far ahead of now the served value looks.", "lead"),
+            "step_seconds": ("The rule's step: one forecast point per step.", "step"),
+            "forecast_ttl_seconds": (
+                "The oldest a forecast may be and still be served from.",
+                "ttl",
+            ),
+            "quantile": ("The probability the served value covers the lead window's peak.", ""),
+        }
+        for suffix, (doc, attr) in settings.items():
+            family = GaugeMetricFamily(f"scaleahead_rule_{suffix}", doc, labels=["rule"])
+            for rule in self.rules:
+                family.add_metric([rule.name], float(getattr(rule, attr or suffix)))
+            yield family
+
+    def _outcomes(self) -> Iterator[Metric]:
+        windows = CounterMetricFamily(
+            "scaleahead_series_lead_windows",
+            "Lead windows realised and judged: a value served after a cycle against the "
+            "peak that followed.",
+        )
+        covered = CounterMetricFamily(
+            "scaleahead_series_lead_windows_covered",
+            "Judged lead windows whose realised peak the served value covered.",
+        )
+        error = Metric(
+            "scaleahead_series_forecast_abs_error",
+            "Absolute error of the point forecast at lead, against the realised value "
+            "(count: judged lead windows).",
+            "summary",
+        )
+        for rule in self.rules:
+            for tally in self.outcomes[rule.name].tallies():
+                labels = _labels(tally.labels, rule.name)
+                windows.add_sample(windows.name + "_total", labels, tally.windows)
+                covered.add_sample(covered.name + "_total", labels, tally.covered)
+                error.add_sample(error.name + "_count", labels, tally.windows)
+                error.add_sample(error.name + "_sum", labels, tally.abs_error)
+        yield from (windows, covered, error)
+
+    def _series(self) -> Iterator[Metric]:
         families = {
             "actual": GaugeMetricFamily(
                 "scaleahead_series_actual",
@@ -120,7 +209,8 @@ class SeriesCollector(Collector):
             ),
             "fallback": GaugeMetricFamily(
                 "scaleahead_series_fallback",
-                "1 when no fresh forecast exists: the actual is served alone, or nothing.",
+                "1 when no forecast can be served from (label reason says why): the actual "
+                "is served alone, or nothing; 0 when one is.",
             ),
             "error": GaugeMetricFamily(
                 "scaleahead_series_backtest_error",
@@ -136,12 +226,19 @@ class SeriesCollector(Collector):
             now = state.now
             for series in state.series:
                 fc, served = series.forecast, series.served
-                labels = {**series.labels, "external_metric": rule.name}
+                labels = _labels(series.labels, rule.name)
                 values: dict[str, float | None] = {
                     "actual": series.actual,
                     "served": served.value if served else None,
-                    "fallback": 0.0 if served and served.predictive else 1.0,
                 }
+                if series.fallback is None:
+                    families["fallback"].add_sample(families["fallback"].name, labels, 0.0)
+                else:
+                    families["fallback"].add_sample(
+                        families["fallback"].name,
+                        {**labels, "reason": series.fallback.value},
+                        1.0,
+                    )
                 if fc is not None:
                     at_lead = fc.at(now + rule.lead + rule.step)
                     values |= {

@@ -101,7 +101,7 @@ def test_served_value_matches_independent_computation(service, prometheus):
     assert served > actual  # the forecast's upper quantile, not just the actual, is served
 
     metrics = client.get("/metrics").text
-    labels = 'external_metric="http_requests_forecast",namespace="default",service="checkout"'
+    labels = 'namespace="default",rule="http_requests_forecast",service="checkout"'
     assert f"scaleahead_series_served{{{labels}}} " in metrics
     assert f"scaleahead_series_backtest_error{{{labels}}} " in metrics
     assert "scaleahead_series_model_info{" in metrics and 'model="' in metrics
@@ -168,7 +168,14 @@ def test_stale_forecast_falls_back_to_actual(service, prometheus):
     )
     assert abs(parse_quantity(item["value"]) - actual) <= 0.001 + 1e-9
     metrics = client.get("/metrics").text
-    assert 'scaleahead_fallback_total{rule="http_requests_forecast"} 1.0' in metrics
+    assert (
+        'scaleahead_fallback_total{reason="stale_forecast",rule="http_requests_forecast"} 1.0'
+        in metrics
+    )
+    assert (
+        'scaleahead_series_fallback{namespace="default",reason="stale_forecast",'
+        'rule="http_requests_forecast",service="checkout"} 1.0' in metrics
+    )
 
 
 def test_prometheus_outage_degrades_and_recovers(service, prometheus):
