@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from forecaster.selector import is_label_name
-from forecaster.times import format_duration, parse_duration
+from forecaster.times import SETTLE, format_duration, parse_duration
 
 PLACEHOLDER = "<<.LabelMatchers>>"
 """Where a rule's query receives the request's label selector (and namespace) as matchers."""
@@ -188,10 +188,12 @@ class CurrentConfig(_Strict):
     def _fresh_enough(self) -> CurrentConfig:
         if self.interval <= 0:
             raise ValueError("interval: expected a positive duration")
-        if self.max_age < 2 * self.interval:
+        if self.max_age < SETTLE + 2 * self.interval:
             raise ValueError(
-                f"max_age: expected at least two intervals ({format_duration(2 * self.interval)}) "
-                "so that one slow refresh does not make every current value stale"
+                "max_age: expected at least two intervals plus the "
+                f"{SETTLE}s a value settles before it is read "
+                f"({format_duration(SETTLE + 2 * self.interval)}), so that one slow refresh "
+                "does not make every current value stale"
             )
         return self
 

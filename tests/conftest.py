@@ -128,11 +128,32 @@ class PrometheusServer:
         return next(s for s in self.series if all(s.labels.get(k) == v for k, v in labels.items()))
 
 
-def _tool(name: str) -> str:
+def system_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         pytest.fail(f"{name} not found: run scripts/test, which installs Debian's prometheus")
     return path
+
+
+def write_blocks(lines: list[str], data: Path) -> None:
+    """Write OpenMetrics sample lines (after their # HELP/# TYPE) as TSDB blocks into the
+    data directory a Prometheus will start on, with the real promtool."""
+    om = data.parent / f"{data.name}.om"
+    om.write_text("\n".join([*lines, "# EOF"]) + "\n")
+    subprocess.run(
+        [
+            system_tool("promtool"),
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "-q",
+            str(om),
+            str(data),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    om.unlink()
 
 
 @pytest.fixture(scope="session")
@@ -169,19 +190,11 @@ def prometheus(nasa: Trace, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             f"http_requests_total{{{label_text}}} {v:.6f} {t}"
             for t, v in zip(stamps.tolist(), cumulative.tolist(), strict=True)
         )
-    lines.append("# EOF")
-    om = root / "backfill.om"
-    om.write_text("\n".join(lines) + "\n")
     data = root / "data"
-    subprocess.run(
-        [_tool("promtool"), "tsdb", "create-blocks-from", "openmetrics", "-q", str(om), str(data)],
-        check=True,
-        capture_output=True,
-    )
-    om.unlink()
+    write_blocks(lines, data)
     config = root / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 15s\n")
-    server = PrometheusServer(_tool("prometheus"), data, config, free_port(), end, series)
+    server = PrometheusServer(system_tool("prometheus"), data, config, free_port(), end, series)
     server.start()
     yield server
     server.stop()

@@ -140,6 +140,7 @@ class SeriesCollector(Collector):
         settings = {
             "lead_seconds": ("How far ahead of now the served value looks.", "lead"),
             "step_seconds": ("The rule's step: one forecast point per step.", "step"),
+            "interval_seconds": ("How often the rule's forecast cycle runs.", "interval"),
             "forecast_ttl_seconds": (
                 "The oldest a forecast may be and still be served from.",
                 "ttl",

@@ -73,6 +73,12 @@ def test_good_config_loads_with_units(tmp_path):
             "rules[0].name: 'HTTP_Requests' has upper-case letters",
         ),
         ("interval: 1m\n", "interval: 1m\ncurrent: {interval: 30s, max_age: 40s}\n", "max_age"),
+        # Values are read 10s after their time, so 2 intervals alone would leave them stale.
+        (
+            "interval: 1m\n",
+            "interval: 1m\ncurrent: {interval: 15s, max_age: 30s}\n",
+            "current: max_age: expected at least two intervals plus the 10s",
+        ),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, old, new, expected):

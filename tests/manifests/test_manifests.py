@@ -27,7 +27,7 @@ from forecaster.config import parse_config
 from tests.conftest import REPO, venv_tool
 
 KUBERNETES_VERSION = "1.28.0"  # the control plane of ../shared/k8s
-KUSTOMIZATIONS = ["base", "overlays/cert-manager", "examples"]
+KUSTOMIZATIONS = ["base", "overlays/cert-manager", "examples", "monitoring"]
 CRD_VALIDATOR = REPO / "tests" / "manifests" / "crds"
 SERVICE_ACCOUNT = ("scaleahead", "scaleahead")
 
@@ -322,3 +322,12 @@ def test_manifests_dir_has_nothing_unrendered():
     for path in Path(REPO / "manifests").rglob("*.yaml"):
         if path.name != "kustomization.yaml":
             assert path.resolve() in rendered, f"{path} is in no kustomization"
+
+
+def test_the_dashboard_configmap_is_the_dashboard_for_the_grafana_sidecar():
+    docs = render("monitoring")
+    cm = one(docs, "ConfigMap", "scaleahead-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "scaleahead"
+    committed = (REPO / "dashboards" / "scaleahead.json").read_text()
+    assert json.loads(cm["data"]["scaleahead.json"]) == json.loads(committed)
