@@ -1,0 +1,156 @@
+"""How long a (re)started replica takes to be ready with 1,000 series, end to end.
+
+A real Prometheus (Debian's, on loopback) holds two days and an hour of one-minute
+counters for N series (windows of the NASA-HTTP trace, each scaled differently), ending
+half an hour from now. Then:
+
+1. In process, the first cycle's backfill (one query_range over the whole history, in
+   chunks of POINTS_PER_RESPONSE points) with the chunks fetched one at a time (the
+   baseline) and PARALLEL_CHUNKS at a time (as served), and the whole first cycle
+   (backfill and a fit of every series).
+2. End to end, twice (a start and a restart): `scaleahead serve` as a subprocess, from
+   exec to /livez, to /readyz answering 200, and to the first metric value served.
+
+Run: python -m bench.restart_ready [--series 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from forecaster.config import PrometheusConfig, Rule
+from forecaster.runtime.cycle import ForecastCycle
+from forecaster.runtime.store import ForecastStore
+from forecaster.sources import prometheus as prom
+from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
+from forecaster.sources.trace import read_trace
+from forecaster.times import SETTLE, grid_floor
+from tests.conftest import PrometheusServer, free_port, system_tool, write_blocks
+
+TRACE = Path(__file__).resolve().parent.parent.parent / "shared" / "traces" / "nasa_http_1995.csv"
+STEP = 60
+HISTORY = 2 * 86400 + 3600
+AHEAD = 1800
+QUERY = "sum by (namespace, service) (rate(http_requests_total{<<.LabelMatchers>>}[3m]))"
+
+
+def backfill(data: Path, n: int, end: int) -> None:
+    counts = read_trace(TRACE).counts
+    minutes = (HISTORY + AHEAD) // STEP
+    rng = np.random.default_rng(7)
+    stamps = end + AHEAD - STEP * np.arange(minutes, -1, -1)
+    lines = ["# HELP http_requests Requests served.", "# TYPE http_requests counter"]
+    for i in range(n):
+        while True:
+            off = int(rng.integers(0, len(counts) - minutes))
+            window = counts[off : off + minutes]
+            if np.isfinite(window).all():
+                break
+        totals = np.concatenate([[0.0], np.cumsum(window * rng.uniform(0.2, 20.0))])
+        lines.extend(
+            f'http_requests_total{{namespace="default",service="s{i}"}} {v:.1f} {t}'
+            for t, v in zip(stamps.tolist(), totals.tolist(), strict=True)
+        )
+    write_blocks(lines, data)
+
+
+def in_process(url: str, rule: Rule) -> None:
+    end = grid_floor(time.time() - SETTLE, STEP)
+    start = end - HISTORY + STEP
+    for chunks in (1, prom.PARALLEL_CHUNKS):
+        prom.PARALLEL_CHUNKS = chunks
+        client = PrometheusClient(PrometheusConfig(url=url, timeout="60s"))
+        began = time.perf_counter()
+        fetched = PrometheusSource(client).fetch_range(rule, start, end)
+        seconds = time.perf_counter() - began
+        points = sum(len(s.timestamps) for s in fetched)
+        print(
+            f"  backfill, {chunks} chunk(s) at a time: {seconds:6.2f} s "
+            f"({len(fetched)} series, {points:,} points)"
+        )
+        client.close()
+    client = PrometheusClient(PrometheusConfig(url=url, timeout="60s"))
+    cycle = ForecastCycle([rule], PrometheusSource(client), ForecastStore())
+    report = cycle.run(rule, time.time())
+    print(f"  whole first cycle (backfill + fit of {report.series} series): {report.seconds:.2f} s")
+    client.close()
+
+
+def end_to_end(root: Path, url: str, rule: Rule, rounds: int = 2) -> None:
+    config = root / "scaleahead.yaml"
+    config.write_text(
+        f"prometheus:\n  url: {url}\n  timeout: 60s\n"
+        f"rules:\n  - name: {rule.name}\n    query: '{rule.query}'\n    history: {HISTORY}s\n"
+    )
+    exe = Path(sys.executable).parent / "scaleahead"
+    for k in range(rounds):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        log = (root / f"serve-{k}.log").open("wb")
+        began = time.perf_counter()
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--config", str(config), "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        marks: dict[str, float] = {}
+        path = f"/apis/external.metrics.k8s.io/v1beta1/namespaces/default/{rule.name}"
+        while "value" not in marks and time.perf_counter() - began < 600:
+            try:
+                if "live" not in marks and httpx.get(f"{base}/livez").status_code == 200:
+                    marks["live"] = time.perf_counter() - began
+                if "ready" not in marks and httpx.get(f"{base}/readyz").status_code == 200:
+                    marks["ready"] = time.perf_counter() - began
+                if "ready" in marks:
+                    r = httpx.get(f"{base}{path}", params={"labelSelector": "service=s0"})
+                    if r.status_code == 200:
+                        marks["value"] = time.perf_counter() - began
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        proc.terminate()
+        proc.wait(30)
+        name = "start" if k == 0 else "restart"
+        print(
+            f"  {name}: live {marks.get('live', float('nan')):.2f} s, "
+            f"ready {marks.get('ready', float('nan')):.2f} s, "
+            f"first value {marks.get('value', float('nan')):.2f} s"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        end = grid_floor(time.time(), STEP)
+        began = time.perf_counter()
+        backfill(root / "data", args.series, end)
+        print(f"backfilled {args.series} series in {time.perf_counter() - began:.0f} s")
+        config = root / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 15s\n")
+        server = PrometheusServer(
+            system_tool("prometheus"), root / "data", config, free_port(), end + AHEAD
+        )
+        server.start()
+        try:
+            rule = Rule(name="http_requests_forecast", query=QUERY, history=f"{HISTORY}s")
+            print("in process:")
+            in_process(server.url, rule)
+            print("end to end (scaleahead serve):")
+            end_to_end(root, server.url, rule)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
