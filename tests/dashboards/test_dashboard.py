@@ -18,7 +18,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,7 +27,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 
 from forecaster.sources.trace import Trace
 from tests.conftest import (
@@ -84,34 +90,44 @@ def _pruned(value: Any) -> Any:
     return value
 
 
+def serve_http(respond: Callable[[str], bytes]) -> ThreadingHTTPServer:
+    """A loopback HTTP server, in a daemon thread, answering each GET with 200 and
+    respond(path) in Prometheus' text format."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = respond(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 class Workload:
     """A small HTTP service counting its requests, and a client calling it at a rate that
     rises and falls over a minute."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        requests = Counter("http_requests", "Requests served.", registry=self.registry)
-        registry = self.registry
+        registry = CollectorRegistry()
+        requests = Counter("http_requests", "Requests served.", registry=registry)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    body = generate_latest(registry)
-                else:
-                    requests.inc()
-                    body = b"ok\n"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        def respond(path: str) -> bytes:
+            if path == "/metrics":
+                return generate_latest(registry)
+            requests.inc()
+            return b"ok\n"
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = serve_http(respond)
         self.port = self.server.server_address[1]
         self.stopped = threading.Event()
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
         threading.Thread(target=self._load, daemon=True).start()
 
     def _load(self) -> None:
@@ -158,21 +174,8 @@ class FakeKubeStateMetrics:
             current.labels(NAMESPACE, name).set(have)
             target.labels(NAMESPACE, name, metric, "average").set(20)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = generate_latest(registry)
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = serve_http(lambda _: generate_latest(registry))
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @dataclass
