@@ -145,12 +145,15 @@ class SeriesCollector(Collector):
                 "The oldest a forecast may be and still be served from.",
                 "ttl",
             ),
-            "quantile": ("The probability the served value covers the lead window's peak.", ""),
+            "quantile": (
+                "The probability the served value covers the lead window's peak.",
+                "quantile",
+            ),
         }
         for suffix, (doc, attr) in settings.items():
             family = GaugeMetricFamily(f"scaleahead_rule_{suffix}", doc, labels=["rule"])
             for rule in self.rules:
-                family.add_metric([rule.name], float(getattr(rule, attr or suffix)))
+                family.add_metric([rule.name], float(getattr(rule, attr)))
             yield family
 
     def _outcomes(self) -> Iterator[Metric]:
