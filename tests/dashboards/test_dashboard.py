@@ -49,6 +49,10 @@ from tests.conftest import (
 
 RULE = "web_requests_forecast"
 LEAD, STEP = 10, 5
+HORIZON = 45
+"""Forecast TTL = horizon - lead - step = 30 s: more than the 10 s a point settles before
+a cycle reads it plus the 5 s interval, so the series does not fall back between cycles
+(with 30 s, TTL 15 s, it did: the forecast gauges at lead were then absent at times)."""
 NAMESPACE, SERVICE = "shop", "web"
 METRIC_PATH = f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/{RULE}"
 HISTORY = 30 * 3600  # past a day and an hour: old enough for the daily models
@@ -242,7 +246,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, nasa: Trace) -> Iterator[Sta
         f"rules:\n  - name: {RULE}\n"
         "    query: 'sum by (namespace, service) "
         "(rate(http_requests_total{<<.LabelMatchers>>}[5s]))'\n"
-        f"    step: {STEP}s\n    lead: {LEAD}s\n    horizon: 30s\n    interval: {STEP}s\n"
+        f"    step: {STEP}s\n    lead: {LEAD}s\n    horizon: {HORIZON}s\n    interval: {STEP}s\n"
         f"    history: {HISTORY}s\n"
     )
     procs = []
