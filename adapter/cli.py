@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from adapter.errors import UsageError
-from forecaster.config import ConfigError, load_config
-from forecaster.times import parse_duration, parse_rfc3339
+from forecaster.config import Config, ConfigError, load_config
+from forecaster.times import SETTLE, format_duration, parse_duration, parse_rfc3339
 
 
 def _time(flag: str, text: str | None) -> int | None:
@@ -123,11 +124,38 @@ def _backtest(args: argparse.Namespace) -> None:
 
 def _check_config(args: argparse.Namespace) -> None:
     config = load_config(args.file)
-    names = ", ".join(r.name for r in config.rules)
-    print(
-        f"{args.file}: OK ({len(config.rules)} rule(s): {names}; Prometheus at "
-        f"{config.prometheus.url})"
-    )
+    print(f"{args.file}: OK, Prometheus at {config.prometheus.url}")
+    for r in config.rules:
+        derived = " (derived)" if r.horizon_derived else ""
+        print(
+            f"  rule {r.name}: step {format_duration(r.step)}, lead {format_duration(r.lead)}, "
+            f"horizon {format_duration(r.horizon)}{derived}, forecasts fresh for "
+            f"{format_duration(r.ttl)}, every {format_duration(r.interval)}, q {r.quantile}"
+        )
+    if args.prometheus:
+        _probe(args.file, config)
+
+
+def _probe(source: str, config: Config) -> None:
+    from forecaster.sources.prometheus import PrometheusClient, PrometheusError, probe_rule
+
+    client = PrometheusClient(config.prometheus)
+    at = time.time() - SETTLE
+    problems = []
+    try:
+        for r in config.rules:
+            try:
+                probe = probe_rule(client, r, at)
+            except PrometheusError as err:
+                problems.append(f"rule {r.name}: {err}")
+                continue
+            labels = ", ".join(probe.label_names) or "none"
+            print(f"  rule {r.name}: {probe.series} series now (labels: {labels})")
+            problems.extend(f"rule {r.name}: {p}" for p in probe.problems)
+    finally:
+        client.close()
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -243,6 +271,12 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check-config", help="validate a configuration file and exit")
     c.add_argument("file")
+    c.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also run each rule's query once against the configured Prometheus and report "
+        "its series (none is an error, with similar metric names as a hint)",
+    )
     c.set_defaults(func=_check_config)
     return p
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -13,16 +15,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from forecaster.selector import is_label_name
+from forecaster.sources.promql import check_template
 from forecaster.times import SETTLE, format_duration, parse_duration
-
-PLACEHOLDER = "<<.LabelMatchers>>"
-"""Where a rule's query receives the request's label selector (and namespace) as matchers."""
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 _METRIC_NAME = re.compile(r"^[a-z_][a-z0-9_:.-]{0,252}$")
@@ -89,6 +91,17 @@ class PrometheusConfig(_Strict):
         return self
 
 
+DEFAULT_HORIZON = 600
+
+
+def default_horizon(step: int, lead: int, interval: int) -> int:
+    """10 minutes, or the shortest multiple of `step` whose forecasts stay fresh through
+    two late or failed cycles in a row, whichever is longer."""
+    refresh = -(-interval // step) * step
+    need = 3 * refresh + SETTLE
+    return max(DEFAULT_HORIZON, -(-(lead + step + need) // step) * step)
+
+
 class Rule(_Strict):
     """One served external metric: the PromQL for its actual rate and how to forecast it."""
 
@@ -96,12 +109,37 @@ class Rule(_Strict):
     query: str
     step: Duration = 60
     history: Duration = 15 * 86400
-    horizon: Duration = 600
+    horizon: Duration = DEFAULT_HORIZON  # or longer: see default_horizon
     lead: Duration = 180
-    quantile: float = Field(default=0.9, gt=0.5, lt=1.0)
+    quantile: float = 0.9
     interval: Duration = 60
     forecast_ttl: Duration | None = None
     namespace_label: str | None = "namespace"
+
+    _horizon_derived: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _derive_horizon(cls, data: Any, handler: ModelWrapValidatorHandler[Rule]) -> Rule:
+        derive = isinstance(data, dict) and data.get("horizon") is None
+        if derive:
+            try:
+                times = [
+                    parse_duration(data.get(k, default))
+                    for k, default in (("step", 60), ("lead", 180), ("interval", 60))
+                ]
+            except ValueError:
+                times = []  # the field validators say what is wrong
+            if times and min(times[0], times[2]) > 0:
+                data = {**data, "horizon": default_horizon(*times)}
+        rule = handler(data)
+        rule._horizon_derived = derive
+        return rule
+
+    @property
+    def horizon_derived(self) -> bool:
+        """Whether the horizon was derived (no `horizon` key) rather than configured."""
+        return self._horizon_derived
 
     @field_validator("name")
     @classmethod
@@ -121,12 +159,17 @@ class Rule(_Strict):
 
     @field_validator("query")
     @classmethod
-    def _has_placeholder(cls, value: str) -> str:
-        if value.count(PLACEHOLDER) != 1:
+    def _query_can_work(cls, value: str) -> str:
+        check_template(value)  # a QueryError is a ValueError: pydantic reports it on the key
+        return value
+
+    @field_validator("quantile")
+    @classmethod
+    def _upper_quantile(cls, value: float) -> float:
+        if not 0.5 < value < 1.0:
             raise ValueError(
-                f"expected exactly one {PLACEHOLDER} inside the selector braces, "
-                "e.g. 'sum by (namespace, service) "
-                f"(rate(http_requests_total{{{PLACEHOLDER}}}[2m]))'"
+                "expected a share above 0.5 and below 1 (how often the served value should "
+                f"cover the lead window's peak), e.g. 0.9; got {value}"
             )
         return value
 
@@ -136,6 +179,23 @@ class Rule(_Strict):
         if value is not None and not is_label_name(value):
             raise ValueError(f"expected a Prometheus label name, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _keeps_namespace(self) -> Rule:
+        label = self.namespace_label
+        if label is None:
+            return self
+        shape = check_template(self.query)
+        if label in shape.dropped or (
+            shape.keeps_only is not None and label not in shape.keeps_only
+        ):
+            raise ValueError(
+                f"query: its outermost aggregation drops the {label!r} label, yet every "
+                f"request is for one namespace (namespace_label: {label}), so none could "
+                f"match: keep {label} in the by (...) list, or set namespace_label: null for "
+                "series that belong to no namespace"
+            )
+        return self
 
     @model_validator(mode="after")
     def _consistent_times(self) -> Rule:
@@ -161,7 +221,36 @@ class Rule(_Strict):
                 f"forecast_ttl: at most horizon - lead - step ({format_duration(self.max_ttl)}), "
                 "or an old forecast would not cover the lead time"
             )
+        need = self.min_ttl
+        if self.ttl < need:
+            why = (
+                f"it must stay fresh until the cycle after next ({format_duration(need)}: two "
+                f"refreshes of {format_duration(self.refresh)} plus the {SETTLE}s a sample "
+                "settles), or a slow or failed cycle drops every series to reactive scaling"
+            )
+            if self.forecast_ttl is not None:
+                raise ValueError(
+                    f"forecast_ttl: {format_duration(self.forecast_ttl)} is too short: {why}"
+                )
+            horizon = self.lead + self.step + -(-need // self.step) * self.step
+            raise ValueError(
+                f"horizon: with lead {format_duration(self.lead)} and step "
+                f"{format_duration(self.step)}, a {format_duration(self.horizon)} forecast is "
+                f"fresh for {format_duration(self.ttl)} (horizon - lead - step); {why}. "
+                f"Make horizon at least {format_duration(horizon)}, or lead or interval shorter"
+            )
         return self
+
+    @property
+    def refresh(self) -> int:
+        """Seconds between forecasts built on newer data: the interval, rounded up to
+        whole steps (a cycle finds no new point before the next step ends)."""
+        return -(-self.interval // self.step) * self.step
+
+    @property
+    def min_ttl(self) -> int:
+        """The shortest TTL that survives one late or failed cycle."""
+        return 2 * self.refresh + SETTLE
 
     @property
     def max_ttl(self) -> int:
@@ -226,17 +315,94 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+_WORDING = {
+    "less_than": "expected a number below {lt}",
+    "less_than_equal": "expected at most {le}",
+    "greater_than": "expected a number above {gt}",
+    "greater_than_equal": "expected at least {ge}",
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "string_type": "expected text",
+    "string_too_short": "must not be empty",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "list_type": "expected a list (a YAML sequence)",
+    "too_short": "expected at least {min_length} item(s)",
+    "model_type": "expected a mapping of keys to values",
+    "model_attributes_type": "expected a mapping of keys to values",
+    "dict_type": "expected a mapping of keys to values",
+    "path_type": "expected a file path",
+    "missing": "required key is missing",
+}
+
+
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The model whose keys sit at `loc` under `root` (None if not a model)."""
+    model = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        nested = [
+            t
+            for t in (field.annotation, *typing.get_args(field.annotation))
+            for t in (t, *typing.get_args(t))
+            if isinstance(t, type) and issubclass(t, BaseModel)
+        ]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def _unknown_key(loc: tuple[Any, ...], root: type[BaseModel]) -> str:
+    model = _model_at(loc[:-1], root)
+    known = sorted(model.model_fields) if model else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean {close[0]!r}?"
+    return f"unknown key; expected one of: {', '.join(known)}" if known else "unknown key"
+
+
+def _describe(e: Any, root: type[BaseModel]) -> str:
+    loc = tuple(e["loc"])
+    if e["type"] == "extra_forbidden":
+        return _unknown_key(loc, root)
+    wording = _WORDING.get(e["type"])
+    if wording is None:
+        return str(e["msg"]).removeprefix("Value error, ")
+    if loc == ("rules",) and e["type"] == "too_short":
+        return "expected at least one rule"
+    text = wording.format(**e.get("ctx", {}))
+    value = e.get("input")
+    if e["type"] not in ("missing", "string_too_short") and isinstance(
+        value, str | int | float | bool | None
+    ):
+        text += f", got {value!r}"
+    return text
+
+
+_MODELS: dict[str, type[BaseModel]] = {
+    m.__name__: m for m in (Config, Rule, PrometheusConfig, CurrentConfig, BasicAuth)
+}
+
+
 def describe_validation_error(source: str, err: ValidationError) -> str:
-    """One line per problem: 'FILE: key.path: what was expected'."""
+    """One line per problem: 'FILE: key.path: what was expected', in our own words."""
+    root = _MODELS.get(err.title, Config)
     lines = []
     for e in err.errors():
-        loc = tuple(p for p in e["loc"] if not str(p).startswith("function-after"))
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        lines.append(f"{source}: {_key_path(loc)}: {msg}")
+        e["loc"] = tuple(p for p in e["loc"] if not str(p).startswith("function-"))
+        model = _model_at(e["loc"], root)
+        key, sep, rest = str(e["msg"]).removeprefix("Value error, ").partition(": ")
+        if e["type"] == "value_error" and model and sep and key in model.model_fields:
+            e["loc"], e["msg"] = (*e["loc"], key), rest  # a cross-check names its key
+        lines.append(f"{source}: {_key_path(e['loc'])}: {_describe(e, root)}")
     return "\n".join(lines)
 
 
@@ -250,6 +416,24 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         raise ConfigError(describe_validation_error(source, err)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (YAML says keys are
+    unique; PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise ConfigError(
+                    f"line {line}: key {key!r} appears twice in one mapping (first at line "
+                    f"{first[key]}); YAML keeps only one, so say it once"
+                )
+            first[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML configuration file; raise ConfigError on any problem."""
     path = Path(path)
@@ -258,7 +442,13 @@ def load_config(path: str | Path) -> Config:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except yaml.MarkedYAMLError as err:
+        where = err.problem_mark or err.context_mark
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     return parse_config(data, str(path))

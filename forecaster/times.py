@@ -17,7 +17,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y":
 _PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 
 
-def parse_duration(text: str | int | float) -> int:
+def parse_duration(text: object) -> int:
     """Return the duration in whole seconds; raise ValueError naming what was expected."""
     if isinstance(text, bool):
         raise ValueError("expected a duration like '30s', '1m' or '8d', got a boolean")
@@ -25,6 +25,8 @@ def parse_duration(text: str | int | float) -> int:
         if text < 0 or int(text) != text:
             raise ValueError(f"expected a whole, non-negative number of seconds, got {text!r}")
         return int(text)
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration like '30s', '1m' or '8d', got {text!r}")
     s = text.strip()
     pos, total = 0, 0.0
     for m in _PART.finditer(s):

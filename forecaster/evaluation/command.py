@@ -77,7 +77,8 @@ def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, i
                 f"--metric {o.metric}: no such rule in {o.config} "
                 f"(rules: {', '.join(r.name for r in config.rules)})"
             )
-        rule = Rule.model_validate({**found.model_dump(), **overrides})
+        derived = {"horizon"} if found.horizon_derived else set()
+        rule = Rule.model_validate({**found.model_dump(exclude=derived), **overrides})
         try:
             selector = parse_selector(o.selector)
         except SelectorError as err:

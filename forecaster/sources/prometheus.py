@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -86,7 +88,7 @@ class PrometheusClient:
         token = self._config.bearer_token_file.read_text().strip()
         return {"Authorization": f"Bearer {token}"}
 
-    def _call(self, endpoint: str, params: dict[str, Any]) -> Any:
+    def _call(self, endpoint: str, params: dict[str, Any], method: str = "POST") -> Any:
         attempts = self._config.retries + 1
         last: str = ""
         for attempt in range(attempts):
@@ -94,7 +96,10 @@ class PrometheusClient:
                 time.sleep(min(0.2 * 2**attempt, 5.0))
             started = time.perf_counter()
             try:
-                resp = self._http.post(endpoint, data=params, headers=self._headers())
+                if method == "GET":
+                    resp = self._http.get(endpoint, params=params, headers=self._headers())
+                else:
+                    resp = self._http.post(endpoint, data=params, headers=self._headers())
             except httpx.HTTPError as err:
                 self._observe(endpoint, started, False)
                 last = f"cannot reach {self.url}{endpoint}: {err or type(err).__name__}"
@@ -128,6 +133,10 @@ class PrometheusClient:
     def check_reachable(self) -> None:
         """Raise PrometheusError unless the server answers a trivial query."""
         self._call("/api/v1/query", {"query": "1"})
+
+    def metric_names(self) -> list[str]:
+        """Every metric name Prometheus holds."""
+        return [str(name) for name in self._call("/api/v1/label/__name__/values", {}, "GET")]
 
     def query(self, promql: str, at: float) -> list[InstantSample]:
         """Evaluate an instant vector query at time `at` (Unix seconds)."""
@@ -190,6 +199,40 @@ class PrometheusClient:
             finite = np.isfinite(vs) & (vs >= 0)
             out.append(RangeSeries(dict(key), ts[finite], vs[finite]))
         return out
+
+
+@dataclass(frozen=True)
+class RuleProbe:
+    """What one run of a rule's query found; `problems` are reasons it cannot serve."""
+
+    series: int
+    label_names: tuple[str, ...]
+    problems: tuple[str, ...]
+
+
+def probe_rule(client: PrometheusClient, rule: Rule, at: float) -> RuleProbe:
+    """Run the rule's query for every series once at `at`; explain an empty result with
+    the metric names Prometheus holds that look like the ones the query asks for."""
+    samples = client.query(promql.render(rule.query, EVERYTHING), at)
+    names = sorted({k for s in samples for k in s.labels})
+    problems = []
+    if not samples:
+        known = set(client.metric_names())
+        hints = []
+        for metric in promql.check_template(rule.query).metrics:
+            if metric in known:
+                hints.append(f"{metric} exists, so the query's matchers or functions drop it all")
+                continue
+            close = difflib.get_close_matches(metric, known, n=3, cutoff=0.6)
+            similar = f"; similar names: {', '.join(close)}" if close else ""
+            hints.append(f"Prometheus has no metric {metric}{similar}")
+        problems.append("the query yields no series (" + "; ".join(hints or ["no metric"]) + ")")
+    elif rule.namespace_label and rule.namespace_label not in names:
+        problems.append(
+            f"its series carry no {rule.namespace_label!r} label (namespace_label), so no "
+            f"request could match one: keep it in the query, or set namespace_label: null"
+        )
+    return RuleProbe(len(samples), tuple(names), tuple(problems))
 
 
 def _labels(metric: dict[str, str]) -> dict[str, str]:

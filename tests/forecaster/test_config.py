@@ -5,10 +5,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import promql_parser
 import pytest
 
 from forecaster.config import ConfigError, load_config
-from tests.conftest import clean_env, scaleahead_cmd
+from forecaster.selector import EVERYTHING, parse_selector
+from forecaster.sources.promql import check_template, render
+from tests.conftest import RULE_QUERY, clean_env, scaleahead_cmd
 
 GOOD = """\
 prometheus:
@@ -43,29 +46,123 @@ def test_good_config_loads_with_units(tmp_path):
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("  timeout: 5s\n", "  timeout: 5s\n  tiemout: 5s\n", "prometheus.tiemout: unknown key"),
+        (
+            "  timeout: 5s\n",
+            "  timeout: 5s\n  tiemout: 5s\n",
+            "prometheus.tiemout: unknown key; did you mean 'timeout'?",
+        ),
+        (
+            "    quantile: 0.9\n",
+            "    quantile: 0.9\n    qunatile: 0.8\n",
+            "rules[0].qunatile: unknown key; did you mean 'quantile'?",
+        ),
+        ("rules:\n", "rulez:\n", "rulez: unknown key; did you mean 'rules'?"),
+        (
+            "  timeout: 5s\n",
+            "  timeout: 5s\n  colour: blue\n",
+            "prometheus.colour: unknown key; expected one of: basic_auth, bearer_token_file",
+        ),
         ("    step: 1m\n", "    step: one minute\n", "rules[0].step: expected a duration"),
-        ("    quantile: 0.9\n", "    quantile: 1.5\n", "rules[0].quantile: Input should be less"),
-        ("    quantile: 0.9\n", "    quantile: high\n", "rules[0].quantile"),
+        ("    step: 1m\n", "    step:\n", "rules[0].step: expected a duration like '30s'"),
+        (
+            "    quantile: 0.9\n",
+            "    quantile: 1.5\n",
+            "rules[0].quantile: expected a share above 0.5 and below 1",
+        ),
+        ("    quantile: 0.9\n", "    quantile: high\n", "rules[0].quantile: expected a number"),
+        (
+            "  timeout: 5s\n",
+            "  timeout: 5s\n  retries: 20\n",
+            "retries: expected at most 10, got 20",
+        ),
+        (
+            "  timeout: 5s\n",
+            "  timeout: 5s\n  retries: two\n",
+            "expected a whole number, got 'two'",
+        ),
         (
             "  url: http://prometheus.monitoring:9090\n",
             "  url: prometheus:9090\n",
             "prometheus.url: expected an http:// or https:// URL",
         ),
-        ("{<<.LabelMatchers>>}", "{}", "rules[0].query: expected exactly one <<.LabelMatchers>>"),
+        ("{<<.LabelMatchers>>}", "{}", "rules[0].query: expected <<.LabelMatchers>> inside the"),
+        # PromQL is parsed at load, placeholders and all.
+        (
+            "[2m]))",
+            "[2m])",
+            "rules[0].query: the query is not valid PromQL: unclosed left parenthesis",
+        ),
+        ("rate(", "rat(", "rules[0].query: the query is not valid PromQL: unknown function"),
+        (
+            "rate(http_requests_total{<<.LabelMatchers>>}[2m])",
+            "rate(<<.Series>>{<<.LabelMatchers>>}[2m])",
+            "<<.Series>> is a prometheus-adapter placeholder scaleahead does not fill: write the "
+            "metric name itself",
+        ),
+        (
+            "sum by (namespace, service)",
+            "sum by (<<.GroupBy>>)",
+            "<<.GroupBy>> is a prometheus-adapter placeholder scaleahead does not fill: write "
+            "the labels each series keeps",
+        ),
+        (
+            "http_requests_total{<<.LabelMatchers>>}[2m]",
+            "http_requests_total[2m]",
+            "query: expected <<.LabelMatchers>> inside the braces",
+        ),
+        (
+            "(rate(http_requests_total{<<.LabelMatchers>>}[2m]))",
+            "(rate(http_requests_total[2m])) <<.LabelMatchers>>",
+            "<<.LabelMatchers>> must stand inside a selector's braces",
+        ),
+        (
+            "http_requests_total{<<.LabelMatchers>>}",
+            "{<<.LabelMatchers>>}",
+            "with an empty selector the query (sum by (namespace, service) (rate({}[2m]))) is "
+            "not valid PromQL: vector selector must contain at least one non-empty matcher",
+        ),
+        (
+            "sum by (namespace, service) (rate(http_requests_total{<<.LabelMatchers>>}[2m]))",
+            "http_requests_total{<<.LabelMatchers>>}[2m]",
+            "the query must yield an instant vector, not a matrix (wrap the range in rate(...))",
+        ),
+        (
+            "sum by (namespace, service)",
+            "sum by (service)",
+            "rules[0].query: its outermost aggregation drops the 'namespace' label",
+        ),
         ("    lead: 3m\n", "    lead: 90s\n", "lead: expected a multiple of step"),
         ("    horizon: 10m\n", "    horizon: 3m\n", "horizon: must cover lead + one step"),
+        # The forecast TTL that results must outlast a late cycle.
+        (
+            "    lead: 3m\n",
+            "    lead: 9m\n",
+            "rules[0].horizon: with lead 9m and step 1m, a 10m forecast is fresh for 0s "
+            "(horizon - lead - step); it must stay fresh until the cycle after next (2m10s",
+        ),
+        (
+            "    interval: 1m\n",
+            "    interval: 5m\n",
+            "rules[0].horizon: with lead 3m and step 1m, a 10m forecast is fresh for 6m "
+            "(horizon - lead - step); it must stay fresh until the cycle after next (10m10s: "
+            "two refreshes of 5m plus the 10s a sample settles), or a slow or failed cycle "
+            "drops every series to reactive scaling. Make horizon at least 15m",
+        ),
         (
             "    interval: 1m\n",
             "    interval: 1m\n    forecast_ttl: 8m\n",
             "forecast_ttl: at most horizon - lead - step (6m)",
         ),
         (
+            "    interval: 1m\n",
+            "    interval: 1m\n    forecast_ttl: 1m\n",
+            "rules[0].forecast_ttl: 1m is too short: it must stay fresh until the cycle after next",
+        ),
+        (
             "  timeout: 5s\n",
             "  timeout: 5s\n  ca_file: /nonexistent/ca.crt\n",
             "prometheus.ca_file: no such file: /nonexistent/ca.crt",
         ),
-        ("rules:\n", "rulez:\n", "rulez: unknown key"),
         # The HPA lowercases external metric names: an upper-case rule could never be asked.
         (
             "name: http_requests_forecast",
@@ -77,8 +174,15 @@ def test_good_config_loads_with_units(tmp_path):
         (
             "interval: 1m\n",
             "interval: 1m\ncurrent: {interval: 15s, max_age: 30s}\n",
-            "current: max_age: expected at least two intervals plus the 10s",
+            "current.max_age: expected at least two intervals plus the 10s",
         ),
+        # Duplicate keys: YAML would silently keep the last one.
+        (
+            "  timeout: 5s\n",
+            "  timeout: 5s\n  timeout: 30s\n",
+            "line 4: key 'timeout' appears twice in one mapping (first at line 3)",
+        ),
+        ("prometheus:\n", "prometheus: [\n", "not valid YAML at line"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, old, new, expected):
@@ -96,9 +200,27 @@ def test_duplicate_rule_names(tmp_path):
         load_config(write(tmp_path, GOOD + rule))
 
 
-def test_not_yaml(tmp_path):
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(write(tmp_path, "prometheus: [unclosed\n"))
+def test_derived_horizon_outlasts_two_missed_cycles_at_any_step(tmp_path):
+    five = GOOD.replace("    horizon: 10m\n", "").replace("step: 1m", "step: 5m")
+    rule = load_config(write(tmp_path, five.replace("lead: 3m", "lead: 5m"))).rules[0]
+    assert rule.horizon_derived and rule.horizon == 30 * 60  # 5m lead + 5m step + 20m
+    assert rule.ttl >= 3 * 300 + 10  # two missed 5-minute points and the settle
+    one = load_config(write(tmp_path, GOOD.replace("    horizon: 10m\n", ""))).rules[0]
+    assert one.horizon == 600 and not load_config(write(tmp_path, GOOD)).rules[0].horizon_derived
+
+
+def test_a_ratio_of_two_metrics_takes_the_selector_in_each():
+    query = (
+        'sum by (namespace) (rate(a_total{code!~"5..",<<.LabelMatchers>>}[2m])) / '
+        "sum by (namespace) (rate(b_total{<<.LabelMatchers>>, job='x'}[2m]))"
+    )
+    assert check_template(query).metrics == ("a_total", "b_total")
+    everything = render(query, EVERYTHING)
+    assert everything.count("{") == 2 and ",," not in everything
+    promql_parser.parse(everything)
+    one = render(query, parse_selector("service=web"))
+    assert one.count('service="web"') == 2
+    promql_parser.parse(one)
 
 
 def test_check_config_command(tmp_path):
@@ -110,7 +232,11 @@ def test_check_config_command(tmp_path):
         env=clean_env(),
         timeout=60,
     )
-    assert ok.returncode == 0 and "OK (1 rule(s): http_requests_forecast" in ok.stdout
+    assert ok.returncode == 0
+    assert ok.stdout.splitlines()[1] == (
+        "  rule http_requests_forecast: step 1m, lead 3m, horizon 10m, forecasts fresh for 6m, "
+        "every 1m, q 0.9"
+    )
     bad = write(tmp_path, GOOD.replace("    step: 1m\n", "    step: 1 m\n"))
     got = subprocess.run(
         [*scaleahead_cmd(), "check-config", str(bad)],
@@ -129,3 +255,51 @@ def test_credentials_in_the_prometheus_url_are_refused_and_never_echoed(tmp_path
         load_config(path)
     assert "prometheus.url: credentials do not belong in the URL" in str(err.value)
     assert "s3cret" not in str(err.value)
+
+
+def test_check_config_against_prometheus_counts_series_and_explains_none(tmp_path, prometheus):
+    rule = "  - name: {name}\n    query: '{query}'\n"
+    text = f"prometheus:\n  url: {prometheus.url}\n  timeout: 5s\nrules:\n" + "".join(
+        rule.format(name=name, query=query)
+        for name, query in [
+            ("good", RULE_QUERY),
+            ("typo", RULE_QUERY.replace("http_requests_total", "http_request_total")),
+            ("filtered", RULE_QUERY.replace("{<<", '{service="nope",<<')),
+            (
+                "no_namespace",
+                "sum by (service) (rate(http_requests_total{<<.LabelMatchers>>}[1m])) * 1",
+            ),
+        ]
+    )
+    path = write(tmp_path, text)
+    assert load_config(path)  # every rule is well-formed; only Prometheus can tell
+    got = subprocess.run(
+        [*scaleahead_cmd(), "check-config", "--prometheus", str(path)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    assert got.returncode == 2, got
+    assert "rule good: 3 series now (labels: namespace, service)" in got.stdout
+    assert "rule typo: 0 series now" in got.stdout
+    errors = got.stderr.splitlines()
+    assert errors == [
+        f"scaleahead: {path}: rule typo: the query yields no series (Prometheus has no metric "
+        "http_request_total; similar names: http_requests_total)",
+        f"{path}: rule filtered: the query yields no series (http_requests_total exists, so "
+        "the query's matchers or functions drop it all)",
+        f"{path}: rule no_namespace: its series carry no 'namespace' label (namespace_label), "
+        "so no request could match one: keep it in the query, or set namespace_label: null",
+    ]
+    # Prometheus unreachable: an error naming it, not a traceback.
+    down = write(tmp_path, text.replace(prometheus.url, "http://127.0.0.1:1"))
+    got = subprocess.run(
+        [*scaleahead_cmd(), "check-config", "--prometheus", str(down)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    assert got.returncode == 2
+    assert "rule good: cannot reach http://127.0.0.1:1/api/v1/query" in got.stderr
