@@ -8,6 +8,7 @@ import logging
 import platform
 import re
 import sys
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
@@ -19,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapter import openapi
 from adapter.errors import BadRequest, NotFound, StatusError, send_status, status_body
-from adapter.provider import ExternalMetricsProvider
+from adapter.provider import Check, ExternalMetricsProvider
 from adapter.quantity import format_quantity
 from forecaster.selector import SelectorError, parse_selector
 from forecaster.times import rfc3339
@@ -54,21 +55,32 @@ class _RawPathGuard:
         await self.app(scope, receive, send)
 
 
-def _health(name: str, failures: list[str], verbose: bool) -> Response:
+def _health(name: str, checks: list[Check], verbose: bool) -> Response:
     """A health answer as the Kubernetes API servers write it (with ?verbose, each check)."""
-    code = 503 if failures else 200
+    failed = [c for c in checks if not c.ok]
+    code = 503 if failed else 200
     if not verbose:
-        text = ("not ready:\n" + "\n".join(failures) + "\n") if failures else "ok"
-        return PlainTextResponse(text, code)
-    lines = [f"[-]{f}" for f in failures] or ["[+]ping ok"]
-    lines.append(f"{name} check {'failed' if failures else 'passed'}")
+        text = "\n".join(["failed:", *(f"{c.name}: {c.detail}" for c in failed)]) + "\n"
+        return PlainTextResponse(text if failed else "ok", code)
+    lines = [
+        f"[{'+' if c.ok else '-'}]{c.name} {'ok' if c.ok else 'failed'}"
+        + (f": {c.detail}" if c.detail else "")
+        for c in [Check("ping", True), *checks]
+    ]
+    lines.append(f"{name} check {'failed' if failed else 'passed'}")
     return PlainTextResponse("\n".join(lines) + "\n", code)
 
 
-def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -> FastAPI:
-    """Build the API server over a provider; /metrics exposes `registry`.
+def create_app(
+    provider: ExternalMetricsProvider,
+    registry: CollectorRegistry,
+    liveness: Callable[[], list[Check]] = list,
+) -> FastAPI:
+    """Build the API server over a provider; /metrics exposes `registry`; /livez and
+    /healthz fail when a `liveness` check does.
 
-    Handlers run on the event loop: the provider answers from memory and must not block.
+    Handlers run on the event loop: the provider and the checks answer from memory and
+    must not block.
     """
     app = FastAPI(
         title="scaleahead",
@@ -192,11 +204,12 @@ def create_app(provider: ExternalMetricsProvider, registry: CollectorRegistry) -
     @app.api_route("/healthz", methods=["GET", "HEAD"])
     @app.api_route("/livez", methods=["GET", "HEAD"])
     async def alive(request: Request) -> Response:
-        return _health(request.url.path.strip("/"), [], "verbose" in request.query_params)
+        name = request.url.path.strip("/")
+        return _health(name, liveness(), "verbose" in request.query_params)
 
     @app.api_route("/readyz", methods=["GET", "HEAD"])
     async def ready(request: Request) -> Response:
-        return _health("readyz", provider.not_ready(), "verbose" in request.query_params)
+        return _health("readyz", provider.readiness(), "verbose" in request.query_params)
 
     ours = version("scaleahead")
     spec = openapi.document(ours)

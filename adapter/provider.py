@@ -31,6 +31,15 @@ class MetricValue:
     value: float
 
 
+@dataclass(frozen=True)
+class Check:
+    """One line of /readyz or /livez: a named check, whether it passed, and why."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
 class ExternalMetricsProvider(Protocol):
     """What the external metrics API needs from whatever computes the values. Every
     method is called on the server's event loop: answer from memory, never block."""
@@ -43,8 +52,8 @@ class ExternalMetricsProvider(Protocol):
         """One value per matching series; raise NotFound or Unavailable, never return []."""
         ...
 
-    def not_ready(self) -> list[str]:
-        """Why the provider cannot serve yet; empty when ready."""
+    def readiness(self) -> list[Check]:
+        """One check per thing the provider needs to serve; ready when all pass."""
         ...
 
 
@@ -67,17 +76,39 @@ class ForecastProvider:
     def metric_names(self) -> list[str]:
         return list(self.rules)
 
-    def not_ready(self) -> list[str]:
-        reasons = []
-        for rule in self.rules.values():
-            state = self.view.rule(rule)
-            if not state.forecasts_ready:
-                error = state.current.error
-                why = f" ({error})" if error else ""
-                reasons.append(f"rule {rule.name}: no forecast cycle has completed yet{why}")
-            elif state.series and not any(s.served for s in state.series):
-                reasons.append(f"rule {rule.name}: {_unservable(state)}")
-        return reasons
+    def readiness(self) -> list[Check]:
+        return [self._rule_check(rule) for rule in self.rules.values()]
+
+    def _rule_check(self, rule: Rule) -> Check:
+        name = f"rule/{rule.name}"
+        state = self.view.rule(rule)
+        failure = state.failure
+        failing = ""
+        if failure is not None:
+            retry = (
+                f", next attempt in {max(0, round(failure.retry_at - state.now))}s"
+                if failure.retry_at is not None
+                else ""
+            )
+            failing = f"the last {failure.failures} cycle(s) failed ({failure.error}){retry}"
+        if not state.forecasts_ready:
+            error = state.current.error
+            why = failing or (f"current values: {error}" if error else "")
+            return Check(
+                name, False, "no forecast cycle has completed yet" + (f": {why}" if why else "")
+            )
+        if not state.known:
+            return Check(
+                name,
+                True,
+                "the query yields no series, so every request for it is answered 404 "
+                "(check its metric names: scaleahead check-config --prometheus)",
+            )
+        if not any(s.served for s in state.series):
+            return Check(name, False, _unservable(state))
+        predictive = sum(1 for s in state.series if s.served and s.served.predictive)
+        detail = f"{state.known} series, {predictive} served from forecasts"
+        return Check(name, True, f"{detail}; {failing}" if failing else detail)
 
     def values(self, namespace: str, metric: str, selector: LabelSelector) -> list[MetricValue]:
         rule = self.rules.get(metric)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 
@@ -34,7 +33,7 @@ from adapter.certs import SharedCertificate, self_signed
 from adapter.errors import UsageError
 from adapter.instrument import RequestMetrics
 from adapter.kube import Kube, KubeError, api_client, own_namespace, serving_names
-from adapter.provider import ForecastProvider
+from adapter.provider import Check, ForecastProvider
 from adapter.tls import (
     ServingTLS,
     TLSSettings,
@@ -45,7 +44,7 @@ from adapter.tls import (
 from forecaster.config import CurrentConfig, PrometheusConfig, Rule, load_config
 from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.cycle import ForecastCycle
-from forecaster.runtime.scheduler import start_scheduler
+from forecaster.runtime.scheduler import Jobs
 from forecaster.runtime.serving import ServingView
 from forecaster.runtime.store import ForecastStore
 from forecaster.runtime.telemetry import SeriesCollector, Telemetry
@@ -75,12 +74,18 @@ class Service:
     provider: ForecastProvider
     registry: CollectorRegistry
     telemetry: Telemetry
+    jobs: Jobs
     app: FastAPI
     clock: Callable[[], float]
 
-    def start(self) -> BackgroundScheduler:
+    def start(self) -> None:
         """Start the background jobs: forecast cycles and current-value refreshes."""
-        return start_scheduler(self.cycle, self.current, self.clock)
+        self.jobs.start()
+
+    def stop(self) -> None:
+        """Stop the background jobs; work in flight is abandoned."""
+        self.jobs.stop()
+        self.current.close()
 
 
 def build_service(
@@ -102,7 +107,12 @@ def build_service(
     cycle = ForecastCycle(rules, source, store, telemetry=telemetry)
     provider = ForecastProvider(rules, view, telemetry)
     registry.register(SeriesCollector(rules, view, cycle.outcomes))
-    app = create_app(provider, registry)
+    jobs = Jobs(cycle, current, clock)
+
+    def liveness() -> list[Check]:
+        return [Check(stall.job, False, stall.message) for stall in jobs.stalls()]
+
+    app = create_app(provider, registry, liveness)
     return Service(
         rules,
         source,
@@ -113,6 +123,7 @@ def build_service(
         provider,
         registry,
         telemetry,
+        jobs,
         app,
         clock,
     )
@@ -258,7 +269,7 @@ def _freeze_when_ready(provider: ForecastProvider, timeout: float = 3600.0) -> N
     nearly all code of the imported libraries, that every full collection would
     otherwise traverse (111 ms each with 1,000 series; bench/gc_objects.py)."""
     deadline = time.monotonic() + timeout
-    while provider.not_ready() and time.monotonic() < deadline:
+    while not all(c.ok for c in provider.readiness()) and time.monotonic() < deadline:
         time.sleep(1.0)
     gc.collect()
     gc.freeze()
@@ -298,15 +309,14 @@ def serve(o: ServeOptions) -> None:
             address,
             port,
         )
-    scheduler = service.start()
+    service.start()
     threading.Thread(
         target=_freeze_when_ready, args=(service.provider,), name="gc-freeze", daemon=True
     ).start()
     try:
         http.run(app, address, port, context, o.log_level)
     finally:
-        scheduler.shutdown(wait=False)
-        service.current.close()
+        service.stop()
         if authenticator is not None:
             authenticator.stop()
         if shared is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,13 +67,17 @@ class ForecastCycle:
         }
         self._books = {r.name: HistoryBook(r.step, r.history) for r in rules}
         self.outcomes = {r.name: Outcomes(r) for r in rules}
+        self._empty: set[str] = set()
 
-    def run(self, rule: Rule, now: float) -> CycleReport:
+    def run(
+        self, rule: Rule, now: float, progress: Callable[[], None] = lambda: None
+    ) -> CycleReport:
         """Fetch, forecast and store one rule as of `now`; raise SourceError if the source
-        fails (the previous forecasts stay in the store until their TTL runs out)."""
+        fails (the previous forecasts stay in the store until their TTL runs out).
+        `progress` is called after the fetch and after each series' forecast."""
         started = time.perf_counter()
         try:
-            report = self._run(rule, now, started)
+            report = self._run(rule, now, started, progress)
         except Exception:
             if self.telemetry:
                 self.telemetry.cycle_failures.labels(rule.name).inc()
@@ -84,13 +89,16 @@ class ForecastCycle:
             self.telemetry.last_cycle.labels(rule.name).set(now)
         return report
 
-    def _run(self, rule: Rule, now: float, started: float) -> CycleReport:
+    def _run(
+        self, rule: Rule, now: float, started: float, progress: Callable[[], None]
+    ) -> CycleReport:
         book = self._books[rule.name]
         engine = self._engines[rule.name]
         end = grid_floor(now - SETTLE, rule.step)
         start = book.fetch_start(end)
         fetched = self.source.fetch_range(rule, start, end)
         book.advance(end, fetched)
+        progress()
 
         old: list[SeriesKey] = []
         young: list[SeriesKey] = []
@@ -115,9 +123,11 @@ class ForecastCycle:
             forecasts[key] = _forecast(
                 book.labels(key), seen[key], ds, mean, upper, fit.model.name, fit.recent_error
             )
+            progress()
         if young:
             failures += self._forecast_young(rule, engine, book, young, seen, forecasts)
         self.store.put(rule.name, forecasts)
+        self._note_empty(rule, empty=not seen)
         outcomes = self.outcomes[rule.name]
         outcomes.forget(set(seen))
         for key in seen:
@@ -145,6 +155,19 @@ class ForecastCycle:
             report.seconds,
         )
         return report
+
+    def _note_empty(self, rule: Rule, empty: bool) -> None:
+        """Log once when a rule's query starts or stops yielding series."""
+        if empty and rule.name not in self._empty:
+            self._empty.add(rule.name)
+            log.warning(
+                "rule %s: the query yields no series, so every request for it is answered "
+                "404; check the metric names with `scaleahead check-config --prometheus`",
+                rule.name,
+            )
+        elif not empty and rule.name in self._empty:
+            self._empty.discard(rule.name)
+            log.info("rule %s: the query yields series again", rule.name)
 
     @staticmethod
     def _forecast_young(

@@ -1,12 +1,18 @@
-"""Runs every rule's forecast cycle and current-value refresh on their intervals with
-apscheduler, never two of one kind for a rule at once: the first at once, the next ones
-on the wall-clock grid of the interval (SETTLE seconds after each multiple), so that
-replicas query Prometheus about the same times."""
+"""The background work of a service: every rule's forecast cycle and current-value refresh
+on apscheduler, a failed cycle retried with backoff, and a watch on their progress.
+
+Jobs run on their interval's wall-clock grid (SETTLE seconds after each multiple), so that
+replicas query Prometheus about the same times; the first run is at once. A rule's cycle
+never runs twice at once, nor does its refresh.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -15,25 +21,19 @@ from apscheduler.triggers.interval import IntervalTrigger
 from forecaster.config import Rule
 from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.cycle import ForecastCycle
-from forecaster.times import SETTLE, grid_floor
+from forecaster.times import SETTLE, format_duration, grid_floor, rfc3339
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
+RETRY_FIRST = 5.0
+"""Seconds before the first retry of a failed cycle; each further failure doubles it, up
+to the rule's interval (when the regular run comes first anyway)."""
 
-def _run_logged(cycle: ForecastCycle, rule: Rule, clock: Clock) -> None:
-    try:
-        cycle.run(rule, clock())
-    except Exception as err:  # a failed cycle must not stop the schedule
-        log.error("rule %s: cycle failed: %s", rule.name, err)
-
-
-def _refresh_logged(current: CurrentValues, rule: Rule) -> None:
-    try:
-        current.refresh(rule)
-    except Exception as err:  # a failed refresh must not stop the schedule
-        log.error("rule %s: current-value refresh failed: %s", rule.name, err)
+STALL_AFTER = 600.0
+"""A job that has neither finished nor reported progress for its interval plus this long
+has stopped making progress (a deadlock, a hung call past every timeout): /livez fails."""
 
 
 def on_grid(seconds: int, clock: Clock) -> IntervalTrigger:
@@ -42,29 +42,154 @@ def on_grid(seconds: int, clock: Clock) -> IntervalTrigger:
     return IntervalTrigger(seconds=seconds, start_date=datetime.fromtimestamp(start, UTC))
 
 
-def start_scheduler(
-    cycle: ForecastCycle, current: CurrentValues, clock: Clock
-) -> BackgroundScheduler:
-    """Start a background scheduler with a cycle job (every rule's `interval`) and a
-    current-value refresh job (every `current.interval`) per rule; the first run at once."""
-    scheduler = BackgroundScheduler(
-        timezone=UTC,
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-    )
-    for rule in cycle.rules.values():
-        scheduler.add_job(
-            _run_logged,
-            on_grid(rule.interval, clock),
-            args=[cycle, rule, clock],
-            id=f"cycle:{rule.name}",
-            next_run_time=datetime.now(UTC),
+@dataclass
+class _Progress:
+    interval: float
+    beat: float  # monotonic time of the last start, progress report or finish
+    running: bool = False
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A background job that stopped making progress."""
+
+    job: str
+    message: str
+
+
+class Jobs:
+    """Runs each rule's cycle and current-value refresh in the background, retries failed
+    cycles with backoff, and tells whether the jobs still make progress."""
+
+    def __init__(
+        self,
+        cycle: ForecastCycle,
+        current: CurrentValues,
+        clock: Clock,
+        monotonic: Clock = time.monotonic,
+    ) -> None:
+        self.cycle = cycle
+        self.current = current
+        self.clock = clock
+        self.monotonic = monotonic
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        scheduler.add_job(
-            _refresh_logged,
-            on_grid(current.interval, clock),
-            args=[current, rule],
-            id=f"current:{rule.name}",
-            next_run_time=datetime.now(UTC),
+        self._locks = {name: threading.Lock() for name in cycle.rules}
+        self._started = False
+        self._lock = threading.Lock()
+        started = monotonic()
+        self._progress: dict[str, _Progress] = {}
+        for rule in cycle.rules.values():
+            self._progress[f"cycle:{rule.name}"] = _Progress(rule.interval, started)
+            self._progress[f"current:{rule.name}"] = _Progress(current.interval, started)
+
+    def start(self) -> None:
+        """Start the scheduler; each job's first run is at once."""
+        for rule in self.cycle.rules.values():
+            self.scheduler.add_job(
+                self.run_cycle,
+                on_grid(rule.interval, self.clock),
+                args=[rule],
+                id=f"cycle:{rule.name}",
+                next_run_time=datetime.now(UTC),
+            )
+            self.scheduler.add_job(
+                self.refresh,
+                on_grid(self.current.interval, self.clock),
+                args=[rule],
+                id=f"current:{rule.name}",
+                next_run_time=datetime.now(UTC),
+            )
+        self.scheduler.start()
+        self._started = True
+
+    def stop(self) -> None:
+        """Stop scheduling; a job that is running is abandoned, not waited for."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def _beat(self, job: str, running: bool | None = None) -> None:
+        with self._lock:
+            progress = self._progress[job]
+            progress.beat = self.monotonic()
+            if running is not None:
+                progress.running = running
+
+    def run_cycle(self, rule: Rule) -> None:
+        """One cycle of the rule, unless one is running; a failure schedules a retry."""
+        lock = self._locks[rule.name]
+        if not lock.acquire(blocking=False):
+            return
+        job = f"cycle:{rule.name}"
+        self._beat(job, running=True)
+        before = self.cycle.store.failure(rule.name)
+        try:
+            self.cycle.run(rule, self.clock(), progress=lambda: self._beat(job))
+        except Exception as err:  # a failed cycle must not stop the schedule
+            self._failed(rule, err, before.failures + 1 if before else 1)
+        else:
+            if before is not None:
+                log.info(
+                    "rule %s: cycle succeeded again after %d failures", rule.name, before.failures
+                )
+        finally:
+            self._beat(job, running=False)
+            lock.release()
+
+    def _failed(self, rule: Rule, err: Exception, failures: int) -> None:
+        delay = min(RETRY_FIRST * 2 ** (failures - 1), float(rule.interval))
+        retry_at: float | None = self.clock() + delay
+        regular = self.scheduler.get_job(f"cycle:{rule.name}") if self.scheduler.running else None
+        if regular is None or regular.next_run_time is None:
+            retry_at = None  # not scheduled (stopping, or driven by hand)
+        elif retry_at is not None:
+            if regular.next_run_time.timestamp() > retry_at + 1:
+                self.scheduler.add_job(
+                    self.run_cycle,
+                    "date",
+                    run_date=datetime.fromtimestamp(retry_at, UTC),
+                    args=[rule],
+                    id=f"retry:{rule.name}",
+                    replace_existing=True,
+                )
+            else:
+                retry_at = regular.next_run_time.timestamp()
+        self.cycle.store.failed(rule.name, str(err), failures, retry_at)
+        log.error(
+            "rule %s: cycle failed (%d in a row): %s; next attempt %s",
+            rule.name,
+            failures,
+            err,
+            f"at {rfc3339(retry_at)}" if retry_at is not None else "not scheduled",
         )
-    scheduler.start()
-    return scheduler
+
+    def refresh(self, rule: Rule) -> None:
+        """Refresh the rule's current values (CurrentValues never runs two at once)."""
+        job = f"current:{rule.name}"
+        self._beat(job, running=True)
+        try:
+            self.current.refresh(rule)
+        except Exception as err:  # a failed refresh must not stop the schedule
+            log.error("rule %s: current-value refresh failed: %s", rule.name, err)
+        finally:
+            self._beat(job, running=False)
+
+    def stalls(self) -> list[Stall]:
+        """Jobs that stopped making progress, and a stopped scheduler; empty when live
+        (and before `start`: a service driven by hand has no background jobs)."""
+        if not self._started:
+            return []
+        if not self.scheduler.running:
+            return [Stall("scheduler", "the scheduler has stopped")]
+        now = self.monotonic()
+        out = []
+        with self._lock:
+            progress = dict(self._progress)
+        for job, p in progress.items():
+            quiet = now - p.beat
+            if quiet > p.interval + STALL_AFTER:
+                what = "running without progress" if p.running else "not run"
+                out.append(Stall(job, f"{job}: {what} for {format_duration(int(quiet))}"))
+        return out

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from forecaster.config import Rule
 from forecaster.policy import Fallback, Served, fallback_reason, served_value
 from forecaster.runtime.current import CurrentValues, RuleCurrent, is_rate
-from forecaster.runtime.store import ForecastStore, SeriesForecast
+from forecaster.runtime.store import CycleFailure, ForecastStore, SeriesForecast
 from forecaster.selector import EVERYTHING, LabelSelector, Op
 from forecaster.sources.base import SeriesKey
 
@@ -40,6 +40,7 @@ class RuleServing:
     series: list[SeriesServing]
     label_names: frozenset[str]  # every label any series of the rule carries
     known: int  # how many series the rule has in all
+    failure: CycleFailure | None = None  # why the newest cycle stored nothing, if it did
 
 
 @dataclass(frozen=True)
@@ -127,4 +128,5 @@ class ServingView:
             series,
             index.names,
             len(index.labels),
+            self.store.failure(rule.name),
         )

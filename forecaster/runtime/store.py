@@ -36,18 +36,40 @@ class SeriesForecast:
         return float(self.mean[i]), float(self.upper[i])
 
 
+@dataclass(frozen=True)
+class CycleFailure:
+    """Why a rule's newest cycle stored nothing, and when the next attempt is due."""
+
+    error: str
+    failures: int  # in a row
+    retry_at: float | None  # Unix time; None when no attempt is scheduled
+
+
 class ForecastStore:
-    """Thread-safe: the cycle replaces a rule's forecasts whole; readers never see half."""
+    """Thread-safe: the cycle replaces a rule's forecasts whole; readers never see half.
+    Beside them, whether the rule's newest cycle failed."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: dict[str, Mapping[SeriesKey, SeriesForecast]] = {}
+        self._failures: dict[str, CycleFailure] = {}
 
     def put(self, rule: str, forecasts: Mapping[SeriesKey, SeriesForecast]) -> None:
-        """Replace every forecast of `rule`."""
+        """Replace every forecast of `rule` (its cycle succeeded)."""
         snapshot = dict(forecasts)
         with self._lock:
             self._rules[rule] = snapshot
+            self._failures.pop(rule, None)
+
+    def failed(self, rule: str, error: str, failures: int, retry_at: float | None) -> None:
+        """Record that the last `failures` cycles of `rule` failed; its forecasts stay."""
+        with self._lock:
+            self._failures[rule] = CycleFailure(error, failures, retry_at)
+
+    def failure(self, rule: str) -> CycleFailure | None:
+        """The rule's newest cycle failure, unless a cycle succeeded since."""
+        with self._lock:
+            return self._failures.get(rule)
 
     def snapshot(self, rule: str) -> Mapping[SeriesKey, SeriesForecast] | None:
         """Every forecast of `rule` from its last cycle; None before the first."""

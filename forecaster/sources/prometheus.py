@@ -177,8 +177,11 @@ class PrometheusClient:
             return data["result"]
 
         if len(spans) > 1:  # a backfill: bounded parallel, answers merged in time order
-            with ThreadPoolExecutor(PARALLEL_CHUNKS, thread_name_prefix="backfill") as pool:
+            pool = ThreadPoolExecutor(PARALLEL_CHUNKS, thread_name_prefix="backfill")
+            try:
                 answers = list(pool.map(fetch, spans))
+            finally:  # after a failure, the chunks not yet asked for are not asked for
+                pool.shutdown(wait=True, cancel_futures=True)
         else:
             answers = [fetch(span) for span in spans]
         merged: dict[SeriesKey, tuple[list[np.ndarray], list[np.ndarray]]] = {}

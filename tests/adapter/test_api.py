@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from adapter.api import create_app
 from adapter.errors import NotFound, Unavailable
-from adapter.provider import MetricValue
+from adapter.provider import Check, MetricValue
 from forecaster.selector import LabelSelector
 
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
@@ -23,7 +23,7 @@ class InMemoryProvider:
     """Values from a dict of metric -> series; records what the API asked for."""
 
     series: dict[str, list[tuple[dict[str, str], float]]]
-    reasons: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
     failing: dict[str, Exception] = field(default_factory=dict)
     asked: list[tuple[str, str, LabelSelector]] = field(default_factory=list)
 
@@ -42,8 +42,8 @@ class InMemoryProvider:
             if selector.matches(labels)
         ]
 
-    def not_ready(self) -> list[str]:
-        return self.reasons
+    def readiness(self) -> list[Check]:
+        return self.checks
 
 
 @pytest.fixture
@@ -155,13 +155,32 @@ def test_health_answers_head_and_verbose(client, provider):
     assert client.head("/readyz").status_code == 200
     verbose = client.get("/livez?verbose")
     assert verbose.text.splitlines() == ["[+]ping ok", "livez check passed"]
-    provider.reasons.append("rule qps_forecast: no forecast cycle has completed yet")
+    provider.checks.append(Check("rule/queue_forecast", True, "3 series"))
+    provider.checks.append(Check("rule/qps_forecast", False, "no forecast cycle has completed"))
     failed = client.get("/readyz?verbose")
     assert failed.status_code == 503
     assert failed.text.splitlines() == [
-        "[-]rule qps_forecast: no forecast cycle has completed yet",
+        "[+]ping ok",
+        "[+]rule/queue_forecast ok: 3 series",
+        "[-]rule/qps_forecast failed: no forecast cycle has completed",
         "readyz check failed",
     ]
+    assert (
+        client.get("/readyz").text
+        == "failed:\nrule/qps_forecast: no forecast cycle has completed\n"
+    )
+
+
+def test_liveness_fails_with_a_stalled_check(provider):
+    stalled: list[Check] = []
+    client = TestClient(create_app(provider, CollectorRegistry(), lambda: stalled))
+    assert client.get("/livez").status_code == 200 and client.get("/healthz").text == "ok"
+    stalled.append(Check("cycle:qps_forecast", False, "running without progress for 11m"))
+    for path in ("/livez", "/healthz"):
+        resp = client.get(f"{path}?verbose")
+        assert resp.status_code == 503
+        assert "[-]cycle:qps_forecast failed: running without progress for 11m" in resp.text
+    assert client.get("/readyz").status_code == 200  # readiness is the provider's alone
 
 
 def test_version_and_openapi_v3(client):
@@ -190,7 +209,7 @@ def test_discovery_lists_what_the_provider_serves(client, provider):
 
 def test_readiness_follows_the_provider_and_metrics_expose_the_registry(client, provider):
     assert client.get("/readyz").status_code == 200
-    provider.reasons.append("rule qps_forecast: no forecast cycle has completed yet")
+    provider.checks.append(Check("rule/qps_forecast", False, "no forecast cycle yet"))
     resp = client.get("/readyz")
     assert resp.status_code == 503 and "qps_forecast" in resp.text
     assert client.get("/livez").text == "ok"

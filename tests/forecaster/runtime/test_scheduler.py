@@ -1,4 +1,5 @@
-"""The real apscheduler drives the cycle: never two runs of a rule at once."""
+"""The real apscheduler drives the cycle: never two runs of a rule at once, failed cycles
+retried with backoff, and a stop in progress noticed."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import time
 from forecaster.config import Rule
 from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.cycle import ForecastCycle
-from forecaster.runtime.scheduler import start_scheduler
+from forecaster.runtime.scheduler import RETRY_FIRST, STALL_AFTER, Jobs
 from forecaster.runtime.store import ForecastStore
+from forecaster.sources.base import SourceError
 from forecaster.sources.trace import DEMO_LABELS, TraceSource, demo_trace
 
 
@@ -36,18 +38,96 @@ class SlowSource(TraceSource):
                 self.active -= 1
 
 
+class DownSource(TraceSource):
+    """The bundled trace behind a switch: down, every fetch fails (and is timed)."""
+
+    def __init__(self) -> None:
+        super().__init__(demo_trace(), DEMO_LABELS, loop=True)
+        self.down = True
+        self.attempts: list[float] = []
+
+    def fetch_range(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.attempts.append(time.monotonic())
+        if self.down:
+            raise SourceError("cannot reach the source")
+        return super().fetch_range(*args, **kwargs)
+
+
+class BlockedSource(TraceSource):
+    """Every fetch blocks until released: a call hung past every timeout."""
+
+    def __init__(self) -> None:
+        super().__init__(demo_trace(), DEMO_LABELS, loop=True)
+        self.release = threading.Event()
+
+    def fetch_range(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.release.wait()
+        return super().fetch_range(*args, **kwargs)
+
+
+def jobs_for(rule: Rule, source: TraceSource, **kwargs) -> tuple[Jobs, ForecastStore]:  # type: ignore[no-untyped-def]
+    store = ForecastStore()
+    current = CurrentValues([rule], source, time.time, max_age=60, interval=30)
+    return Jobs(ForecastCycle([rule], source, store), current, time.time, **kwargs), store
+
+
 def test_a_slow_cycle_is_never_run_twice_at_once():
     rule = Rule(name="demo", query="x{<<.LabelMatchers>>}", interval="1s", history="2d")
     source = SlowSource()
-    store = ForecastStore()
-    current = CurrentValues([rule], source, time.time, max_age=60, interval=30)
-    scheduler = start_scheduler(ForecastCycle([rule], source, store), current, time.time)
+    jobs, store = jobs_for(rule, source)
+    jobs.start()
     try:
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        scheduler.shutdown(wait=True)
+        jobs.scheduler.shutdown(wait=True)
     assert source.fetches >= 2  # it kept running on its interval...
     assert source.most_at_once == 1  # ...but never overlapped itself
     assert store.snapshot("demo") is not None
+
+
+def test_a_failed_cycle_is_retried_with_backoff_before_its_interval():
+    rule = Rule(name="demo", query="x{<<.LabelMatchers>>}", interval="10m", history="2d")
+    source = DownSource()
+    jobs, store = jobs_for(rule, source)
+    jobs.start()
+    try:
+        deadline = time.monotonic() + 3 * RETRY_FIRST + 5
+        while len(source.attempts) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        failure = store.failure("demo")
+        assert failure is not None and failure.failures >= 2
+        assert "cannot reach the source" in failure.error
+        assert failure.retry_at is not None and failure.retry_at > time.time()
+        source.down = False  # the source is back: the next retry succeeds
+        deadline = time.monotonic() + 4 * RETRY_FIRST + 5
+        while store.snapshot("demo") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        jobs.stop()
+    gaps = [b - a for a, b in zip(source.attempts, source.attempts[1:], strict=False)]
+    # Retried long before the 10-minute interval, each wait twice the one before.
+    assert abs(gaps[0] - RETRY_FIRST) < 1.0, gaps
+    assert abs(gaps[1] - 2 * RETRY_FIRST) < 1.0, gaps
+    assert store.snapshot("demo") is not None and store.failure("demo") is None
+
+
+def test_a_job_that_stops_making_progress_and_a_stopped_scheduler_are_stalls():
+    rule = Rule(name="demo", query="x{<<.LabelMatchers>>}", interval="1m", history="2d")
+    source = BlockedSource()
+    now = [1000.0]
+    jobs, _ = jobs_for(rule, source, monotonic=lambda: now[0])
+    assert jobs.stalls() == []  # not started: driven by hand, nothing to watch
+    jobs.start()
+    try:
+        time.sleep(0.5)  # the first cycle is now blocked in its fetch
+        now[0] += 60 + STALL_AFTER - 1
+        assert "cycle:demo" not in {s.job for s in jobs.stalls()}
+        now[0] += 2
+        stalls = {s.job: s.message for s in jobs.stalls()}
+        assert stalls["cycle:demo"] == "cycle:demo: running without progress for 11m1s"
+    finally:
+        source.release.set()
+        jobs.stop()
+    assert [s.message for s in jobs.stalls()] == ["the scheduler has stopped"]
