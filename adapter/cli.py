@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
 
+from adapter import logs
 from adapter.errors import UsageError
 from forecaster.config import Config, ConfigError, load_config
 from forecaster.times import SETTLE, format_duration, parse_duration, parse_rfc3339
@@ -173,6 +173,12 @@ def parser() -> argparse.ArgumentParser:
         "(used when no certificate flag is given)",
     )
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines, or one JSON object per line (time, level, logger, msg)",
+    )
     s.add_argument("--v", type=int, default=0, help="verbosity; 2 and up logs every request")
     t = s.add_argument_group(
         "secure serving (TLS; every request is authenticated and authorized through the "
@@ -284,13 +290,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; 2 for a usage or configuration error, with its message."""
     args = parser().parse_args(argv)
-    level = getattr(args, "log_level", "info").upper()
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    # apscheduler logs every job run at INFO and httpx every call; ours log summaries.
-    for noisy in ("apscheduler", "httpx", "kubernetes.client.rest"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logs.configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     try:
         args.func(args)
     except (ConfigError, UsageError) as err:

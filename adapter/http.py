@@ -61,6 +61,7 @@ def run(
         port=port,
         http=PeerCertProtocol,
         log_level=log_level,
+        log_config=None,  # uvicorn's records go to the root logger, in our format
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
         limit_concurrency=CONNECTION_LIMIT,

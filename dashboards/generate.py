@@ -332,12 +332,13 @@ def service_panels() -> list[Panel]:
         ),
         graph(
             "Prometheus query errors",
-            "Failed calls to Prometheus per second (every retried attempt counts), against "
-            "all calls.",
+            "Failed calls to Prometheus per second by kind (timeout, unreachable, "
+            "server_error, throttled, refused, bad_response; every retried attempt counts), "
+            "against all calls.",
             "ops",
             query(
-                per_second("scaleahead_prometheus_query_errors_total", "endpoint"),
-                "errors {{endpoint}}",
+                per_second("scaleahead_prometheus_query_errors_total", "endpoint, kind"),
+                "{{kind}} {{endpoint}}",
             ),
             query(
                 per_second("scaleahead_prometheus_query_duration_seconds_count", "endpoint"),

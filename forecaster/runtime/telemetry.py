@@ -18,6 +18,7 @@ from forecaster.runtime.outcomes import Outcomes
 from forecaster.runtime.serving import ServingView
 
 QUERY_ENDPOINTS = ("/api/v1/query", "/api/v1/query_range")
+ERROR_KINDS = ("timeout", "unreachable", "server_error", "throttled", "refused", "bad_response")
 """The Prometheus HTTP API endpoints scaleahead calls."""
 
 
@@ -66,8 +67,9 @@ class Telemetry:
         )
         self.query_errors = Counter(
             "scaleahead_prometheus_query_errors_total",
-            "HTTP calls to Prometheus that failed (including each retried attempt).",
-            ["endpoint"],
+            "HTTP calls to Prometheus that failed (including each retried attempt), by kind: "
+            "timeout, unreachable, server_error, throttled, refused, bad_response.",
+            ["endpoint", "kind"],
             registry=registry,
         )
         self.fallbacks = Counter(
@@ -92,18 +94,19 @@ class Telemetry:
         )
         for endpoint in QUERY_ENDPOINTS:
             self.query_duration.labels(endpoint)
-            self.query_errors.labels(endpoint)
+            for kind in ERROR_KINDS:
+                self.query_errors.labels(endpoint, kind)
         for rule in rules:
             for family in (self.cycle_failures, self.fit_failures, self.cycle_duration):
                 family.labels(rule)
             for reason in Fallback:
                 self.fallbacks.labels(rule, reason.value)
 
-    def observe_query(self, endpoint: str, seconds: float, ok: bool) -> None:
+    def observe_query(self, endpoint: str, seconds: float, error: str | None) -> None:
         """A forecaster.sources.prometheus.QueryObserver."""
         self.query_duration.labels(endpoint).observe(seconds)
-        if not ok:
-            self.query_errors.labels(endpoint).inc()
+        if error is not None:
+            self.query_errors.labels(endpoint, error).inc()
 
 
 _OURS = ("rule", "reason", "model")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +33,12 @@ PARALLEL_CHUNKS = 4
 """query_range calls of one backfill in flight at once: a restart is ready sooner, and
 Prometheus (which runs each query on one core) is not flooded."""
 
-QueryObserver = Callable[[str, float, bool], None]
-"""Called after each HTTP call with (endpoint, seconds, succeeded)."""
+QueryObserver = Callable[[str, float, "str | None"], None]
+"""Called after each HTTP call with (endpoint, seconds, error kind or None): `timeout`,
+`unreachable` (connection failed or broke), `server_error` (5xx), `throttled` (429),
+`refused` (Prometheus rejected the query) or `bad_response` (not its JSON)."""
+
+ERROR_KINDS = ("timeout", "unreachable", "server_error", "throttled", "refused", "bad_response")
 
 
 class PrometheusError(SourceError):
@@ -101,34 +106,37 @@ class PrometheusClient:
                 else:
                     resp = self._http.post(endpoint, data=params, headers=self._headers())
             except httpx.HTTPError as err:
-                self._observe(endpoint, started, False)
-                last = f"cannot reach {self.url}{endpoint}: {err or type(err).__name__}"
+                timeout = isinstance(err, httpx.TimeoutException)
+                self._observe(endpoint, started, "timeout" if timeout else "unreachable")
+                what = f"timed out after {self._config.timeout}s" if timeout else str(err)
+                last = f"cannot reach {self.url}{endpoint}: {what or type(err).__name__}"
                 continue
             if resp.status_code >= 500 or resp.status_code == 429:
-                self._observe(endpoint, started, False)
+                kind = "throttled" if resp.status_code == 429 else "server_error"
+                self._observe(endpoint, started, kind)
                 last = f"{self.url}{endpoint} answered {resp.status_code}: {resp.text[:300]}"
                 continue
             try:
                 body = resp.json()
             except ValueError:
-                self._observe(endpoint, started, False)
+                self._observe(endpoint, started, "bad_response")
                 raise PrometheusError(
                     f"{self.url}{endpoint} answered {resp.status_code} with a body that is "
                     f"not JSON: {resp.text[:200]!r}"
                 ) from None
             if resp.status_code != 200 or body.get("status") != "success":
-                self._observe(endpoint, started, False)
+                self._observe(endpoint, started, "refused")
                 raise PrometheusError(
                     f"{self.url}{endpoint} refused the query ({resp.status_code}): "
                     f"{body.get('errorType', '')}: {body.get('error', resp.text[:300])}"
                 )
-            self._observe(endpoint, started, True)
+            self._observe(endpoint, started, None)
             return body["data"]
         raise PrometheusError(f"{last} (after {attempts} attempts)")
 
-    def _observe(self, endpoint: str, started: float, ok: bool) -> None:
+    def _observe(self, endpoint: str, started: float, error: str | None) -> None:
         if self._observer is not None:
-            self._observer(endpoint, time.perf_counter() - started, ok)
+            self._observer(endpoint, time.perf_counter() - started, error)
 
     def check_reachable(self) -> None:
         """Raise PrometheusError unless the server answers a trivial query."""
@@ -164,12 +172,20 @@ class PrometheusClient:
         chunk = max(1, min(MAX_POINTS_PER_QUERY, self.points_per_response // max(series, 1))) * step
         spans = [(lo, min(end, lo + chunk - step)) for lo in range(start, end + 1, chunk)]
 
+        failed = threading.Event()  # after one chunk failed, no other is asked for
+
         def fetch(span: tuple[int, int]) -> Any:
             lo, hi = span
-            data = self._call(
-                "/api/v1/query_range",
-                {"query": promql, "start": str(lo), "end": str(hi), "step": str(step)},
-            )
+            if failed.is_set():
+                raise PrometheusError("an earlier chunk of this range failed")
+            try:
+                data = self._call(
+                    "/api/v1/query_range",
+                    {"query": promql, "start": str(lo), "end": str(hi), "step": str(step)},
+                )
+            except PrometheusError:
+                failed.set()
+                raise
             if data.get("resultType") != "matrix":
                 raise PrometheusError(
                     f"query must return a range vector, got {data.get('resultType')}: {promql}"
@@ -180,7 +196,7 @@ class PrometheusClient:
             pool = ThreadPoolExecutor(PARALLEL_CHUNKS, thread_name_prefix="backfill")
             try:
                 answers = list(pool.map(fetch, spans))
-            finally:  # after a failure, the chunks not yet asked for are not asked for
+            finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         else:
             answers = [fetch(span) for span in spans]

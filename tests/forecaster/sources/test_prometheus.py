@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,6 +17,7 @@ import pytest
 from forecaster.config import BasicAuth, PrometheusConfig, Rule
 from forecaster.sources.prometheus import (
     MAX_POINTS_PER_QUERY,
+    PARALLEL_CHUNKS,
     PrometheusClient,
     PrometheusError,
     PrometheusSource,
@@ -49,20 +54,66 @@ def test_long_range_is_chunked_and_exact(prometheus: PrometheusServer):
 
 
 def test_refused_query_is_named(prometheus: PrometheusServer):
-    client = PrometheusClient(PrometheusConfig(url=prometheus.url))
+    kinds: list[str | None] = []
+    client = PrometheusClient(
+        PrometheusConfig(url=prometheus.url), observer=lambda ep, s, kind: kinds.append(kind)
+    )
     with pytest.raises(PrometheusError, match=r"refused the query.*bad_data"):
         client.query("rate(http_requests_total[1m]", prometheus.end)
+    assert kinds == ["refused"]
 
 
 def test_unreachable_is_named_after_retries():
     url = f"http://127.0.0.1:{free_port()}"
-    calls: list[bool] = []
+    calls: list[str | None] = []
     client = PrometheusClient(
-        PrometheusConfig(url=url, retries=2), observer=lambda ep, s, ok: calls.append(ok)
+        PrometheusConfig(url=url, retries=2), observer=lambda ep, s, kind: calls.append(kind)
     )
     with pytest.raises(PrometheusError, match=f"cannot reach {url}.*after 3 attempts"):
         client.check_reachable()
-    assert calls == [False, False, False]
+    assert calls == ["unreachable"] * 3
+
+
+@contextlib.contextmanager
+def hung_server() -> Iterator[str]:
+    """A server that accepts connections and never answers (a Prometheus stopped with
+    SIGSTOP looks like this: the kernel completes the handshake)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_hung_prometheus_times_out_within_the_configured_bound():
+    kinds: list[str | None] = []
+    with hung_server() as url:
+        client = PrometheusClient(
+            PrometheusConfig(url=url, timeout=1, retries=1),
+            observer=lambda ep, s, kind: kinds.append(kind),
+        )
+        started = time.monotonic()
+        with pytest.raises(PrometheusError, match=r"timed out after 1s \(after 2 attempts"):
+            client.query("up", time.time())
+        took = time.monotonic() - started
+    assert kinds == ["timeout", "timeout"]
+    assert took < 2 * 1 + 1.5  # two attempts of 1 s and the pause between them
+
+
+def test_a_backfill_stops_asking_after_its_first_failed_chunk():
+    with hung_server() as url:
+        calls: list[str | None] = []
+        client = PrometheusClient(
+            PrometheusConfig(url=url, timeout=1, retries=0),
+            observer=lambda ep, s, kind: calls.append(kind),
+            points_per_response=10,  # 10-step chunks: 100 of them for 1000 steps
+        )
+        started = time.monotonic()
+        with pytest.raises(PrometheusError, match="timed out"):
+            client.query_range("up", 0, 60 * 1000, 60)
+        took = time.monotonic() - started
+    # The chunks in flight time out together; none of the 96 others is asked for.
+    assert len(calls) == PARALLEL_CHUNKS
+    assert took < 2.5
 
 
 def test_bearer_token_is_reread_from_its_file(tmp_path):
