@@ -4,7 +4,9 @@ connection in the request's state, bounded connections, and deadlines for slow c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import Generator
 from typing import Any
 
 import uvicorn
@@ -45,6 +47,18 @@ class PeerCertProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM or SIGINT that stopped it gracefully is not
+    raised again afterwards (uvicorn would, killing the process before the caller's own
+    shutdown runs and exiting with the signal instead of 0)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
 def run(
     app: Any,
     host: str,
@@ -71,4 +85,4 @@ def run(
     )
     config.load()
     config.ssl = tls
-    uvicorn.Server(config).run()
+    _Server(config).run()

@@ -58,3 +58,6 @@ def configure(level: str = "info", fmt: str = "text") -> None:
         logger.propagate = True
     for name in QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # "skipped: maximum number of running instances reached" every interval while a job
+    # waits on a hung Prometheus: our own lines say so once, and /livez watches progress.
+    logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, root.level))

@@ -263,17 +263,27 @@ def _secure(
     return guarded, tls.context, authenticator, shared
 
 
+def _freeze(generation: int) -> None:
+    """Collect `generation` and younger, then move everything alive to the collector's
+    permanent generation, which no later collection traverses."""
+    started = time.perf_counter()
+    gc.collect(generation)
+    gc.freeze()
+    log.info(
+        "froze %d long-lived objects out of garbage collection (collected in %.0f ms)",
+        gc.get_freeze_count(),
+        (time.perf_counter() - started) * 1000,
+    )
+
+
 def _freeze_when_ready(provider: ForecastProvider, timeout: float = 3600.0) -> None:
-    """Once every rule has forecasts (the models' libraries are imported and warm), move
-    everything alive to the collector's permanent generation: about 200,000 objects,
-    nearly all code of the imported libraries, that every full collection would
-    otherwise traverse (111 ms each with 1,000 series; bench/gc_objects.py)."""
+    """Once every rule has forecasts (the models are compiled and warm), freeze what the
+    first cycles left alive, after a collection of the young generations only: a full one
+    would pause serving (146 ms with the demo) for garbage the next full one finds anyway."""
     deadline = time.monotonic() + timeout
     while not all(c.ok for c in provider.readiness()) and time.monotonic() < deadline:
         time.sleep(1.0)
-    gc.collect()
-    gc.freeze()
-    log.info("froze %d long-lived objects out of garbage collection", gc.get_freeze_count())
+    _freeze(1)
 
 
 def serve(o: ServeOptions) -> None:
@@ -309,6 +319,10 @@ def serve(o: ServeOptions) -> None:
             address,
             port,
         )
+    # About 200,000 objects, nearly all code of the imported libraries, that every full
+    # collection would otherwise traverse (111 ms each with 1,000 series; bench/gc_objects.py):
+    # frozen after one full collection, before the port opens.
+    _freeze(2)
     service.start()
     threading.Thread(
         target=_freeze_when_ready, args=(service.provider,), name="gc-freeze", daemon=True
@@ -316,6 +330,7 @@ def serve(o: ServeOptions) -> None:
     try:
         http.run(app, address, port, context, o.log_level)
     finally:
+        log.info("stopping: the API is closed; background work in flight is abandoned")
         service.stop()
         if authenticator is not None:
             authenticator.stop()
