@@ -24,7 +24,7 @@ from pydantic import (
 
 from forecaster.selector import is_label_name
 from forecaster.sources.promql import check_template
-from forecaster.times import SETTLE, format_duration, parse_duration
+from forecaster.times import SETTLE, format_duration, grid_ceil, parse_duration
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 _METRIC_NAME = re.compile(r"^[a-z_][a-z0-9_:.-]{0,252}$")
@@ -97,9 +97,8 @@ DEFAULT_HORIZON = 600
 def default_horizon(step: int, lead: int, interval: int) -> int:
     """10 minutes, or the shortest multiple of `step` whose forecasts stay fresh through
     two late or failed cycles in a row, whichever is longer."""
-    refresh = -(-interval // step) * step
-    need = 3 * refresh + SETTLE
-    return max(DEFAULT_HORIZON, -(-(lead + step + need) // step) * step)
+    need = 3 * grid_ceil(interval, step) + SETTLE
+    return max(DEFAULT_HORIZON, grid_ceil(lead + step + need, step))
 
 
 class Rule(_Strict):
@@ -232,7 +231,7 @@ class Rule(_Strict):
                 raise ValueError(
                     f"forecast_ttl: {format_duration(self.forecast_ttl)} is too short: {why}"
                 )
-            horizon = self.lead + self.step + -(-need // self.step) * self.step
+            horizon = self.lead + self.step + grid_ceil(need, self.step)
             raise ValueError(
                 f"horizon: with lead {format_duration(self.lead)} and step "
                 f"{format_duration(self.step)}, a {format_duration(self.horizon)} forecast is "
@@ -245,7 +244,7 @@ class Rule(_Strict):
     def refresh(self) -> int:
         """Seconds between forecasts built on newer data: the interval, rounded up to
         whole steps (a cycle finds no new point before the next step ends)."""
-        return -(-self.interval // self.step) * self.step
+        return grid_ceil(self.interval, self.step)
 
     @property
     def min_ttl(self) -> int:

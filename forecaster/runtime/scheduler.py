@@ -140,22 +140,23 @@ class Jobs:
 
     def _failed(self, rule: Rule, err: Exception, failures: int) -> None:
         delay = min(RETRY_FIRST * 2 ** (failures - 1), float(rule.interval))
-        retry_at: float | None = self.clock() + delay
+        soonest = self.clock() + delay
         regular = self.scheduler.get_job(f"cycle:{rule.name}") if self.scheduler.running else None
+        retry_at: float | None
         if regular is None or regular.next_run_time is None:
             retry_at = None  # not scheduled (stopping, or driven by hand)
-        elif retry_at is not None:
-            if regular.next_run_time.timestamp() > retry_at + 1:
-                self.scheduler.add_job(
-                    self.run_cycle,
-                    "date",
-                    run_date=datetime.fromtimestamp(retry_at, UTC),
-                    args=[rule],
-                    id=f"retry:{rule.name}",
-                    replace_existing=True,
-                )
-            else:
-                retry_at = regular.next_run_time.timestamp()
+        elif regular.next_run_time.timestamp() > soonest + 1:
+            retry_at = soonest
+            self.scheduler.add_job(
+                self.run_cycle,
+                "date",
+                run_date=datetime.fromtimestamp(retry_at, UTC),
+                args=[rule],
+                id=f"retry:{rule.name}",
+                replace_existing=True,
+            )
+        else:
+            retry_at = regular.next_run_time.timestamp()  # the regular run comes first
         self.cycle.store.failed(rule.name, str(err), failures, retry_at)
         log.error(
             "rule %s: cycle failed (%d in a row): %s; next attempt %s",

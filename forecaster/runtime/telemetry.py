@@ -16,9 +16,9 @@ from forecaster.config import Rule
 from forecaster.policy import Fallback, lead_window_upper
 from forecaster.runtime.outcomes import Outcomes
 from forecaster.runtime.serving import ServingView
+from forecaster.sources.prometheus import ERROR_KINDS
 
 QUERY_ENDPOINTS = ("/api/v1/query", "/api/v1/query_range")
-ERROR_KINDS = ("timeout", "unreachable", "server_error", "throttled", "refused", "bad_response")
 """The Prometheus HTTP API endpoints scaleahead calls."""
 
 
@@ -68,7 +68,7 @@ class Telemetry:
         self.query_errors = Counter(
             "scaleahead_prometheus_query_errors_total",
             "HTTP calls to Prometheus that failed (including each retried attempt), by kind: "
-            "timeout, unreachable, server_error, throttled, refused, bad_response.",
+            f"{', '.join(ERROR_KINDS)}.",
             ["endpoint", "kind"],
             registry=registry,
         )

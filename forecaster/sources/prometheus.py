@@ -39,6 +39,7 @@ QueryObserver = Callable[[str, float, "str | None"], None]
 `refused` (Prometheus rejected the query) or `bad_response` (not its JSON)."""
 
 ERROR_KINDS = ("timeout", "unreachable", "server_error", "throttled", "refused", "bad_response")
+"""Every error kind a QueryObserver is told."""
 
 
 class PrometheusError(SourceError):

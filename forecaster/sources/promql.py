@@ -4,7 +4,6 @@ selector into matchers in its `<<.LabelMatchers>>` placeholders."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import promql_parser
@@ -16,17 +15,20 @@ PLACEHOLDER = "<<.LabelMatchers>>"
 
 _ANY_PLACEHOLDER = re.compile(r"<<\s*\.?\s*(\w*)\s*>>")
 _PLACED = re.compile(r"(,\s*)?" + re.escape(PLACEHOLDER) + r"(\s*,)?")
+_CLOSES = re.compile(r"[ ,]*[}A-Za-z_]")
 _KEEPING = {"topk", "bottomk", "limitk", "limit_ratio"}
 _SENTINEL = '__scaleahead_placeholder__="1"'
 _REGEX_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
 
+_GROUP_BY = (
+    "write the labels each series keeps, e.g. sum by (namespace, service) (...): "
+    "the query yields every series at once and the HPA's selector picks among them"
+)
 _ADAPTER_PLACEHOLDERS = {
     "Series": "write the metric name itself, e.g. http_requests_total{<<.LabelMatchers>>}: "
     "a rule is one query for all its series, not a template per discovered series",
-    "GroupBy": "write the labels each series keeps, e.g. sum by (namespace, service) (...): "
-    "the query yields every series at once and the HPA's selector picks among them",
-    "GroupBySlice": "write the labels each series keeps, e.g. sum by (namespace, service) "
-    "(...): the query yields every series at once and the HPA's selector picks among them",
+    "GroupBy": _GROUP_BY,
+    "GroupBySlice": _GROUP_BY,
 }
 
 _OUTSIDE = (
@@ -84,10 +86,10 @@ def render(template: str, selector: LabelSelector) -> str:
     return _PLACED.sub(fill, template)
 
 
-def _nodes(expr: promql_parser.Expr) -> Iterator[object]:
+def _nodes(expr: promql_parser.Expr) -> list[object]:
     found: list[object] = []
     promql_parser.walk(expr, lambda node: found.append(node))
-    return iter(found)
+    return found
 
 
 def _selector_name(node: promql_parser.VectorSelector) -> str | None:
@@ -161,10 +163,8 @@ def check_template(template: str) -> TemplateShape:
         )
     for m in re.finditer(re.escape(PLACEHOLDER), template):
         before = template[: m.start()]
-        after = template[m.end() :]
-        if before.rfind("{") <= before.rfind("}") or not after.lstrip(" ,").startswith(
-            ("}", *"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
-        ):
+        inside = before.rfind("{") > before.rfind("}")  # an open brace before it...
+        if not inside or not _CLOSES.match(template, m.end()):  # ...closed or a matcher after
             raise QueryError(_OUTSIDE)
     marked = _parse(template.replace(PLACEHOLDER, _SENTINEL), "the query")
     selectors = [n for n in _nodes(marked) if isinstance(n, promql_parser.VectorSelector)]

@@ -15,11 +15,18 @@ from forecaster.sources.base import SourceError
 from forecaster.sources.trace import DEMO_LABELS, TraceSource, demo_trace
 
 
-class SlowSource(TraceSource):
-    """The bundled trace, but every fetch takes longer than the rule's interval."""
+class DemoSource(TraceSource):
+    """The bundled trace, looped: what the demo serves."""
 
     def __init__(self) -> None:
         super().__init__(demo_trace(), DEMO_LABELS, loop=True)
+
+
+class SlowSource(DemoSource):
+    """The bundled trace, but every fetch takes longer than the rule's interval."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self.active = 0
         self.most_at_once = 0
         self.fetches = 0
@@ -38,11 +45,11 @@ class SlowSource(TraceSource):
                 self.active -= 1
 
 
-class DownSource(TraceSource):
+class DownSource(DemoSource):
     """The bundled trace behind a switch: down, every fetch fails (and is timed)."""
 
     def __init__(self) -> None:
-        super().__init__(demo_trace(), DEMO_LABELS, loop=True)
+        super().__init__()
         self.down = True
         self.attempts: list[float] = []
 
@@ -53,11 +60,11 @@ class DownSource(TraceSource):
         return super().fetch_range(*args, **kwargs)
 
 
-class BlockedSource(TraceSource):
+class BlockedSource(DemoSource):
     """Every fetch blocks until released: a call hung past every timeout."""
 
     def __init__(self) -> None:
-        super().__init__(demo_trace(), DEMO_LABELS, loop=True)
+        super().__init__()
         self.release = threading.Event()
 
     def fetch_range(self, *args, **kwargs):  # type: ignore[no-untyped-def]
