@@ -130,7 +130,8 @@ def _check_config(args: argparse.Namespace) -> None:
         print(
             f"  rule {r.name}: step {format_duration(r.step)}, lead {format_duration(r.lead)}, "
             f"horizon {format_duration(r.horizon)}{derived}, forecasts fresh for "
-            f"{format_duration(r.ttl)}, every {format_duration(r.interval)}, q {r.quantile}"
+            f"{format_duration(r.ttl)}, every {format_duration(r.interval)}, q {r.quantile}, "
+            f"new series forecast after a {format_duration(r.warmup)} warm-up"
         )
     if args.prometheus:
         _probe(args.file, config)

@@ -116,6 +116,7 @@ class Rule(_Strict):
     namespace_label: str | None = "namespace"
 
     _horizon_derived: bool = PrivateAttr(default=False)
+    _warmup: int = PrivateAttr(default=0)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -180,11 +181,12 @@ class Rule(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _keeps_namespace(self) -> Rule:
+    def _query_shape(self) -> Rule:
+        shape = check_template(self.query)
+        self._warmup = shape.warmup
         label = self.namespace_label
         if label is None:
             return self
-        shape = check_template(self.query)
         if label in shape.dropped or (
             shape.keeps_only is not None and label not in shape.keeps_only
         ):
@@ -239,6 +241,17 @@ class Rule(_Strict):
                 f"Make horizon at least {format_duration(horizon)}, or lead or interval shorter"
             )
         return self
+
+    @property
+    def warmup(self) -> int:
+        """Seconds after a series appears (or returns from a gap) during which its values
+        still ramp up: the query's longest range window is not yet full of samples."""
+        return self._warmup
+
+    @property
+    def warmup_steps(self) -> int:
+        """Grid points from a series' first one that lie in its warm-up."""
+        return -(-self.warmup // self.step)
 
     @property
     def refresh(self) -> int:

@@ -108,7 +108,12 @@ class ForecastCycle:
             if end - obs.last > rule.ttl:
                 continue
             seen[key] = obs
-            (young if ladder.is_young(end - obs.first) else old).append(key)
+            if not ladder.is_young(end - obs.first):
+                old.append(key)
+            elif np.isfinite(book.settled(key, rule.warmup_steps)).any():
+                young.append(key)
+            # else: every value is still a rate window filling up; served its actual until
+            # the window is full (a forecast fitted on the ramp would chase it upwards)
         engine.forget(set(old))
         forecasts: dict[SeriesKey, SeriesForecast] = {}
         failures = 0
@@ -181,7 +186,7 @@ class ForecastCycle:
         """Forecast the young series in one batch into `out`; return the failures."""
         ids = [str(i) for i in range(len(keys))]
         try:
-            frame = engine.forecast_young(book.frame(keys, ids))
+            frame = engine.forecast_young(book.frame(keys, ids, rule.warmup_steps))
         except Exception:
             log.exception("rule %s: forecasting %d young series failed", rule.name, len(keys))
             return len(keys)

@@ -14,6 +14,20 @@ REFETCH_STEPS = 2
 change while late scrapes arrive."""
 
 
+def without_warmup(values: np.ndarray, steps: int) -> np.ndarray:
+    """The series with its first `steps` points after every hole made holes too: there a
+    rate's window was still filling, so the values ramp up from near zero. A series
+    observed from the first slot shows no start, so nothing is dropped there."""
+    seen = ~np.isnan(values)
+    starts = np.flatnonzero(seen[1:] & ~seen[:-1]) + 1
+    if steps <= 0 or not starts.size:
+        return values
+    out = values.copy()
+    for start in starts.tolist():
+        out[start : start + steps] = np.nan
+    return out
+
+
 @dataclass(frozen=True)
 class Observed:
     """Where a series' samples are on the grid: its oldest and newest, and the newest value."""
@@ -100,15 +114,24 @@ class HistoryBook:
         """The series on the grid ending at `end`, as float64."""
         return self._series[key].values.astype(np.float64)
 
-    def frame(self, keys: list[SeriesKey], unique_ids: list[str]) -> pd.DataFrame:
-        """A tidy (unique_id, ds, y) frame of the given series, NaN for holes."""
+    def settled(self, key: SeriesKey, warmup_steps: int) -> np.ndarray:
+        """The series' values past every warm-up (`without_warmup`), NaN for holes."""
+        return without_warmup(self._series[key].values, warmup_steps)
+
+    def frame(
+        self, keys: list[SeriesKey], unique_ids: list[str], warmup_steps: int = 0
+    ) -> pd.DataFrame:
+        """A tidy (unique_id, ds, y) frame of the given series past every warm-up, NaN for
+        holes."""
         assert self.end is not None
         ds = self.end - (self.slots - 1 - np.arange(self.slots, dtype=np.int64)) * self.step
         return pd.DataFrame(
             {
                 "unique_id": np.repeat(np.asarray(unique_ids, dtype=object), self.slots),
                 "ds": np.tile(ds, len(keys)),
-                "y": np.concatenate([self._series[k].values for k in keys]).astype(np.float64)
+                "y": np.concatenate([self.settled(k, warmup_steps) for k in keys]).astype(
+                    np.float64
+                )
                 if keys
                 else np.empty(0),
             }

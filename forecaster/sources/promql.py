@@ -3,6 +3,7 @@ selector into matchers in its `<<.LabelMatchers>>` placeholders."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -133,6 +134,20 @@ class TemplateShape:
     metrics: tuple[str, ...]  # metric names its selectors name
     dropped: frozenset[str]  # labels its outermost aggregation surely removes (sum by, without)
     keeps_only: frozenset[str] | None  # the labels of a `by (...)` aggregation, else None
+    warmup: int = 0  # seconds a new series' values are still filling their range windows
+
+
+def _warmup(expr: promql_parser.Expr) -> float:
+    """Seconds of samples the query reads back from each evaluation: its longest range
+    (a subquery's range plus what its inner query reads)."""
+    longest = 0.0
+    for node in _nodes(expr):
+        if isinstance(node, promql_parser.MatrixSelector):
+            longest = max(longest, node.range.total_seconds())
+        elif isinstance(node, promql_parser.SubqueryExpr):
+            reach = node.range.total_seconds() if node.range else 0.0
+            longest = max(longest, reach + _warmup(node.expr))
+    return longest
 
 
 def _outermost(expr: promql_parser.Expr) -> promql_parser.Expr:
@@ -180,14 +195,15 @@ def check_template(template: str) -> TemplateShape:
         hint = " (wrap the range in rate(...))" if kind == "matrix" else ""
         raise QueryError(f"the query must yield an instant vector, not a {kind}{hint}")
     metrics = tuple(dict.fromkeys(name for n in selectors if (name := _selector_name(n))))
+    warmup = math.ceil(_warmup(parsed))
     top = _outermost(parsed)
     if not isinstance(top, promql_parser.AggregateExpr):
-        return TemplateShape(metrics, frozenset(), None)
+        return TemplateShape(metrics, frozenset(), None, warmup)
     modifier = top.modifier
     if modifier is None:  # sum(...) keeps no label; topk(...) keeps them all
         kept = None if str(top.op) in _KEEPING else frozenset[str]()
-        return TemplateShape(metrics, frozenset(), kept)
+        return TemplateShape(metrics, frozenset(), kept, warmup)
     labels = frozenset(str(label) for label in modifier.labels)
     if modifier.type == promql_parser.AggModifierType.By:
-        return TemplateShape(metrics, frozenset(), labels)
-    return TemplateShape(metrics, labels, None)
+        return TemplateShape(metrics, frozenset(), labels, warmup)
+    return TemplateShape(metrics, labels, None, warmup)

@@ -235,7 +235,7 @@ def test_check_config_command(tmp_path):
     assert ok.returncode == 0
     assert ok.stdout.splitlines()[1] == (
         "  rule http_requests_forecast: step 1m, lead 3m, horizon 10m, forecasts fresh for 6m, "
-        "every 1m, q 0.9"
+        "every 1m, q 0.9, new series forecast after a 2m warm-up"
     )
     bad = write(tmp_path, GOOD.replace("    step: 1m\n", "    step: 1 m\n"))
     got = subprocess.run(

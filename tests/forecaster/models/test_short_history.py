@@ -80,3 +80,20 @@ def test_young_series_bands_cover_the_lead_window_peak(nasa: Trace):
     ]
     assert len(covered) > 150
     assert 0.84 <= np.mean(covered) <= 0.96
+
+
+def test_the_naive_band_widens_over_no_more_steps_than_were_watched():
+    """Under MIN_POINTS points the band is the quantile of the step-to-step spread,
+    widening as a random walk's for as many steps as there are differences: from one
+    difference a walk cannot be told from noise (widening anyway served a newborn steady
+    series a fifth above its rate within four steps)."""
+    y = [14.3, 15.1, 14.7]
+    out = ShortHistoryForecaster().forecast(frame(y), horizon=5, step=60, quantile=0.9)
+    spread = np.sqrt(np.mean(np.diff(y) ** 2))
+    np.testing.assert_allclose(out["mean"], 14.7)
+    widening = np.sqrt([1, 2, 2, 2, 2])
+    np.testing.assert_allclose(out["upper"], 14.7 + 1.2815515655 * spread * widening, rtol=1e-6)
+    two = ShortHistoryForecaster().forecast(frame([9.0, 10.0]), horizon=3, step=60, quantile=0.9)
+    np.testing.assert_allclose(two["upper"], 10.0 + 1.2815515655, rtol=1e-6)  # flat
+    one = ShortHistoryForecaster().forecast(frame([9.0]), horizon=3, step=60, quantile=0.9)
+    np.testing.assert_allclose(one[["mean", "upper"]].to_numpy(), 9.0)

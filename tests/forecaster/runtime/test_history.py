@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forecaster.runtime.history import HistoryBook
+from forecaster.runtime.history import HistoryBook, without_warmup
 from forecaster.sources.base import RangeSeries
 
 
@@ -24,3 +24,15 @@ def test_history_book_advances_and_keeps_holes():
     assert seen.first == 360  # the oldest sample still inside the window
     book.advance(900 + 600, [])  # nothing for a whole window: the series is forgotten
     assert len(book) == 0
+
+
+def test_the_warm_up_after_every_start_is_left_out():
+    nan = np.nan
+    y = np.array([5, 6, nan, nan, 1, 3, 5, 5, nan, 2, 5, 5], dtype=float)
+    out = without_warmup(y, 2)
+    # Observed from the first slot: no start visible there. After each hole, the two
+    # points whose rate window was still filling go; the rest stays as it was.
+    expected = np.array([5, 6, nan, nan, nan, nan, 5, 5, nan, nan, nan, 5])
+    np.testing.assert_array_equal(out, expected)
+    assert without_warmup(y, 0) is y
+    np.testing.assert_array_equal(y[4], 1)  # the input is not changed

@@ -56,3 +56,16 @@ def test_rendered_matchers_select_what_python_matching_selects(text, prometheus:
         if selector.matches(s.labels)
     )
     assert from_prometheus == from_python
+
+
+@pytest.mark.parametrize(
+    ("template", "warmup"),
+    [
+        ("sum by (namespace) (rate(x{<<.LabelMatchers>>}[2m]))", 120),
+        ("rate(x{<<.LabelMatchers>>}[90s] offset 5m) / rate(y{<<.LabelMatchers>>}[5m])", 300),
+        ("max_over_time(rate(x{<<.LabelMatchers>>}[1m])[10m:1m])", 660),
+        ("x{<<.LabelMatchers>>}", 0),
+    ],
+)
+def test_the_warm_up_is_the_longest_window_a_query_reads(template: str, warmup: int):
+    assert promql.check_template(template).warmup == warmup
