@@ -13,6 +13,7 @@ from typing import Protocol
 from adapter.errors import BadRequest, NotFound, Unavailable
 from forecaster.config import Rule
 from forecaster.policy import Fallback, Served
+from forecaster.runtime.demand import SeriesDemand
 from forecaster.runtime.serving import RuleServing, ServingView
 from forecaster.runtime.telemetry import Telemetry
 from forecaster.selector import LabelSelector
@@ -66,10 +67,12 @@ class ForecastProvider:
         rules: list[Rule],
         view: ServingView,
         telemetry: Telemetry | None = None,
+        demand: SeriesDemand | None = None,
     ) -> None:
         self.rules = {r.name: r for r in rules}
         self.view = view
         self.telemetry = telemetry
+        self.demand = demand
         self._fallback: set[tuple[str, SeriesKey]] = set()
         self._lock = threading.Lock()
 
@@ -145,6 +148,8 @@ class ForecastProvider:
                 f'no series of external metric "{metric}" in namespace "{namespace}" '
                 f'matches the selector "{selector}"'
             )
+        if self.demand is not None:
+            self.demand.ask(rule.name, [series_key(s.labels) for s in matching], state.now)
         out = []
         for s in matching:
             if s.served is None:
@@ -186,6 +191,7 @@ _FALLBACK_WHY = {
     Fallback.STALE_FORECAST: "no forecast younger than {ttl}s",
     Fallback.SHORT_FORECAST: "the forecast ends before the lead window does",
     Fallback.INVALID_VALUE: "the forecast is not a rate",
+    Fallback.SERIES_CAP: "the rule forecasts max_series series already",
 }
 
 

@@ -44,6 +44,7 @@ from adapter.tls import (
 from forecaster.config import CurrentConfig, PrometheusConfig, Rule, load_config
 from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.cycle import ForecastCycle
+from forecaster.runtime.demand import SeriesDemand
 from forecaster.runtime.scheduler import Jobs
 from forecaster.runtime.serving import ServingView
 from forecaster.runtime.store import ForecastStore
@@ -74,6 +75,7 @@ class Service:
     provider: ForecastProvider
     registry: CollectorRegistry
     telemetry: Telemetry
+    demand: SeriesDemand
     jobs: Jobs
     app: FastAPI
     clock: Callable[[], float]
@@ -104,8 +106,9 @@ def build_service(
     store = ForecastStore()
     current = CurrentValues(rules, source, clock, current_config.max_age, current_config.interval)
     view = ServingView(store, current, clock)
-    cycle = ForecastCycle(rules, source, store, telemetry=telemetry)
-    provider = ForecastProvider(rules, view, telemetry)
+    demand = SeriesDemand(rules)
+    cycle = ForecastCycle(rules, source, store, telemetry=telemetry, demand=demand)
+    provider = ForecastProvider(rules, view, telemetry, demand)
     registry.register(SeriesCollector(rules, view, cycle.outcomes))
     jobs = Jobs(cycle, current, clock)
 
@@ -123,6 +126,7 @@ def build_service(
         provider,
         registry,
         telemetry,
+        demand,
         jobs,
         app,
         clock,

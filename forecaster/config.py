@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import typing
 from pathlib import Path
@@ -114,6 +115,10 @@ class Rule(_Strict):
     interval: Duration = 60
     forecast_ttl: Duration | None = None
     namespace_label: str | None = "namespace"
+    lead_min: Duration | None = None  # bounds of a lead measured from the workload's pods
+    lead_max: Duration | None = None
+    max_series: int = Field(default=1000, ge=1)
+    drop_after: Duration = 3600
 
     _horizon_derived: bool = PrivateAttr(default=False)
     _warmup: int = PrivateAttr(default=0)
@@ -128,6 +133,8 @@ class Rule(_Strict):
                     parse_duration(data.get(k, default))
                     for k, default in (("step", 60), ("lead", 180), ("interval", 60))
                 ]
+                if data.get("lead_max") is not None:
+                    times[1] = max(times[1], parse_duration(data["lead_max"]))
             except ValueError:
                 times = []  # the field validators say what is wrong
             if times and min(times[0], times[2]) > 0:
@@ -222,6 +229,25 @@ class Rule(_Strict):
                 f"forecast_ttl: at most horizon - lead - step ({format_duration(self.max_ttl)}), "
                 "or an old forecast would not cover the lead time"
             )
+        if self.drop_after < self.refresh:
+            raise ValueError(
+                f"drop_after: expected at least one refresh ({format_duration(self.refresh)}), "
+                f"got {format_duration(self.drop_after)}"
+            )
+        lo, hi = self.lead_bounds
+        if lo > hi:
+            raise ValueError(
+                f"lead_min: {format_duration(lo)} is above lead_max ({format_duration(hi)})"
+            )
+        covered = self.horizon - self.step - self.min_ttl
+        if self.lead_max is not None and self.lead_max > covered:
+            horizon = grid_ceil(self.lead_max + self.step + self.min_ttl, self.step)
+            raise ValueError(
+                f"lead_max: a {format_duration(self.horizon)} horizon covers leads up to "
+                f"{format_duration(max(0, covered))} with forecasts fresh for "
+                f"{format_duration(self.min_ttl)}; make horizon at least "
+                f"{format_duration(horizon)} (or leave it out: it is then derived)"
+            )
         need = self.min_ttl
         if self.ttl < need:
             why = (
@@ -241,6 +267,23 @@ class Rule(_Strict):
                 f"Make horizon at least {format_duration(horizon)}, or lead or interval shorter"
             )
         return self
+
+    @property
+    def lead_bounds(self) -> tuple[int, int]:
+        """The least and most lead a measurement of the workload's pods may set: by
+        default one step, and the longest lead the horizon covers with forecasts fresh
+        through a late cycle (at least the configured lead)."""
+        lo = self.step if self.lead_min is None else self.lead_min
+        if self.lead_max is not None:
+            return lo, self.lead_max
+        covered = self.horizon - self.step - self.min_ttl
+        return lo, max(self.lead, covered - covered % self.step)
+
+    def bounded_lead(self, measured: float) -> int:
+        """A measured start-up time as this rule's lead: rounded up to whole steps,
+        within `lead_bounds`."""
+        lo, hi = self.lead_bounds
+        return int(min(max(grid_ceil(math.ceil(measured), self.step), lo), hi))
 
     @property
     def warmup(self) -> int:

@@ -51,6 +51,7 @@ class Fallback(StrEnum):
     STALE_FORECAST = "stale_forecast"  # the newest data behind it is older than the TTL
     SHORT_FORECAST = "short_forecast"  # it ends before the lead window does
     INVALID_VALUE = "invalid_value"  # the value arrived at is not a rate (NaN, negative, inf)
+    SERIES_CAP = "series_cap"  # the rule forecasts max_series series already
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,9 @@ class Served:
 
 
 def lead_window_upper(forecast: SeriesForecast, now: float, rule: Rule) -> float | None:
-    """Max upper quantile over the steps labelled (now, now + lead + step], if covered."""
-    last = now + rule.lead + rule.step
+    """Max upper quantile over the steps labelled (now, now + lead + step], if covered
+    (the series' own lead where its workload was measured)."""
+    last = now + forecast.lead_for(rule.lead) + rule.step
     mask = (forecast.ds > now) & (forecast.ds <= last)
     if not mask.any() or forecast.ds[-1] < last:
         return None

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from forecaster.config import Rule
 from forecaster.models import ForecastEngine, ladder
+from forecaster.runtime.demand import Selection, SeriesDemand
 from forecaster.runtime.history import HistoryBook, Observed
 from forecaster.runtime.outcomes import Outcomes
 from forecaster.runtime.store import ForecastStore, SeriesForecast
 from forecaster.runtime.telemetry import Telemetry
-from forecaster.sources.base import SeriesKey, Source
+from forecaster.selector import LabelSelector, Op, Requirement
+from forecaster.sources.base import RangeSeries, SeriesKey, Source, series_key
 from forecaster.times import SETTLE, grid_floor, rfc3339
 
 log = logging.getLogger(__name__)
@@ -50,11 +52,13 @@ class ForecastCycle:
         store: ForecastStore,
         telemetry: Telemetry | None = None,
         spread_refits: bool = True,
+        demand: SeriesDemand | None = None,
     ) -> None:
         self.rules = {r.name: r for r in rules}
         self.source = source
         self.store = store
         self.telemetry = telemetry
+        self.demand = demand
         self._engines = {
             r.name: ForecastEngine(
                 step=r.step,
@@ -68,6 +72,7 @@ class ForecastCycle:
         self._books = {r.name: HistoryBook(r.step, r.history) for r in rules}
         self.outcomes = {r.name: Outcomes(r) for r in rules}
         self._empty: set[str] = set()
+        self._refusing: set[str] = set()
 
     def run(
         self, rule: Rule, now: float, progress: Callable[[], None] = lambda: None
@@ -97,6 +102,12 @@ class ForecastCycle:
         end = grid_floor(now - SETTLE, rule.step)
         start = book.fetch_start(end)
         fetched = self.source.fetch_range(rule, start, end)
+        selection = self._select(rule, book, fetched, now)
+        if selection is not None:
+            fetched = self._with_backfills(rule, book, fetched, selection, end)
+            wanted = set(selection.wanted)
+            fetched = [s for s in fetched if series_key(s.labels) in wanted]
+            book.keep(wanted)
         book.advance(end, fetched)
         progress()
 
@@ -128,10 +139,18 @@ class ForecastCycle:
             forecasts[key] = _forecast(
                 book.labels(key), seen[key], ds, mean, upper, fit.model.name, fit.recent_error
             )
+            if selection is not None:
+                forecasts[key] = replace(forecasts[key], lead=selection.wanted.get(key))
             progress()
         if young:
             failures += self._forecast_young(rule, engine, book, young, seen, forecasts)
-        self.store.put(rule.name, forecasts)
+            if selection is not None:
+                for key in young:
+                    if key in forecasts:
+                        forecasts[key] = replace(forecasts[key], lead=selection.wanted.get(key))
+        refused = selection.refused if selection is not None else frozenset()
+        self.store.put(rule.name, forecasts, refused)
+        self._note_refused(rule, refused)
         self._note_empty(rule, empty=not seen)
         outcomes = self.outcomes[rule.name]
         outcomes.forget(set(seen))
@@ -160,6 +179,59 @@ class ForecastCycle:
             report.seconds,
         )
         return report
+
+    def _select(
+        self, rule: Rule, book: HistoryBook, fetched: list[RangeSeries], now: float
+    ) -> Selection | None:
+        """Which of the series known or fetched to keep and forecast (None: all of them)."""
+        if self.demand is None:
+            return None
+        labels: dict[SeriesKey, Mapping[str, str]] = {
+            key: book.labels(key) for key in book.series_keys()
+        }
+        labels.update((series_key(s.labels), s.labels) for s in fetched)
+        return self.demand.select(rule, labels, now)
+
+    def _with_backfills(
+        self,
+        rule: Rule,
+        book: HistoryBook,
+        fetched: list[RangeSeries],
+        selection: Selection,
+        end: int,
+    ) -> list[RangeSeries]:
+        """`fetched`, plus the whole history of every wanted series the book lacks (asked
+        for again after it was dropped, or a new one with an older past)."""
+        if book.end is None:
+            return fetched  # the first fetch was the whole history
+        by_key = {series_key(s.labels): s for s in fetched}
+        missing = [k for k in selection.wanted if k not in book and k in by_key]
+        out = [s for k, s in by_key.items() if k not in missing]
+        for key in missing:
+            exact = LabelSelector(tuple(Requirement(name, Op.EQ, (value,)) for name, value in key))
+            history = self.source.fetch_range(rule, end - (book.slots - 1) * book.step, end, exact)
+            same = [s for s in history if series_key(s.labels) == key]
+            out += same or [by_key[key]]
+        if missing:
+            log.info("rule %s: backfilled %d series asked for", rule.name, len(missing))
+        return out
+
+    def _note_refused(self, rule: Rule, refused: frozenset[SeriesKey]) -> None:
+        """Export and log (once, and when it ends) the series beyond `max_series`."""
+        if self.telemetry:
+            self.telemetry.cycle_refused.labels(rule.name).set(len(refused))
+        if refused and rule.name not in self._refusing:
+            self._refusing.add(rule.name)
+            log.error(
+                "rule %s: %d series beyond max_series (%d) are not forecast, only served their "
+                "actual; raise max_series or narrow the query",
+                rule.name,
+                len(refused),
+                rule.max_series,
+            )
+        elif not refused and rule.name in self._refusing:
+            self._refusing.discard(rule.name)
+            log.info("rule %s: every series asked for is forecast again", rule.name)
 
     def _note_empty(self, rule: Rule, empty: bool) -> None:
         """Log once when a rule's query starts or stops yielding series."""

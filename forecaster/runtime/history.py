@@ -62,6 +62,14 @@ class HistoryBook:
     def __len__(self) -> int:
         return len(self._series)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._series
+
+    def keep(self, keys: set[SeriesKey]) -> None:
+        """Forget every series but these."""
+        for key in [k for k in self._series if k not in keys]:
+            del self._series[key]
+
     def fetch_start(self, end: int) -> int:
         """The first grid point a fetch ending at `end` must ask for (only what is new)."""
         oldest = end - (self.slots - 1) * self.step

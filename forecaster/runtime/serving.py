@@ -97,6 +97,7 @@ class ServingView:
         current = index.current
         fresh = current.fresh(now, self.current.max_age)
         forecasts = index.forecasts or {}
+        refused = self.store.refused(rule.name)
         candidates: list[SeriesKey] | None = None
         for r in selector.requirements:  # narrow by the most selective equality
             if r.op is Op.EQ and r.values[0]:
@@ -114,6 +115,9 @@ class ServingView:
             served = served_value(actual, forecast, now, rule)
             if served is None:
                 fallback = fallback_reason(forecast, now, rule)
+            elif forecast is None and key in refused:
+                served = Served(served.value, Fallback.SERIES_CAP)
+                fallback = served.fallback
             elif not is_rate(served.value):
                 served = None  # a forecast gone absurd is not served; the others still are
                 fallback = Fallback.INVALID_VALUE

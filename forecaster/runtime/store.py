@@ -23,6 +23,11 @@ class SeriesForecast:
     upper: np.ndarray
     model: str
     recent_error: float | None = None  # the model's backtest MAE over the lead window
+    lead: int | None = None  # the workload's measured lead, if any (else the rule's)
+
+    def lead_for(self, rule_lead: int) -> int:
+        """The lead this series is served for."""
+        return rule_lead if self.lead is None else self.lead
 
     def age(self, now: float) -> float:
         """Seconds between the newest data behind this forecast and `now`."""
@@ -53,13 +58,26 @@ class ForecastStore:
         self._lock = threading.Lock()
         self._rules: dict[str, Mapping[SeriesKey, SeriesForecast]] = {}
         self._failures: dict[str, CycleFailure] = {}
+        self._refused: dict[str, frozenset[SeriesKey]] = {}
 
-    def put(self, rule: str, forecasts: Mapping[SeriesKey, SeriesForecast]) -> None:
-        """Replace every forecast of `rule` (its cycle succeeded)."""
+    def put(
+        self,
+        rule: str,
+        forecasts: Mapping[SeriesKey, SeriesForecast],
+        refused: frozenset[SeriesKey] = frozenset(),
+    ) -> None:
+        """Replace every forecast of `rule` (its cycle succeeded), and the series it
+        refused to forecast (beyond the rule's `max_series`)."""
         snapshot = dict(forecasts)
         with self._lock:
             self._rules[rule] = snapshot
+            self._refused[rule] = refused
             self._failures.pop(rule, None)
+
+    def refused(self, rule: str) -> frozenset[SeriesKey]:
+        """The series of `rule` its last cycle left unforecast: beyond `max_series`."""
+        with self._lock:
+            return self._refused.get(rule, frozenset())
 
     def failed(self, rule: str, error: str, failures: int, retry_at: float | None) -> None:
         """Record that the last `failures` cycles of `rule` failed; its forecasts stay."""

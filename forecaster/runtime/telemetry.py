@@ -40,6 +40,13 @@ class Telemetry:
             ["rule"],
             registry=registry,
         )
+        self.cycle_refused = Gauge(
+            "scaleahead_cycle_series_refused",
+            "Series of a rule its last cycle left unforecast: beyond the rule's max_series "
+            "(served their actual alone).",
+            ["rule"],
+            registry=registry,
+        )
         self.cycle_failures = Counter(
             "scaleahead_cycle_failures_total",
             "Cycles of a rule that stored no forecast (source or model failure).",
@@ -109,7 +116,7 @@ class Telemetry:
             self.query_errors.labels(endpoint, error).inc()
 
 
-_OURS = ("rule", "reason", "model")
+_OURS = ("rule", "reason", "model", "source")
 """Label names the series samples add to a series' own labels."""
 
 
@@ -227,6 +234,11 @@ class SeriesCollector(Collector):
             "model": GaugeMetricFamily(
                 "scaleahead_series_model_info", "The model forecasting the series (value 1)."
             ),
+            "lead": GaugeMetricFamily(
+                "scaleahead_series_lead_seconds",
+                "The lead the series is served for: its workload's pods' measured time to "
+                'Ready (label source="measured"), else the rule\'s (source="configured").',
+            ),
         }
         for rule in self.rules:
             state = self.view.rule(rule)
@@ -246,8 +258,13 @@ class SeriesCollector(Collector):
                         {**labels, "reason": series.fallback.value},
                         1.0,
                     )
+                lead = rule.lead if fc is None else fc.lead_for(rule.lead)
+                source = "configured" if fc is None or fc.lead is None else "measured"
+                families["lead"].add_sample(
+                    families["lead"].name, {**labels, "source": source}, float(lead)
+                )
                 if fc is not None:
-                    at_lead = fc.at(now + rule.lead + rule.step)
+                    at_lead = fc.at(now + lead + rule.step)
                     values |= {
                         "mean": at_lead[0] if at_lead else None,
                         "upper": at_lead[1] if at_lead else None,

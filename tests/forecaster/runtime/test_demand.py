@@ -1,0 +1,147 @@
+"""Which series are forecast: new ones, asked-for ones, pinned ones; the cap; the drop;
+and a dropped series asked for again, backfilled from a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from adapter.service import build_service, prometheus_source
+from forecaster.config import PrometheusConfig, Rule
+from forecaster.models import ladder
+from forecaster.runtime.demand import Pin, SeriesDemand
+from forecaster.selector import parse_selector
+from forecaster.sources.base import series_key
+from forecaster.times import SETTLE
+from tests.conftest import RULE_QUERY, PrometheusServer
+
+BASE = "/apis/external.metrics.k8s.io/v1beta1/namespaces"
+
+
+def key(ns: str, svc: str):
+    return series_key({"namespace": ns, "service": svc})
+
+
+def labels_of(*pairs: tuple[str, str]):
+    return {key(ns, svc): {"namespace": ns, "service": svc} for ns, svc in pairs}
+
+
+def test_new_asked_and_pinned_series_are_wanted_and_the_rest_dropped():
+    rule = Rule(name="m", query=RULE_QUERY, drop_after="10m", max_series=3)
+    demand = SeriesDemand([rule])
+    everything = labels_of(("a", "x"), ("a", "y"), ("b", "x"), ("b", "z"))
+    t = 1_000_000.0
+    first = demand.select(rule, labels_of(("a", "x"), ("a", "y"), ("b", "x")), t)
+    assert set(first.wanted) == {key("a", "x"), key("a", "y"), key("b", "x")}
+    assert not first.refused
+    # b/z appears later: new, wanted; the cap (3) refuses the oldest unasked one.
+    demand.ask("m", [key("a", "y")], t + 60)
+    later = demand.select(rule, everything, t + 120)
+    assert key("b", "z") in later.wanted and key("a", "y") in later.wanted
+    assert len(later.wanted) == 3 and len(later.refused) == 1
+    # Past drop_after: only what was asked for (within it) or pinned stays.
+    demand.ask("m", [key("a", "y")], t + 500)
+    demand.pin("hpa b/x", Pin("m", "b", parse_selector("service=x"), lead=240))
+    gone = demand.select(rule, everything, t + 700)
+    assert gone.wanted == {key("a", "y"): None, key("b", "x"): 240, key("b", "z"): None}
+    assert gone.refused == frozenset()  # a/x is dropped, not refused: nobody asked
+    final = demand.select(rule, everything, t + 1300)
+    assert final.wanted == {key("b", "x"): 240}  # the ask is 13m old; the pin stays
+    demand.unpin("hpa b/x")
+    assert demand.select(rule, everything, t + 1400).wanted == {}
+    # A pin in another namespace picks nothing here; two pins on one series: the longer lead.
+    demand.pin("one", Pin("m", "a", parse_selector("service in (x,y)"), lead=120))
+    demand.pin("two", Pin("m", "a", parse_selector(""), lead=300))
+    demand.pin("three", Pin("m", "c", parse_selector(""), lead=600))
+    assert demand.select(rule, everything, t + 1500).wanted == {
+        key("a", "x"): 300,
+        key("a", "y"): 300,
+    }
+
+
+def test_pins_come_first_under_the_cap():
+    rule = Rule(name="m", query=RULE_QUERY, max_series=1)
+    demand = SeriesDemand([rule])
+    demand.pin("hpa", Pin("m", "b", parse_selector("service=x")))
+    demand.ask("m", [key("a", "x")], 100.0)
+    got = demand.select(rule, labels_of(("a", "x"), ("b", "x")), 110.0)
+    assert got.wanted == {key("b", "x"): None} and got.refused == {key("a", "x")}
+
+
+@pytest.fixture
+def capped(prometheus: PrometheusServer):
+    rule = Rule(
+        name="http_requests_forecast",
+        query=RULE_QUERY,
+        history="8d",
+        drop_after="5m",
+        max_series=2,
+    )
+
+    class Clock:
+        t = prometheus.end - 3 * 3600 + SETTLE
+
+        def __call__(self) -> float:
+            return self.t
+
+    clock = Clock()
+    svc = build_service([rule], prometheus_source(PrometheusConfig(url=prometheus.url)), clock)
+    return svc, rule, clock
+
+
+def served(client: TestClient, ns: str, selector: str):
+    resp = client.get(f"{BASE}/{ns}/http_requests_forecast", params={"labelSelector": selector})
+    return resp.status_code, json.loads(resp.text)
+
+
+def test_the_cap_the_drop_and_a_backfill_when_asked_again(capped, caplog):
+    svc, rule, clock = capped
+    client = TestClient(svc.app)
+    svc.cycle.run(rule, clock())
+    svc.current.refresh(rule)
+    # Three series, a cap of two: one is refused, loudly, and served its actual alone.
+    snap = svc.store.snapshot(rule.name)
+    assert snap is not None and len(snap) == 2
+    [refused] = svc.store.refused(rule.name)
+    assert "beyond max_series (2)" in caplog.text
+    metrics = client.get("/metrics").text
+    assert 'scaleahead_cycle_series_refused{rule="http_requests_forecast"} 1.0' in metrics
+    ns, svc_name = dict(refused)["namespace"], dict(refused)["service"]
+    code, body = served(client, ns, f"service={svc_name}")
+    assert code == 200 and body["items"]
+    assert (
+        f'scaleahead_series_fallback{{namespace="{ns}",reason="series_cap",'
+        f'rule="http_requests_forecast",service="{svc_name}"}} 1.0'
+    ) in client.get("/metrics").text
+    # An HPA asks for default/checkout every cycle; nobody asks for the rest. Past
+    # drop_after, they are dropped (and the cap no longer refuses anything).
+    for _ in range(7):
+        assert served(client, "default", "service=checkout")[0] == 200
+        clock.t += 60
+        svc.cycle.run(rule, clock())
+        svc.current.refresh(rule)
+    snap = svc.store.snapshot(rule.name)
+    assert snap is not None and set(snap) == {key("default", "checkout")}
+    assert not svc.store.refused(rule.name)
+    # default/search, asked for again: answered at once from its actual...
+    code, body = served(client, "default", "service=search")
+    assert code == 200
+    [state] = [s for s in svc.provider.view.rule(rule).series if s.labels["service"] == "search"]
+    assert state.forecast is None and state.served is not None and state.actual is not None
+    # ...and forecast by the next cycle from its whole history, backfilled: a seasonal model
+    # (young series get ETS or naive), not a warm-up of a day.
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="forecaster.runtime.cycle")
+    clock.t += 60
+    svc.cycle.run(rule, clock())
+    assert "backfilled 1 series asked for" in caplog.text
+    snap = svc.store.snapshot(rule.name)
+    assert snap is not None
+    forecast = snap[key("default", "search")]
+    assert forecast.model not in ("ets", "naive")
+    book = svc.cycle._books[rule.name]
+    obs = book.observed(key("default", "search"))
+    assert not ladder.is_young(obs.last - obs.first)
