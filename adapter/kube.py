@@ -1,19 +1,21 @@
 """The Kubernetes API as scaleahead uses it, through the official client: the
-authentication ConfigMap, TokenReview and SubjectAccessReview, the APIService, and the
-Secret of the shared serving certificate. Every call has a bounded timeout; failures
-raise KubeError. manifests/base/rbac.yaml grants exactly these calls (a test derives
-them from this module)."""
+authentication ConfigMap, TokenReview and SubjectAccessReview, the APIService, the
+Secret of the shared serving certificate, and the HPAs with their targets' scale and
+pods. Every call has a bounded timeout; failures raise KubeError.
+manifests/base/rbac.yaml grants exactly these calls (a test derives them from this
+module)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
@@ -125,6 +127,8 @@ class Kube:
         self.authn = client.AuthenticationV1Api(api)
         self.authz = client.AuthorizationV1Api(api)
         self.registration = client.ApiregistrationV1Api(api)
+        self.autoscaling = client.AutoscalingV2Api(api)
+        self.apps = client.AppsV1Api(api)
 
     def authentication_config_map(self) -> AuthenticationConfigMap:
         """Read kube-system/extension-apiserver-authentication."""
@@ -257,6 +261,66 @@ class Kube:
         except Exception as err:
             raise KubeError(_describe(err)) from None
         log.info("put the serving CA into APIService %s", apiservice)
+
+    def list_hpas(self) -> tuple[list[dict[str, Any]], str]:
+        """Every autoscaling/v2 HPA in the cluster (as JSON objects) and the list's
+        resourceVersion, to watch from."""
+        try:
+            found = self.autoscaling.list_horizontal_pod_autoscaler_for_all_namespaces(
+                _request_timeout=TIMEOUT
+            )
+        except Exception as err:
+            raise KubeError(_describe(err)) from None
+        items = [self.api.sanitize_for_serialization(i) for i in found.items]
+        meta = found.metadata
+        return items, str(meta.resource_version if meta is not None else "")
+
+    def watch_hpas(self, resource_version: str, seconds: int) -> Iterator[tuple[str, Any]]:
+        """HPA events (ADDED, MODIFIED, DELETED with the object; ERROR with a Status)
+        after `resource_version`, for at most `seconds`; raise KubeError."""
+        stream = watch.Watch().stream(
+            self.autoscaling.list_horizontal_pod_autoscaler_for_all_namespaces,
+            resource_version=resource_version,
+            timeout_seconds=seconds,
+            allow_watch_bookmarks=False,
+            _request_timeout=(TIMEOUT[0], seconds + 10),
+        )
+        try:
+            for event in stream:
+                obj = event["object"]
+                yield (
+                    event["type"],
+                    (obj if isinstance(obj, dict) else self.api.sanitize_for_serialization(obj)),
+                )
+        except Exception as err:
+            raise KubeError(_describe(err)) from None
+
+    def scale_selector(self, namespace: str, kind: str, name: str) -> str | None:
+        """The label selector of the pods a scale target runs (its scale subresource's
+        status.selector, as the HPA controller reads it); None for a kind not known here."""
+        read = {
+            "Deployment": self.apps.read_namespaced_deployment_scale,
+            "StatefulSet": self.apps.read_namespaced_stateful_set_scale,
+            "ReplicaSet": self.apps.read_namespaced_replica_set_scale,
+            "ReplicationController": self.core.read_namespaced_replication_controller_scale,
+        }.get(kind)
+        if read is None:
+            return None
+        try:
+            scale = read(name, namespace, _request_timeout=TIMEOUT)
+        except Exception as err:
+            raise KubeError(_describe(err)) from None
+        return scale.status.selector if scale.status is not None else None
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The pods in `namespace` that `selector` picks, as JSON objects."""
+        try:
+            pods = self.core.list_namespaced_pod(
+                namespace, label_selector=selector, _request_timeout=TIMEOUT
+            )
+        except Exception as err:
+            raise KubeError(_describe(err)) from None
+        return [self.api.sanitize_for_serialization(p) for p in pods.items]
 
 
 def _describe(err: Exception) -> str:

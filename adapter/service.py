@@ -41,6 +41,7 @@ from adapter.tls import (
     parse_cipher_suites,
     parse_min_version,
 )
+from adapter.workloads import WorkloadWatch
 from forecaster.config import CurrentConfig, PrometheusConfig, Rule, load_config
 from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.cycle import ForecastCycle
@@ -235,9 +236,9 @@ def _banner(rules_names: list[str], url: str, demo: bool, tls: bool) -> str:
 
 def _secure(
     o: ServeOptions, app: ASGIApp
-) -> tuple[ASGIApp, ssl.SSLContext, Authenticator, SharedCertificate | None]:
-    """The app behind authentication and authorization, the TLS context to serve it, and
-    the shared certificate's background check."""
+) -> tuple[ASGIApp, ssl.SSLContext, Authenticator, SharedCertificate | None, Kube]:
+    """The app behind authentication and authorization, the TLS context to serve it, the
+    shared certificate's background check, and the Kubernetes API client."""
     min_version = parse_min_version(o.tls_min_version)
     ciphers = parse_cipher_suites(o.tls_cipher_suites)
     if o.tls_cert_file and o.tls_private_key_file:
@@ -264,7 +265,7 @@ def _secure(
     authenticator.start()
     tls = ServingTLS(TLSSettings(cert, key, min_version, ciphers), authenticator.client_cas_pem)
     guarded = Guard(app, authenticator, Authorizer(o.authorization, kube))
-    return guarded, tls.context, authenticator, shared
+    return guarded, tls.context, authenticator, shared, kube
 
 
 def _freeze(generation: int) -> None:
@@ -306,8 +307,10 @@ def serve(o: ServeOptions) -> None:
     context = None
     authenticator = None
     shared = None
+    workloads = None
     if tls:
-        app, context, authenticator, shared = _secure(o, app)
+        app, context, authenticator, shared, kube = _secure(o, app)
+        workloads = WorkloadWatch(kube, rules, service.demand, time.time, service.jobs.soon)
     app = RequestMetrics(app, service.telemetry)
     access_log.setLevel(logging.INFO if o.verbosity >= 2 else logging.WARNING)
 
@@ -328,6 +331,8 @@ def serve(o: ServeOptions) -> None:
     # frozen after one full collection, before the port opens.
     _freeze(2)
     service.start()
+    if workloads is not None:
+        workloads.start()
     threading.Thread(
         target=_freeze_when_ready, args=(service.provider,), name="gc-freeze", daemon=True
     ).start()
@@ -336,6 +341,8 @@ def serve(o: ServeOptions) -> None:
     finally:
         log.info("stopping: the API is closed; background work in flight is abandoned")
         service.stop()
+        if workloads is not None:
+            workloads.stop()
         if authenticator is not None:
             authenticator.stop()
         if shared is not None:

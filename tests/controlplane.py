@@ -282,9 +282,18 @@ class ControlPlane:
             env=env,
         )
 
-    def can_i(self, verb: str, what: str, as_user: str, namespace: str | None = None) -> bool:
+    def can_i(
+        self,
+        verb: str,
+        what: str,
+        as_user: str,
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> bool:
         """The API server's own authorization decision (`kubectl auth can-i`)."""
         where = [f"--namespace={namespace}"] if namespace else []
+        if subresource:
+            where.append(f"--subresource={subresource}")
         out = self.kubectl("auth", "can-i", verb, what, f"--as={as_user}", *where, check=False)
         return out.stdout.strip() == "yes"
 

@@ -138,6 +138,14 @@ class Jobs:
             self._beat(job, running=False)
             lock.release()
 
+    def soon(self, rule: Rule) -> None:
+        """Run a cycle of the rule now in the background (it gained series to forecast),
+        besides its regular ones."""
+        if self.scheduler.running:
+            self.scheduler.add_job(
+                self.run_cycle, "date", args=[rule], id=f"soon:{rule.name}", replace_existing=True
+            )
+
     def _failed(self, rule: Rule, err: Exception, failures: int) -> None:
         delay = min(RETRY_FIRST * 2 ** (failures - 1), float(rule.interval))
         soonest = self.clock() + delay

@@ -212,12 +212,13 @@ def test_the_service_account_may_make_every_call_the_code_makes(installed):
         "secrets": ("scaleahead", "scaleahead-certs"),
         "apiservices": ("", "v1beta1.external.metrics.k8s.io"),
     }
-    for verb, group, resource in sorted(api_calls()):
+    for verb, group, path in sorted(api_calls()):
+        resource, _, subresource = path.partition("/")
         namespace, name = names.get(resource, ("", ""))
         target = f"{resource}.{group}" if group else resource
         if name and verb != "create":
             target += f"/{name}"
-        allowed = plane.can_i(verb, target, SERVICE_ACCOUNT, namespace or None)
+        allowed = plane.can_i(verb, target, SERVICE_ACCOUNT, namespace or None, subresource)
         print(verb, target, namespace, "yes" if allowed else "no")
         assert allowed, (verb, target, namespace)
     # ...and not a Secret it has no business with.

@@ -197,18 +197,27 @@ HTTP_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "de
 
 
 def api_calls() -> set[tuple[str, str, str]]:
-    """(verb, group, resource) of every Kubernetes client method adapter/kube.py calls,
-    read from the client's own request path and HTTP method for that method."""
+    """(verb, group, resource) of every Kubernetes client method adapter/kube.py calls
+    (or watches), read from the client's own request path and HTTP method for it."""
     tree = ast.parse(inspect.getsource(kube_module))
-    methods = {
-        node.func.attr
+    methods = {  # called or passed on: self.core.read_..., not config.x
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and re.match(r"(read|create|replace|patch|list|delete|watch)_", node.attr)
+    }
+    assert methods, "no Kubernetes API call found in adapter/kube.py"
+    watched = {  # watch.Watch().stream(self.x.list_..., ...): the list method, watched
+        node.args[0].attr
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and isinstance(node.func.value, ast.Attribute)  # self.core.read_..., not config.x
-        and re.match(r"(read|create|replace|patch|list|delete|watch)_", node.func.attr)
+        and node.func.attr == "stream"
+        and node.args
+        and isinstance(node.args[0], ast.Attribute)
     }
-    assert methods, "no Kubernetes API call found in adapter/kube.py"
+    methods |= watched
     calls = set()
     for method in methods:
         owners = [
@@ -225,10 +234,12 @@ def api_calls() -> set[tuple[str, str, str]]:
         rest = parts[2:] if parts[0] == "api" else parts[3:]
         if rest[:1] == ["namespaces"] and len(rest) > 2:
             rest = rest[2:]
-        resource = rest[0]
+        resource = rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")  # e.g. deployments/scale
         named = len(rest) > 1
         verb = HTTP_VERBS.get(http) or ("get" if named else "list")
         calls.add((verb, group, resource))
+        if method in watched:
+            calls.add(("watch", group, resource))
     return calls
 
 
