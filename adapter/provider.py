@@ -111,6 +111,9 @@ class ForecastProvider:
             return Check(name, False, _unservable(state))
         predictive = sum(1 for s in state.series if s.served and s.served.predictive)
         detail = f"{state.known} series, {predictive} served from forecasts"
+        refused = len(self.view.store.refused(rule.name))
+        if refused:
+            detail += f", {refused} beyond max_series ({rule.max_series}) served their actual"
         return Check(name, True, f"{detail}; {failing}" if failing else detail)
 
     def values(self, namespace: str, metric: str, selector: LabelSelector) -> list[MetricValue]:

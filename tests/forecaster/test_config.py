@@ -153,6 +153,28 @@ def test_good_config_loads_with_units(tmp_path):
             "    interval: 1m\n    forecast_ttl: 8m\n",
             "forecast_ttl: at most horizon - lead - step (6m)",
         ),
+        # A measured lead must stay within what the forecasts cover.
+        (
+            "    interval: 1m\n",
+            "    interval: 1m\n    lead_max: 8m\n",
+            "rules[0].lead_max: a 10m horizon covers leads up to 6m50s with forecasts fresh for "
+            "2m10s; make horizon at least 12m (or leave it out: it is then derived)",
+        ),
+        (
+            "    interval: 1m\n",
+            "    interval: 1m\n    lead_min: 5m\n    lead_max: 4m\n",
+            "rules[0].lead_min: 5m is above lead_max (4m)",
+        ),
+        (
+            "    interval: 1m\n",
+            "    interval: 1m\n    drop_after: 30s\n",
+            "rules[0].drop_after: expected at least one refresh (1m), got 30s",
+        ),
+        (
+            "    interval: 1m\n",
+            "    interval: 1m\n    max_series: 0\n",
+            "rules[0].max_series: expected",
+        ),
         (
             "    interval: 1m\n",
             "    interval: 1m\n    forecast_ttl: 1m\n",

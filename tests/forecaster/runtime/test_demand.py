@@ -109,6 +109,8 @@ def test_the_cap_the_drop_and_a_backfill_when_asked_again(capped, caplog):
     assert "beyond max_series (2)" in caplog.text
     metrics = client.get("/metrics").text
     assert 'scaleahead_cycle_series_refused{rule="http_requests_forecast"} 1.0' in metrics
+    ready = client.get("/readyz", params={"verbose": "1"}).text
+    assert "1 beyond max_series (2) served their actual" in ready, ready
     ns, svc_name = dict(refused)["namespace"], dict(refused)["service"]
     code, body = served(client, ns, f"service={svc_name}")
     assert code == 200 and body["items"]
