@@ -109,7 +109,7 @@ class WorkloadWatch:
         self.clock = clock
         self.pinned = pinned  # called when a rule gains a pin: run its cycle soon
         self._hpas: dict[str, dict[str, Any]] = {}  # uid -> HPA
-        self._pins: dict[str, list[str]] = {}  # uid -> names of its pins
+        self._pins: dict[str, dict[str, Pin]] = {}  # uid -> its pins, by name
         self._measured: dict[str, float] = {}  # uid -> when its pods were last measured
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -196,7 +196,7 @@ class WorkloadWatch:
                 uses.append((rule, metric_selector(ident.get("selector"))))
             except (SelectorError, KeyError) as err:
                 log.warning("HPA %s/%s: its selector for %s: %s", ns, name, rule.name, err)
-        before = self.demand.pins()
+        before = self._pins.get(uid, {})
         self._unpin(uid)
         if not uses:
             self._hpas.pop(uid, None)
@@ -205,7 +205,7 @@ class WorkloadWatch:
         self._measured[uid] = self.clock()
         target = spec.get("scaleTargetRef") or {}
         pods = self._pods(ns, target, name)
-        names = []
+        pins: dict[str, Pin] = {}
         for i, (rule, selector) in enumerate(uses):
             pin_name = f"HPA {ns}/{name} #{i}"
             if pods is None:  # not readable now: keep what was measured before
@@ -213,8 +213,8 @@ class WorkloadWatch:
                 lead = kept.lead if kept is not None else None
             else:
                 lead = measured_lead(rule, pods)
-            self.demand.pin(pin_name, Pin(rule.name, ns, selector, lead, f"HPA {ns}/{name}"))
-            names.append(pin_name)
+            pins[pin_name] = Pin(rule.name, ns, selector, lead, f"HPA {ns}/{name}")
+            self.demand.pin(pin_name, pins[pin_name])
             if old is None:
                 log.info(
                     "HPA %s/%s scales %s %s on %s {%s}: its series are forecast ahead, lead %s",
@@ -227,7 +227,7 @@ class WorkloadWatch:
                     f"{lead}s (measured)" if lead is not None else f"{rule.lead}s (configured)",
                 )
                 self.pinned(rule)
-        self._pins[uid] = names
+        self._pins[uid] = pins
 
     def _pods(self, ns: str, target: dict[str, Any], hpa: str) -> list[dict[str, Any]] | None:
         """The target's pods; [] for a kind whose pods cannot be found, None on failure."""
@@ -252,5 +252,5 @@ class WorkloadWatch:
         self._measured.pop(uid, None)
 
     def _unpin(self, uid: str) -> None:
-        for pin_name in self._pins.pop(uid, []):
+        for pin_name in self._pins.pop(uid, {}):
             self.demand.unpin(pin_name)

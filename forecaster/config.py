@@ -239,7 +239,7 @@ class Rule(_Strict):
             raise ValueError(
                 f"lead_min: {format_duration(lo)} is above lead_max ({format_duration(hi)})"
             )
-        covered = self.horizon - self.step - self.min_ttl
+        covered = self.covered_lead
         if self.lead_max is not None and self.lead_max > covered:
             horizon = grid_ceil(self.lead_max + self.step + self.min_ttl, self.step)
             raise ValueError(
@@ -276,8 +276,13 @@ class Rule(_Strict):
         lo = self.step if self.lead_min is None else self.lead_min
         if self.lead_max is not None:
             return lo, self.lead_max
-        covered = self.horizon - self.step - self.min_ttl
+        covered = self.covered_lead
         return lo, max(self.lead, covered - covered % self.step)
+
+    @property
+    def covered_lead(self) -> int:
+        """The longest lead whose window the forecasts still cover while fresh (min_ttl)."""
+        return self.horizon - self.step - self.min_ttl
 
     def bounded_lead(self, measured: float) -> int:
         """A measured start-up time as this rule's lead: rounded up to whole steps,

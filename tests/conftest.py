@@ -30,6 +30,16 @@ FUTURE = 3600  # the backfill runs this far past the fixture's start
 RULE_QUERY = "sum by (namespace, service) (rate(http_requests_total{<<.LabelMatchers>>}[1m]))"
 
 
+class Clock:
+    """A settable clock for code that takes one: `clock.t` is the time it tells."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

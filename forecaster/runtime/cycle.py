@@ -139,15 +139,12 @@ class ForecastCycle:
             forecasts[key] = _forecast(
                 book.labels(key), seen[key], ds, mean, upper, fit.model.name, fit.recent_error
             )
-            if selection is not None:
-                forecasts[key] = replace(forecasts[key], lead=selection.wanted.get(key))
             progress()
         if young:
             failures += self._forecast_young(rule, engine, book, young, seen, forecasts)
-            if selection is not None:
-                for key in young:
-                    if key in forecasts:
-                        forecasts[key] = replace(forecasts[key], lead=selection.wanted.get(key))
+        if selection is not None:  # each series' measured lead, where its workload has one
+            for key, forecast in forecasts.items():
+                forecasts[key] = replace(forecast, lead=selection.wanted.get(key))
         refused = selection.refused if selection is not None else frozenset()
         self.store.put(rule.name, forecasts, refused)
         self._note_refused(rule, refused)
@@ -220,31 +217,29 @@ class ForecastCycle:
         """Export and log (once, and when it ends) the series beyond `max_series`."""
         if self.telemetry:
             self.telemetry.cycle_refused.labels(rule.name).set(len(refused))
-        if refused and rule.name not in self._refusing:
-            self._refusing.add(rule.name)
-            log.error(
-                "rule %s: %d series beyond max_series (%d) are not forecast, only served their "
-                "actual; raise max_series or narrow the query",
-                rule.name,
-                len(refused),
-                rule.max_series,
-            )
-        elif not refused and rule.name in self._refusing:
-            self._refusing.discard(rule.name)
-            log.info("rule %s: every series asked for is forecast again", rule.name)
+        if _flip(self._refusing, rule.name, bool(refused)):
+            if refused:
+                log.error(
+                    "rule %s: %d series beyond max_series (%d) are not forecast, only served "
+                    "their actual; raise max_series or narrow the query",
+                    rule.name,
+                    len(refused),
+                    rule.max_series,
+                )
+            else:
+                log.info("rule %s: every series asked for is forecast again", rule.name)
 
     def _note_empty(self, rule: Rule, empty: bool) -> None:
         """Log once when a rule's query starts or stops yielding series."""
-        if empty and rule.name not in self._empty:
-            self._empty.add(rule.name)
-            log.warning(
-                "rule %s: the query yields no series, so every request for it is answered "
-                "404; check the metric names with `scaleahead check-config --prometheus`",
-                rule.name,
-            )
-        elif not empty and rule.name in self._empty:
-            self._empty.discard(rule.name)
-            log.info("rule %s: the query yields series again", rule.name)
+        if _flip(self._empty, rule.name, empty):
+            if empty:
+                log.warning(
+                    "rule %s: the query yields no series, so every request for it is answered "
+                    "404; check the metric names with `scaleahead check-config --prometheus`",
+                    rule.name,
+                )
+            else:
+                log.info("rule %s: the query yields series again", rule.name)
 
     @staticmethod
     def _forecast_young(
@@ -279,6 +274,17 @@ class ForecastCycle:
                 None,
             )
         return failures
+
+
+def _flip(states: set[str], name: str, active: bool) -> bool:
+    """Put `name` in `states` or take it out, as `active` says; whether that changed."""
+    if active == (name in states):
+        return False
+    if active:
+        states.add(name)
+    else:
+        states.discard(name)
+    return True
 
 
 def _forecast(

@@ -20,6 +20,7 @@ from forecaster.sources.trace import Trace
 from forecaster.times import SETTLE
 from tests.conftest import (
     RULE_QUERY,
+    Clock,
     PrometheusServer,
     free_port,
     system_tool,
@@ -30,14 +31,6 @@ MINUTE = 60
 SCRAPE = 15
 DAYS = 2
 PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/http_requests_forecast"
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def _counter(

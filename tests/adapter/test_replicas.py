@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from adapter.service import build_service, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
 from forecaster.times import SETTLE
-from tests.adapter.test_service import QUANTILE, Clock, get_metric
-from tests.conftest import RULE_QUERY, STEP, PrometheusServer
+from tests.adapter.test_service import QUANTILE, get_metric
+from tests.conftest import RULE_QUERY, STEP, Clock, PrometheusServer
 
 
 def _values(client: TestClient) -> dict[tuple[str, str], str]:

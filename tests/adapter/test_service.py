@@ -12,19 +12,11 @@ from forecaster.models import ForecastEngine
 from forecaster.runtime.history import REFETCH_STEPS
 from forecaster.sources.base import series_key
 from forecaster.times import SETTLE
-from tests.conftest import RULE_QUERY, STEP, PrometheusServer
+from tests.conftest import RULE_QUERY, STEP, Clock, PrometheusServer
 
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
 LEAD = 180
 QUANTILE = 0.9
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def parse_quantity(text: str) -> float:

@@ -20,7 +20,7 @@ from forecaster.config import PrometheusConfig, Rule
 from forecaster.policy import window_peak
 from forecaster.sources.base import series_key
 from forecaster.times import SETTLE
-from tests.conftest import RULE_QUERY, PrometheusServer
+from tests.conftest import RULE_QUERY, Clock, PrometheusServer
 from tests.controlplane import ControlPlane
 
 RULE = "http_requests_forecast"
@@ -179,13 +179,7 @@ def test_hpas_pin_their_series_with_their_pods_lead(
     kube, auto = cluster
     rule = Rule(name=RULE, query=RULE_QUERY, lead="2m", history="8d", drop_after="2m")
 
-    class Clock:
-        t = prometheus.end - 3 * 3600 + SETTLE
-
-        def __call__(self) -> float:
-            return self.t
-
-    clock = Clock()
+    clock = Clock(prometheus.end - 3 * 3600 + SETTLE)
     svc = build_service([rule], prometheus_source(PrometheusConfig(url=prometheus.url)), clock)
     watch = WorkloadWatch(kube, [rule], svc.demand, time.time)
     watch.resync()

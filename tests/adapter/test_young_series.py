@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from adapter.service import build_service, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
 from forecaster.times import SETTLE
-from tests.conftest import PrometheusServer, free_port, system_tool, write_blocks
+from tests.conftest import Clock, PrometheusServer, free_port, system_tool, write_blocks
 
 MINUTE = 60
 SCRAPE = 15
@@ -26,23 +26,12 @@ MINUTES = 40
 PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/http_requests_forecast"
 
 
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture(scope="module")
-def born() -> Iterator[tuple[PrometheusServer, int]]:
+def born(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrometheusServer, int]]:
     """Prometheus holding a counter that starts at 0 at `birth` (between two grid points)
     and grows by a Poisson 15 req/s, scraped every 15 s, for 40 minutes; and an older
     series, so the rule has series before the birth."""
-    import tempfile
-    from pathlib import Path
-
-    root = Path(tempfile.mkdtemp(prefix="young-"))
+    root = tmp_path_factory.mktemp("young")
     birth = (int(time.time()) // MINUTE) * MINUTE - 3600 + 23
     rng = np.random.default_rng(3)
     scrapes = MINUTES * MINUTE // SCRAPE

@@ -16,7 +16,7 @@ from forecaster.runtime.demand import Pin, SeriesDemand
 from forecaster.selector import parse_selector
 from forecaster.sources.base import series_key
 from forecaster.times import SETTLE
-from tests.conftest import RULE_QUERY, PrometheusServer
+from tests.conftest import RULE_QUERY, Clock, PrometheusServer
 
 BASE = "/apis/external.metrics.k8s.io/v1beta1/namespaces"
 
@@ -81,13 +81,7 @@ def capped(prometheus: PrometheusServer):
         max_series=2,
     )
 
-    class Clock:
-        t = prometheus.end - 3 * 3600 + SETTLE
-
-        def __call__(self) -> float:
-            return self.t
-
-    clock = Clock()
+    clock = Clock(prometheus.end - 3 * 3600 + SETTLE)
     svc = build_service([rule], prometheus_source(PrometheusConfig(url=prometheus.url)), clock)
     return svc, rule, clock
 

@@ -16,6 +16,7 @@ from forecaster.runtime.serving import ServingView
 from forecaster.runtime.store import ForecastStore, SeriesForecast
 from forecaster.selector import LabelSelector, parse_selector
 from forecaster.sources.base import InstantSample, RangeSeries, SourceError, series_key
+from tests.conftest import Clock
 
 RULE = Rule(name="qps", query="x{<<.LabelMatchers>>}", lead="3m")
 NOW = 1_700_000_040.0
@@ -41,14 +42,6 @@ class FixedSource:
         if self.down:
             raise SourceError("prometheus at http://p:9090 is down")
         return list(self.samples)
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def forecast(labels: dict[str, str], upper: float, last_actual: float = 5.0) -> SeriesForecast:
