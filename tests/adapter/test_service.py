@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from adapter.service import build_service, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
 from forecaster.models import ForecastEngine
+from forecaster.policy import lead_window_upper
 from forecaster.runtime.history import REFETCH_STEPS
 from forecaster.sources.base import series_key
 from forecaster.times import SETTLE
@@ -174,7 +175,7 @@ def test_prometheus_outage_degrades_and_recovers(service, prometheus):
     svc, rule, clock = service
     client = TestClient(svc.app)
     run_cycle(svc, rule, clock)
-    before = parse_quantity(get_metric(client, "service=checkout").json()["items"][0]["value"])
+    assert get_metric(client, "service=checkout").status_code == 200
     prometheus.stop()
     try:
         # The refresh fails; the current values it had are served until they are stale...
@@ -187,7 +188,19 @@ def test_prometheus_outage_degrades_and_recovers(service, prometheus):
         assert resp.status_code == 200, resp.text
         during = parse_quantity(resp.json()["items"][0]["value"])
         assert during > 0
-        assert abs(during - before) <= 0.002
+        # Exactly the forecast's peak over the lead window from now, floored at the last
+        # actual it saw (not the value served 61 s earlier: its window held another step).
+        [state] = [
+            s
+            for s in svc.provider.view.rule(rule).series
+            if s.labels == {"namespace": "default", "service": "checkout"}
+        ]
+        forecast = state.forecast
+        assert state.actual is None and forecast is not None
+        window = lead_window_upper(forecast, clock(), rule)
+        assert window is not None
+        expected = max(forecast.last_actual, window)
+        assert expected <= during <= expected + 0.001  # a quantity rounds up to the milli
         assert client.get("/readyz").status_code == 200  # it still serves every series
         # The cycle fails but keeps the old forecasts; once past the TTL: 503, never 0.
         with pytest.raises(Exception, match="cannot reach"):
