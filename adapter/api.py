@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import platform
-import re
 import sys
 from collections.abc import Callable
 from importlib.metadata import version
@@ -20,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapter import openapi
 from adapter.errors import BadRequest, NotFound, StatusError, send_status, status_body
-from adapter.provider import Check, ExternalMetricsProvider
+from adapter.provider import Check, ExternalMetricsProvider, check_namespace
 from adapter.quantity import format_quantity
 from forecaster.selector import SelectorError, parse_selector
 from forecaster.times import rfc3339
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 GROUP = "external.metrics.k8s.io"
 VERSION = "v1beta1"
 GROUP_VERSION = f"{GROUP}/{VERSION}"
-_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 
 def _status(err: StatusError) -> JSONResponse:
@@ -170,11 +168,7 @@ def create_app(
         # more than the rest of the request.
         namespace: str = request.path_params["namespace"]
         metric: str = request.path_params["metric"]
-        if len(namespace) > 63 or not _NAMESPACE.match(namespace):
-            raise BadRequest(
-                f'invalid namespace "{namespace}": expected a DNS-1123 label '
-                "(lower-case alphanumerics and '-', at most 63 characters)"
-            )
+        check_namespace(namespace)
         raw = request.query_params.getlist("labelSelector")
         if len(raw) > 1:
             raise BadRequest("labelSelector given more than once")

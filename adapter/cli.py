@@ -54,6 +54,8 @@ def _serve(args: argparse.Namespace) -> None:
             tls_min_version=args.tls_min_version,
             tls_cipher_suites=args.tls_cipher_suites,
             kubeconfig=_path(args.kubeconfig),
+            keda_scaler_port=args.keda_scaler_port,
+            keda_client_ca_file=_path(args.keda_client_ca_file),
             authentication=AuthenticationSettings(
                 client_ca_file=_path(args.client_ca_file),
                 requestheader_client_ca_file=_path(args.requestheader_client_ca_file),
@@ -229,6 +231,19 @@ def parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--authorization-webhook-cache-authorized-ttl", default="10s")
     t.add_argument("--authorization-webhook-cache-unauthorized-ttl", default="10s")
+    k = s.add_argument_group(
+        "KEDA external scaler (gRPC, for clusters where KEDA owns the external metrics API)"
+    )
+    k.add_argument(
+        "--keda-scaler-port",
+        type=int,
+        help="also serve KEDA's external scaler protocol on this port: over TLS with the "
+        "serving certificate when serving securely, else plain on loopback",
+    )
+    k.add_argument(
+        "--keda-client-ca-file",
+        help="mutual TLS: serve only KEDA clients with a certificate this CA signed",
+    )
     s.set_defaults(func=_serve)
 
     b = sub.add_parser(

@@ -6,6 +6,7 @@ The API layer asks a provider; it never builds PromQL nor reads forecasts itself
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +21,17 @@ from forecaster.selector import LabelSelector
 from forecaster.sources.base import SeriesKey, series_key
 
 log = logging.getLogger(__name__)
+
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+
+
+def check_namespace(namespace: str) -> None:
+    """BadRequest unless `namespace` is a valid namespace name (a DNS-1123 label)."""
+    if len(namespace) > 63 or not _NAMESPACE.match(namespace):
+        raise BadRequest(
+            f'invalid namespace "{namespace}": expected a DNS-1123 label '
+            "(lower-case alphanumerics and '-', at most 63 characters)"
+        )
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ from adapter.auth import (
 from adapter.certs import SharedCertificate, self_signed
 from adapter.errors import UsageError
 from adapter.instrument import RequestMetrics
+from adapter.keda.scaler import ExternalScaler, server_credentials
+from adapter.keda.server import ScalerServer
 from adapter.kube import Kube, KubeError, api_client, own_namespace, serving_names
 from adapter.provider import Check, ForecastProvider
 from adapter.tls import (
@@ -163,6 +165,8 @@ class ServeOptions:
     tls_min_version: str = "VersionTLS12"
     tls_cipher_suites: str | None = None
     kubeconfig: Path | None = None
+    keda_scaler_port: int | None = None
+    keda_client_ca_file: Path | None = None
     authentication: AuthenticationSettings = field(default_factory=AuthenticationSettings)
     authorization: AuthorizationSettings = field(default_factory=AuthorizationSettings)
     log_level: str = "info"
@@ -191,11 +195,26 @@ def listener(o: ServeOptions) -> tuple[str, int, bool]:
         raise UsageError("--cert-secret and --tls-cert-file exclude each other")
     if bool(cert) != bool(key):
         raise UsageError("--tls-cert-file and --tls-private-key-file must be given together")
-    for flag, path in (("--tls-cert-file", cert), ("--tls-private-key-file", key)):
+    for flag, path in (
+        ("--tls-cert-file", cert),
+        ("--tls-private-key-file", key),
+        ("--keda-client-ca-file", o.keda_client_ca_file),
+    ):
         if path and not Path(path).is_file():
             raise UsageError(f"{flag}: no such file: {path}")
+    if o.keda_client_ca_file and o.keda_scaler_port is None:
+        raise UsageError("--keda-client-ca-file needs --keda-scaler-port")
     if cert or o.cert_dir:
+        if o.keda_scaler_port is not None and o.keda_scaler_port == (o.secure_port or 6443):
+            raise UsageError("--keda-scaler-port must differ from the secure port")
         return o.bind_address or "0.0.0.0", o.secure_port or 6443, True
+    if o.keda_client_ca_file:
+        raise UsageError(
+            "--keda-client-ca-file needs TLS: give --tls-cert-file and --tls-private-key-file "
+            "(or --cert-dir)"
+        )
+    if o.keda_scaler_port is not None and o.keda_scaler_port == o.port:
+        raise UsageError("--keda-scaler-port must differ from --port")
     if o.secure_port is not None:
         raise UsageError(
             "--secure-port needs a certificate: --tls-cert-file and --tls-private-key-file, "
@@ -234,11 +253,22 @@ def _banner(rules_names: list[str], url: str, demo: bool, tls: bool) -> str:
     return "\n".join(lines)
 
 
-def _secure(
-    o: ServeOptions, app: ASGIApp
-) -> tuple[ASGIApp, ssl.SSLContext, Authenticator, SharedCertificate | None, Kube]:
-    """The app behind authentication and authorization, the TLS context to serve it, the
-    shared certificate's background check, and the Kubernetes API client."""
+@dataclass
+class _Secured:
+    """What serving securely adds: the guarded app, its TLS context and the files it serves
+    with, the authenticator, the shared certificate's background check, the API client."""
+
+    app: ASGIApp
+    context: ssl.SSLContext
+    cert_file: Path
+    key_file: Path
+    authenticator: Authenticator
+    shared: SharedCertificate | None
+    kube: Kube
+
+
+def _secure(o: ServeOptions, app: ASGIApp) -> _Secured:
+    """Put the app behind authentication and authorization, served over TLS."""
     min_version = parse_min_version(o.tls_min_version)
     ciphers = parse_cipher_suites(o.tls_cipher_suites)
     if o.tls_cert_file and o.tls_private_key_file:
@@ -265,7 +295,7 @@ def _secure(
     authenticator.start()
     tls = ServingTLS(TLSSettings(cert, key, min_version, ciphers), authenticator.client_cas_pem)
     guarded = Guard(app, authenticator, Authorizer(o.authorization, kube))
-    return guarded, tls.context, authenticator, shared, kube
+    return _Secured(guarded, tls.context, cert, key, authenticator, shared, kube)
 
 
 def _freeze(generation: int) -> None:
@@ -304,13 +334,25 @@ def serve(o: ServeOptions) -> None:
         rules = [DEMO_RULE]
         service = build_service(rules, demo_source, time.time)
     app: ASGIApp = service.app
-    context = None
-    authenticator = None
-    shared = None
+    secured = None
     workloads = None
+    scaler = None
     if tls:
-        app, context, authenticator, shared, kube = _secure(o, app)
-        workloads = WorkloadWatch(kube, rules, service.demand, time.time, service.jobs.soon)
+        secured = _secure(o, app)
+        app = secured.app
+        workloads = WorkloadWatch(secured.kube, rules, service.demand, time.time, service.jobs.soon)
+    if o.keda_scaler_port is not None:
+        credentials = (
+            server_credentials(secured.cert_file, secured.key_file, o.keda_client_ca_file)
+            if secured is not None
+            else None
+        )
+        scaler = ScalerServer(
+            ExternalScaler(service.provider, service.telemetry),
+            address,
+            o.keda_scaler_port,
+            credentials,
+        )
     app = RequestMetrics(app, service.telemetry)
     access_log.setLevel(logging.INFO if o.verbosity >= 2 else logging.WARNING)
 
@@ -333,17 +375,21 @@ def serve(o: ServeOptions) -> None:
     service.start()
     if workloads is not None:
         workloads.start()
+    if scaler is not None:
+        scaler.start()
     threading.Thread(
         target=_freeze_when_ready, args=(service.provider,), name="gc-freeze", daemon=True
     ).start()
     try:
-        http.run(app, address, port, context, o.log_level)
+        http.run(app, address, port, secured.context if secured else None, o.log_level)
     finally:
         log.info("stopping: the API is closed; background work in flight is abandoned")
+        if scaler is not None:
+            scaler.stop()
         service.stop()
         if workloads is not None:
             workloads.stop()
-        if authenticator is not None:
-            authenticator.stop()
-        if shared is not None:
-            shared.stop()
+        if secured is not None:
+            secured.authenticator.stop()
+            if secured.shared is not None:
+                secured.shared.stop()

@@ -99,6 +99,18 @@ class Telemetry:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=registry,
         )
+        self.keda_requests = Counter(
+            "scaleahead_keda_requests_total",
+            "Calls of the KEDA external scaler answered, by method and gRPC status code "
+            "(a stream counts once, when it opens).",
+            ["method", "code"],
+            registry=registry,
+        )
+        self.keda_streams = Gauge(
+            "scaleahead_keda_streams",
+            "StreamIsActive streams open.",
+            registry=registry,
+        )
         for endpoint in QUERY_ENDPOINTS:
             self.query_duration.labels(endpoint)
             for kind in ERROR_KINDS:

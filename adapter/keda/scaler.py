@@ -1,0 +1,289 @@
+"""KEDA's external scaler protocol: a ScaledObject's `external` or `external-push` trigger
+names a rule and a selector in its metadata and gets the same served values, from the same
+provider, as the external metrics API answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from adapter.errors import BadRequest, NotFound, StatusError, Unavailable
+from adapter.keda import externalscaler_pb2 as pb
+from adapter.keda import externalscaler_pb2_grpc as pb_grpc
+from adapter.provider import ExternalMetricsProvider, check_namespace
+from forecaster.runtime.telemetry import Telemetry
+from forecaster.selector import LabelSelector, SelectorError, parse_selector
+
+log = logging.getLogger(__name__)
+
+OURS = ("rule", "labelSelector", "threshold", "activationThreshold")
+"""The trigger metadata scaleahead reads (each may also be given as <key>FromEnv)."""
+
+KEDAS = ("scalerAddress", "enableTLS", "unsafeSsl")
+"""Trigger metadata KEDA reads itself and passes along; ignored here."""
+
+STREAM_CHECK_INTERVAL = 5.0
+"""How often (seconds) an open StreamIsActive re-evaluates its trigger."""
+
+_CODES = {
+    BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What one ScaledObject trigger asks for, checked."""
+
+    namespace: str
+    rule: str
+    selector: LabelSelector
+    threshold: float | None
+    activation: float
+
+
+def _number(key: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadRequest(f'metadata {key}: "{text}" is not a number') from None
+    if not math.isfinite(value) or value < 0:
+        raise BadRequest(f"metadata {key}: {text} must be a finite number, at least 0")
+    return value
+
+
+def parse_trigger(ref: pb.ScaledObjectRef, rules: list[str]) -> Trigger:
+    """The trigger a ScaledObjectRef describes, or BadRequest / NotFound naming the key."""
+    check_namespace(ref.namespace)
+    meta: dict[str, str] = {}
+    for key, value in ref.scalerMetadata.items():
+        name = key.removesuffix("FromEnv")
+        if name in OURS:
+            meta[name] = value
+        elif key not in KEDAS:
+            raise BadRequest(
+                f'unknown metadata key "{key}" in the trigger of ScaledObject '
+                f"{ref.namespace}/{ref.name}: scaleahead reads {', '.join(OURS)}"
+            )
+    rule = meta.get("rule", "")
+    if not rule:
+        raise BadRequest(
+            "metadata rule is required: the name of the scaleahead rule to scale on "
+            f"(served: {', '.join(sorted(rules))})"
+        )
+    if rule not in rules:
+        raise NotFound(
+            f'metadata rule: "{rule}" is not served here; served: {", ".join(sorted(rules))}'
+        )
+    try:
+        selector = parse_selector(meta.get("labelSelector"))
+    except SelectorError as err:
+        raise BadRequest(f"metadata labelSelector: {err}") from None
+    threshold = _number("threshold", meta["threshold"]) if "threshold" in meta else None
+    if threshold == 0:
+        raise BadRequest("metadata threshold: the value per replica must be above 0")
+    activation = _number("activationThreshold", meta.get("activationThreshold", "0"))
+    return Trigger(ref.namespace, rule, selector, threshold, activation)
+
+
+T = TypeVar("T")
+
+
+class ExternalScaler(pb_grpc.ExternalScalerServicer):
+    """The servicer: each call parses its trigger and asks the provider, which answers
+    from memory, so the calls run on the server's event loop."""
+
+    def __init__(
+        self,
+        provider: ExternalMetricsProvider,
+        telemetry: Telemetry | None = None,
+        check_interval: float = STREAM_CHECK_INTERVAL,
+    ) -> None:
+        self.provider = provider
+        self.telemetry = telemetry
+        self.check_interval = check_interval
+
+    def _trigger(self, ref: pb.ScaledObjectRef) -> Trigger:
+        return parse_trigger(ref, self.provider.metric_names())
+
+    def _values(self, trigger: Trigger) -> list[float]:
+        values = self.provider.values(trigger.namespace, trigger.rule, trigger.selector)
+        return [v.value for v in values]
+
+    def _active(self, trigger: Trigger) -> bool:
+        return sum(self._values(trigger)) > trigger.activation
+
+    async def _answer(
+        self, method: str, context: grpc.aio.ServicerContext, answer: Callable[[], T]
+    ) -> T:
+        try:
+            result = answer()
+        except StatusError as err:
+            await self._abort(method, context, err)
+        except Exception as err:  # a bug: INTERNAL with its message, never a number
+            log.error("KEDA %s failed", method, exc_info=err)
+            await self._abort(method, context, StatusError(f"internal error: {err}"))
+        self._count(method, grpc.StatusCode.OK)
+        return result
+
+    async def _abort(
+        self, method: str, context: grpc.aio.ServicerContext, err: StatusError
+    ) -> NoReturn:
+        code = _CODES.get(type(err), grpc.StatusCode.INTERNAL)
+        self._count(method, code)
+        await context.abort(code, err.message)
+        raise AssertionError("unreachable: abort raises")
+
+    def _count(self, method: str, code: grpc.StatusCode) -> None:
+        if self.telemetry is not None:
+            self.telemetry.keda_requests.labels(method, code.name).inc()
+
+    async def IsActive(
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> pb.IsActiveResponse:
+        def answer() -> pb.IsActiveResponse:
+            return pb.IsActiveResponse(result=self._active(self._trigger(request)))
+
+        return await self._answer("IsActive", context, answer)
+
+    async def GetMetricSpec(
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> pb.GetMetricSpecResponse:
+        def answer() -> pb.GetMetricSpecResponse:
+            trigger = self._trigger(request)
+            if trigger.threshold is None:
+                raise BadRequest(
+                    "metadata threshold is required: the value of the metric one replica "
+                    "handles (the HPA's target per replica)"
+                )
+            spec = pb.MetricSpec(
+                metricName=trigger.rule,
+                targetSize=max(1, round(trigger.threshold)),
+                targetSizeFloat=trigger.threshold,
+            )
+            return pb.GetMetricSpecResponse(metricSpecs=[spec])
+
+        return await self._answer("GetMetricSpec", context, answer)
+
+    async def GetMetrics(
+        self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMetricsResponse:
+        def answer() -> pb.GetMetricsResponse:
+            trigger = self._trigger(request.scaledObjectRef)
+            name = request.metricName or trigger.rule
+            if name != trigger.rule:
+                raise NotFound(
+                    f'metric "{name}" is not the metric of this trigger, "{trigger.rule}" '
+                    "(the name GetMetricSpec gave)"
+                )
+            return pb.GetMetricsResponse(
+                metricValues=[
+                    pb.MetricValue(metricName=name, metricValue=math.ceil(v), metricValueFloat=v)
+                    for v in self._values(trigger)
+                ]
+            )
+
+        return await self._answer("GetMetrics", context, answer)
+
+    async def StreamIsActive(
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        """The current answer at once, then each change. A trigger that cannot be answered
+        at first ends the stream with its error; one that fails later keeps its last
+        answer (an outage is not a reason to scale to zero) until it can be answered."""
+        method = "StreamIsActive"
+        try:
+            trigger = self._trigger(request)
+            last = self._active(trigger)
+        except StatusError as err:
+            await self._abort(method, context, err)
+        self._count(method, grpc.StatusCode.OK)
+        if self.telemetry is not None:
+            self.telemetry.keda_streams.inc()
+        failing = False
+        try:
+            yield pb.IsActiveResponse(result=last)
+            while True:
+                await asyncio.sleep(self.check_interval)
+                try:
+                    active = self._active(trigger)
+                except StatusError as err:
+                    if not failing:
+                        log.warning(
+                            "StreamIsActive %s/%s: %s; keeping the last answer (%s)",
+                            request.namespace,
+                            request.name,
+                            err.message,
+                            last,
+                        )
+                    failing = True
+                    continue
+                failing = False
+                if active != last:
+                    last = active
+                    yield pb.IsActiveResponse(result=active)
+        finally:
+            if self.telemetry is not None:
+                self.telemetry.keda_streams.dec()
+
+
+class _CertificateFiles:
+    """The PEM files of the scaler's TLS, re-read when one changes (checked at most once a
+    second, when a new connection asks)."""
+
+    def __init__(self, cert_file: Path, key_file: Path, client_ca_file: Path | None) -> None:
+        self.cert_file, self.key_file, self.client_ca_file = cert_file, key_file, client_ca_file
+        self._stamp = self._stamps()
+        self._checked = time.monotonic()
+
+    def _stamps(self) -> tuple[int, ...]:
+        out = []
+        for path in (self.cert_file, self.key_file, self.client_ca_file):
+            try:
+                out.append(path.stat().st_mtime_ns if path else 0)
+            except OSError:
+                out.append(-1)
+        return tuple(out)
+
+    def load(self) -> grpc.ServerCertificateConfiguration:
+        ca = self.client_ca_file.read_bytes() if self.client_ca_file else None
+        pair = (self.key_file.read_bytes(), self.cert_file.read_bytes())
+        return grpc.ssl_server_certificate_configuration([pair], root_certificates=ca)
+
+    def changed(self) -> grpc.ServerCertificateConfiguration | None:
+        """grpc's fetcher: a new configuration, or None to keep the current one."""
+        now = time.monotonic()
+        if now - self._checked < 1.0:
+            return None
+        self._checked = now
+        stamp = self._stamps()
+        if stamp == self._stamp:
+            return None
+        try:
+            config = self.load()
+        except OSError as err:
+            log.warning("KEDA scaler TLS: keeping the previous certificate: %s", err)
+            return None
+        self._stamp = stamp
+        log.info("KEDA scaler TLS: certificate or client CA changed; new connections use them")
+        return config
+
+
+def server_credentials(
+    cert_file: Path, key_file: Path, client_ca_file: Path | None
+) -> grpc.ServerCredentials:
+    """TLS credentials from PEM files, followed when they change; with a client CA, only
+    clients presenting a certificate it signed get through the handshake."""
+    files = _CertificateFiles(cert_file, key_file, client_ca_file)
+    return grpc.dynamic_ssl_server_credentials(
+        files.load(), files.changed, require_client_authentication=client_ca_file is not None
+    )
