@@ -332,19 +332,24 @@ def _describe(err: Exception) -> str:
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 
 
-def serving_names(kube: Kube) -> list[str]:
-    """Names a self-signed serving certificate must carry: loopback, and the Service the
-    APIService routes to (`<service>.<namespace>.svc`), when it can be read."""
+SERVICE = "scaleahead"
+"""The shipped Service's name (manifests/base/service.yaml)."""
+
+
+def serving_names(kube: Kube, namespace: str | None) -> list[str]:
+    """Names a self-signed serving certificate must carry: loopback, the shipped Service in
+    `namespace` (which KEDA dials for the external scaler), and the Service the APIService
+    routes to, when it can be read and routes to `namespace`."""
     names = ["localhost", "127.0.0.1"]
+    services: list[tuple[str | None, str | None]] = [(SERVICE, namespace)] if namespace else []
     try:
         api = kube.registration.read_api_service(APISERVICE, _request_timeout=TIMEOUT)
         ref = api.spec.service if api.spec is not None else None
     except Exception as err:
-        log.info("APIService %s not readable (%s): certificate for loopback only", APISERVICE, err)
-        return names
-    if ref is not None:
-        names += [
-            f"{ref.name}.{ref.namespace}.svc",
-            f"{ref.name}.{ref.namespace}.svc.cluster.local",
-        ]
+        log.info("APIService %s not readable (%s)", APISERVICE, err)
+        ref = None
+    if ref is not None and (namespace is None or ref.namespace == namespace):
+        services.append((ref.name, ref.namespace))
+    for name, ns in dict.fromkeys(services):
+        names += [f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
     return names

@@ -281,8 +281,9 @@ def _secure(o: ServeOptions, app: ASGIApp) -> _Secured:
     else:
         assert o.cert_dir is not None
         if o.cert_secret:
+            namespace = own_namespace(o.kubeconfig)
             shared = SharedCertificate(
-                kube, own_namespace(o.kubeconfig), o.cert_secret, o.cert_dir, serving_names(kube)
+                kube, namespace, o.cert_secret, o.cert_dir, serving_names(kube, namespace)
             )
             try:
                 generated = shared.sync()
@@ -290,7 +291,7 @@ def _secure(o: ServeOptions, app: ASGIApp) -> _Secured:
                 raise UsageError(f"--cert-secret {o.cert_secret}: {err}") from None
             shared.start()
         else:
-            generated = self_signed(o.cert_dir, serving_names(kube))
+            generated = self_signed(o.cert_dir, serving_names(kube, None))
         cert, key = generated.cert_file, generated.key_file
     authenticator.start()
     tls = ServingTLS(TLSSettings(cert, key, min_version, ciphers), authenticator.client_cas_pem)

@@ -22,6 +22,7 @@ from adapter.keda.scaler import ExternalScaler, server_credentials
 from adapter.keda.server import ScalerServer
 from adapter.service import build_service, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
+from forecaster.selector import parse_selector
 from forecaster.times import SETTLE
 from tests.conftest import RULE_QUERY, STEP, Clock, PrometheusServer, clean_env, free_port
 from tests.pki import CA
@@ -61,11 +62,35 @@ def service(prometheus: PrometheusServer):
     svc.stop()
 
 
+class Paused:
+    """The service's provider, behind a lock a test holds while time moves, so that no
+    call sees the state between a clock step and the cycle and refresh that follow it."""
+
+    def __init__(self, provider) -> None:
+        self.provider = provider
+        self.lock = threading.Lock()
+
+    def metric_names(self):
+        return self.provider.metric_names()
+
+    def readiness(self):
+        return self.provider.readiness()
+
+    def values(self, namespace, metric, selector):
+        with self.lock:
+            return self.provider.values(namespace, metric, selector)
+
+
 @pytest.fixture
-def scaler(service):
+def paused(service) -> Paused:
+    return Paused(service[0].provider)
+
+
+@pytest.fixture
+def scaler(service, paused):
     svc, _, _ = service
     server = ScalerServer(
-        ExternalScaler(svc.provider, svc.telemetry, check_interval=0.02), "127.0.0.1", 0, None
+        ExternalScaler(paused, svc.telemetry, check_interval=0.02), "127.0.0.1", 0, None
     )
     port = server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -224,6 +249,12 @@ def test_no_values_is_unavailable_never_inactive():
         svc.stop()
 
 
+def served_sum(svc) -> float:
+    """What the provider serves for the checkout series now (the float the scaler uses)."""
+    values = svc.provider.values("default", METRIC, parse_selector("service=checkout"))
+    return sum(v.value for v in values)
+
+
 def _expect(predicate, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -231,18 +262,18 @@ def _expect(predicate, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def test_stream_is_active_pushes_each_change_over_simulated_minutes(service, scaler):
+def test_stream_is_active_pushes_each_change_over_simulated_minutes(
+    service, scaler, paused, caplog
+):
     svc, rule, clock = service
     start = clock.t
     minutes = 20
-    # The served values over the next minutes, to put the activation threshold between them.
+    # A first pass over the minutes puts the activation threshold amid their values.
     values = []
     for _ in range(minutes):
         step(svc, rule, clock)
-        values.append(sum(http_value(svc, "service=checkout")))
-    threshold = sorted(values)[len(values) // 2] - 0.0005
-    expected = [v > threshold for v in values]
-    assert True in expected and False in expected
+        values.append(served_sum(svc))
+    threshold = sorted(values)[len(values) // 2]
 
     clock.t = start
     step(svc, rule, clock)
@@ -260,19 +291,23 @@ def test_stream_is_active_pushes_each_change_over_simulated_minutes(service, sca
     reader = threading.Thread(target=read)
     reader.start()
     _expect(lambda: len(received) == 1)
-    seen = [received[0]]
+    seen = [served_sum(svc) > threshold]
+    assert received == seen
     for minute in range(1, minutes):
-        step(svc, rule, clock)
-        if expected[minute] != seen[-1]:
-            seen.append(expected[minute])
-            _expect(lambda n=len(seen): len(received) == n)  # noqa: B023
+        with paused.lock:
+            step(svc, rule, clock)
+        active = served_sum(svc) > threshold
+        if active != seen[-1]:
+            seen.append(active)
+            count = len(seen)
+            _expect(lambda count=count: len(received) == count)
         time.sleep(0.1)  # five checks: an unchanged answer is not sent again
         assert received == seen, f"minute {minute}: {received} != {seen}"
-    assert received[0] == expected[0]
     assert len(received) >= 3  # at least two changes within the 20 simulated minutes
 
     # An outage (current values and forecasts go stale) keeps the stream and its last answer.
     clock.t += 3600
+    _expect(lambda: "keeping the last answer" in caplog.text)
     time.sleep(0.2)
     assert received == seen
     assert "scaleahead_keda_streams 1.0" in TestClient(svc.app).get("/metrics").text
@@ -289,7 +324,9 @@ def _serve_tls(svc, tmp_path: Path, mutual: bool) -> tuple[ScalerServer, int, CA
         ExternalScaler(svc.provider),
         "127.0.0.1",
         0,
-        server_credentials(server_pair.cert, server_pair.key, client_ca.cert if client_ca else None),
+        server_credentials(
+            server_pair.cert, server_pair.key, client_ca.cert if client_ca else None
+        ),
     )
     port = server.start()
     return server, port, client_ca or ca
@@ -350,7 +387,7 @@ def test_mutual_tls_needs_a_client_certificate_from_its_ca(service, tmp_path):
 def test_a_renewed_certificate_is_served_to_new_connections(service, tmp_path):
     svc, rule, clock = service
     step(svc, rule, clock, 0)
-    server, port, ca = _serve_tls(svc, tmp_path, mutual=False)
+    server, port, _ = _serve_tls(svc, tmp_path, mutual=False)
     try:
         renewed = CA("renewed-ca", tmp_path / "renewed")
         pair = renewed.issue("scaler-2", "scaleahead", hosts=("localhost",), server=True)

@@ -27,7 +27,15 @@ from forecaster.config import parse_config
 from tests.conftest import REPO, venv_tool
 
 KUBERNETES_VERSION = "1.28.0"  # the control plane of ../shared/k8s
-KUSTOMIZATIONS = ["base", "overlays/cert-manager", "examples", "monitoring"]
+KUSTOMIZATIONS = [
+    "base",
+    "overlays/cert-manager",
+    "overlays/keda",
+    "examples",
+    "examples/checkout",
+    "examples/keda",
+    "monitoring",
+]
 CRD_VALIDATOR = REPO / "tests" / "manifests" / "crds"
 SERVICE_ACCOUNT = ("scaleahead", "scaleahead")
 
@@ -51,8 +59,15 @@ def one(docs: tuple[dict[str, Any], ...], kind: str, name: str | None = None) ->
     return found[0]
 
 
+CRD_GROUPS = {"cert-manager.io", "keda.sh", "monitoring.coreos.com"}
+
+
 def is_crd_kind(doc: dict[str, Any]) -> bool:
-    return doc["apiVersion"].split("/")[0] in {"cert-manager.io", "monitoring.coreos.com"}
+    return doc["apiVersion"].split("/")[0] in {
+        "cert-manager.io",
+        "keda.sh",
+        "monitoring.coreos.com",
+    }
 
 
 def test_every_kustomization_is_found():
@@ -131,7 +146,7 @@ def test_the_apiservice_routes_to_the_port_the_deployment_serves():
 
 
 def test_the_deployment_flags_parse_and_their_paths_are_mounted():
-    for name in ("base", "overlays/cert-manager"):
+    for name in ("base", "overlays/cert-manager", "overlays/keda"):
         deployment = one(render(name), "Deployment", "scaleahead")
         pod = deployment["spec"]["template"]["spec"]
         [container] = pod["containers"]
@@ -161,7 +176,7 @@ def test_the_deployment_flags_parse_and_their_paths_are_mounted():
 
 def test_the_probes_hit_paths_the_server_answers():
     client = TestClient(build_service([DEMO_RULE], demo_source, lambda: 1e9).app)
-    for name in ("base", "overlays/cert-manager"):
+    for name in ("base", "overlays/cert-manager", "overlays/keda"):
         [container] = one(render(name), "Deployment", "scaleahead")["spec"]["template"]["spec"][
             "containers"
         ]
@@ -172,6 +187,50 @@ def test_the_probes_hit_paths_the_server_answers():
             # Not ready before the first cycle, but answered (503 is readiness's "no").
             assert client.get(get["path"]).status_code in (200, 503), get["path"]
         assert client.get(probes[1]["httpGet"]["path"]).status_code == 200  # alive
+
+
+def test_the_keda_overlay_leaves_the_apiservice_to_keda_and_serves_its_scaled_object():
+    """No APIService; the ScaledObject's scaler address is the Service's gRPC port, which
+    routes to the port the server's --keda-scaler-port opens; its trigger is one the scaler
+    accepts for a rule of the shipped config, with KEDA's HPA behaviour as the example's."""
+    docs = render("overlays/keda")
+    assert not [d for d in docs if d["kind"] == "APIService"]
+    service = one(docs, "Service", "scaleahead")
+    [grpc_port] = [p for p in service["spec"]["ports"] if p["name"] == "grpc"]
+    [container] = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    [served] = [p for p in container["ports"] if p["name"] == grpc_port["targetPort"]]
+    args = parser().parse_args(["serve", *container["args"]])
+    assert served["containerPort"] == args.keda_scaler_port
+    assert args.cert_secret  # TLS: the scaler serves with the same certificate
+    policy = one(docs, "NetworkPolicy")
+    keda_ingress = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "grpc"]
+    assert keda_ingress[0]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "keda"
+    }
+
+    cm = one(docs, "ConfigMap")
+    rules = [r.name for r in parse_config(yaml.safe_load(cm["data"]["config.yaml"]), "c").rules]
+    example = render("examples/keda")
+    scaled = one(example, "ScaledObject")
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] in ("external", "external-push")
+    meta = trigger["metadata"]
+    host, port = meta["scalerAddress"].rsplit(":", 1)
+    namespace = service["metadata"]["namespace"]
+    assert host == f"{service['metadata']['name']}.{namespace}.svc"
+    assert int(port) == grpc_port["port"] and meta["enableTLS"] == "true"
+    from adapter.keda import externalscaler_pb2 as pb
+    from adapter.keda.scaler import parse_trigger
+
+    ref = pb.ScaledObjectRef(name="checkout", namespace="default", scalerMetadata=meta)
+    parsed = parse_trigger(ref, rules)
+    assert parsed.threshold and parsed.threshold > 0
+    auth = one(example, trigger["authenticationRef"]["kind"], trigger["authenticationRef"]["name"])
+    assert [p["parameter"] for p in auth["spec"]["secretTargetRef"]] == ["caCert"]
+    target = one(example, "Deployment", scaled["spec"]["scaleTargetRef"]["name"])
+    assert target["metadata"]["namespace"] == scaled["metadata"]["namespace"]
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior == one(render("examples"), "HorizontalPodAutoscaler")["spec"]["behavior"]
 
 
 def test_the_shipped_config_is_valid_and_the_example_hpa_uses_its_metric():

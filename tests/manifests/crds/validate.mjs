@@ -1,12 +1,14 @@
-// Validate Kubernetes objects (a JSON array on stdin) of the Prometheus Operator's and
-// cert-manager's kinds against the validators generated from their published CRD
+// Validate Kubernetes objects (a JSON array on stdin) of the Prometheus Operator's,
+// cert-manager's and KEDA's kinds against the validators generated from their published CRD
 // schemas; print one line per error, exit 1 if there is any.
 import { readFileSync } from "node:fs";
 import * as certManager from "@kubernetes-models/cert-manager/cert-manager.io/v1";
+import * as keda from "@kubernetes-models/keda/keda.sh/v1alpha1";
 import * as monitoring from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
 
 const kinds = {
   "cert-manager.io/v1": certManager,
+  "keda.sh/v1alpha1": keda,
   "monitoring.coreos.com/v1": monitoring,
 };
 const docs = JSON.parse(readFileSync(0, "utf8"));
