@@ -18,7 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapter import openapi
+from adapter.auth import CALLER
 from adapter.errors import BadRequest, NotFound, StatusError, send_status, status_body
+from adapter.forward import Forwarder
+from adapter.kube import User
 from adapter.provider import Check, ExternalMetricsProvider, check_namespace
 from adapter.quantity import format_quantity
 from forecaster.selector import SelectorError, parse_selector
@@ -69,13 +72,19 @@ def _health(name: str, checks: list[Check], verbose: bool) -> Response:
     return PlainTextResponse("\n".join(lines) + "\n", code)
 
 
+def _caller(request: Request) -> User | None:
+    return (request.scope.get("state") or {}).get(CALLER)
+
+
 def create_app(
     provider: ExternalMetricsProvider,
     registry: CollectorRegistry,
     liveness: Callable[[], list[Check]] = list,
+    forwarder: Forwarder | None = None,
 ) -> FastAPI:
     """Build the API server over a provider; /metrics exposes `registry`; /livez and
-    /healthz fail when a `liveness` check does.
+    /healthz fail when a `liveness` check does; with a `forwarder`, the external metrics
+    the provider does not serve are answered by the server it forwards to.
 
     Handlers run on the event loop: the provider and the checks answer from memory and
     must not block.
@@ -143,21 +152,26 @@ def create_app(
         }
 
     @app.api_route(f"/apis/{GROUP_VERSION}", methods=["GET", "HEAD"])
-    async def api_resources() -> dict[str, Any]:
+    async def api_resources(request: Request) -> dict[str, Any]:
+        ours = provider.metric_names()
+        resources = [
+            {
+                "name": name,
+                "singularName": "",
+                "namespaced": True,
+                "kind": "ExternalMetricValueList",
+                "verbs": ["get"],
+            }
+            for name in ours
+        ]
+        if forwarder is not None:
+            theirs = await forwarder.resources(GROUP_VERSION, _caller(request))
+            resources += [r for r in theirs if r["name"] not in ours]
         return {
             "kind": "APIResourceList",
             "apiVersion": "v1",
             "groupVersion": GROUP_VERSION,
-            "resources": [
-                {
-                    "name": name,
-                    "singularName": "",
-                    "namespaced": True,
-                    "kind": "ExternalMetricValueList",
-                    "verbs": ["get"],
-                }
-                for name in provider.metric_names()
-            ],
+            "resources": resources,
         }
 
     @app.api_route(
@@ -169,6 +183,10 @@ def create_app(
         namespace: str = request.path_params["namespace"]
         metric: str = request.path_params["metric"]
         check_namespace(namespace)
+        if forwarder is not None and metric not in provider.metric_names():
+            # Theirs: its selector is theirs to judge (their label keys may not be ours).
+            answer = await forwarder.get(request.url.path, request.url.query, _caller(request))
+            return Response(answer.body, answer.code, media_type=answer.content_type or None)
         raw = request.query_params.getlist("labelSelector")
         if len(raw) > 1:
             raise BadRequest("labelSelector given more than once")

@@ -32,6 +32,9 @@ access_log = logging.getLogger("scaleahead.access")
 PEER_CERT = "scaleahead.peer_cert"
 """Key of the client certificate (DER, or None) in each request's ASGI state."""
 
+CALLER = "scaleahead.caller"
+"""Key of the authenticated and authorized caller (a User) in each request's ASGI state."""
+
 LOOKUP_INTERVAL = 60.0
 """How often the authentication ConfigMap is re-read (seconds)."""
 
@@ -404,6 +407,7 @@ class Guard:
                     f'user "{user.name}" cannot {attrs.describe()}{why}',
                 )
                 return
+            scope["state"] = {**(scope.get("state") or {}), CALLER: user}
             await self.app(scope, receive, send_logged)
         finally:
             if access_log.isEnabledFor(logging.INFO):

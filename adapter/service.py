@@ -31,6 +31,7 @@ from adapter.auth import (
 )
 from adapter.certs import SharedCertificate, self_signed
 from adapter.errors import UsageError
+from adapter.forward import Forwarder
 from adapter.instrument import RequestMetrics
 from adapter.keda.scaler import ExternalScaler, server_credentials
 from adapter.keda.server import ScalerServer
@@ -44,7 +45,7 @@ from adapter.tls import (
     parse_min_version,
 )
 from adapter.workloads import WorkloadWatch
-from forecaster.config import CurrentConfig, PrometheusConfig, Rule, load_config
+from forecaster.config import CurrentConfig, ForwardConfig, PrometheusConfig, Rule, load_config
 from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.cycle import ForecastCycle
 from forecaster.runtime.demand import SeriesDemand
@@ -98,8 +99,10 @@ def build_service(
     source_factory: Callable[[Telemetry], Source],
     clock: Callable[[], float],
     current_config: CurrentConfig | None = None,
+    forward: ForwardConfig | None = None,
 ) -> Service:
-    """Assemble the service; `source_factory` gets the telemetry to report queries to."""
+    """Assemble the service; `source_factory` gets the telemetry to report queries to;
+    `forward` names the server that answers the external metrics no rule serves."""
     current_config = current_config or CurrentConfig()
     registry = CollectorRegistry()
     GCCollector(registry=registry)  # python_gc_*: full collections pause serving
@@ -118,7 +121,7 @@ def build_service(
     def liveness() -> list[Check]:
         return [Check(stall.job, False, stall.message) for stall in jobs.stalls()]
 
-    app = create_app(provider, registry, liveness)
+    app = create_app(provider, registry, liveness, Forwarder(forward) if forward else None)
     return Service(
         rules,
         source,
@@ -329,7 +332,7 @@ def serve(o: ServeOptions) -> None:
         config = load_config(o.config)
         rules = config.rules
         service = build_service(
-            rules, prometheus_source(config.prometheus), time.time, config.current
+            rules, prometheus_source(config.prometheus), time.time, config.current, config.forward
         )
     else:
         rules = [DEMO_RULE]

@@ -347,12 +347,63 @@ class CurrentConfig(_Strict):
         return self
 
 
+class ForwardConfig(_Strict):
+    """Another external metrics server (KEDA's metrics server, prometheus-adapter) that
+    answers for the external metrics no rule serves, when scaleahead owns the APIService.
+
+    scaleahead authenticates to it either as the aggregator does, with a client certificate
+    its request-header CA signed, passing the caller in X-Remote-User / X-Remote-Group /
+    X-Remote-Extra-*; or with a bearer token (its service account's), as itself."""
+
+    url: str
+    ca_file: Path | None = None  # the server's CA; default: the system's
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    bearer_token_file: Path | None = None
+    timeout: Duration = 5
+
+    _check_files = field_validator(
+        "ca_file", "client_cert_file", "client_key_file", "bearer_token_file"
+    )(_existing_file)
+
+    @field_validator("url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("expected an https:// URL (an external metrics server serves TLS)")
+        if "@" in parts.netloc or parts.path.strip("/") or parts.query:
+            raise ValueError("expected https://host[:port] only (no credentials, path or query)")
+        return value.rstrip("/")
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("expected a positive duration")
+        return value
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> ForwardConfig:
+        cert = self.client_cert_file is not None or self.client_key_file is not None
+        if cert and (self.client_cert_file is None or self.client_key_file is None):
+            raise ValueError("client_cert_file and client_key_file go together")
+        if cert == (self.bearer_token_file is not None):
+            raise ValueError(
+                "give client_cert_file and client_key_file (a front-proxy client "
+                "certificate: the caller's identity is passed on) or bearer_token_file "
+                "(scaleahead's own identity), one of the two"
+            )
+        return self
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
     prometheus: PrometheusConfig
     rules: list[Rule] = Field(min_length=1)
     current: CurrentConfig = CurrentConfig()
+    forward: ForwardConfig | None = None
 
     @field_validator("rules")
     @classmethod
@@ -448,7 +499,7 @@ def _describe(e: Any, root: type[BaseModel]) -> str:
 
 
 _MODELS: dict[str, type[BaseModel]] = {
-    m.__name__: m for m in (Config, Rule, PrometheusConfig, CurrentConfig, BasicAuth)
+    m.__name__: m for m in (Config, Rule, PrometheusConfig, CurrentConfig, BasicAuth, ForwardConfig)
 }
 
 
