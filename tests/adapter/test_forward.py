@@ -5,6 +5,7 @@ identity passed as the aggregator passes it. B down: 503 for its metrics only.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -15,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from adapter.forward import Answer, Forwarder
+from adapter.kube import User
+from forecaster.config import ForwardConfig
 from tests.adapter.test_secure import registration, wait_ready
 from tests.conftest import RULE_QUERY, PrometheusServer, clean_env, free_port, scaleahead_cmd
 from tests.controlplane import ControlPlane
@@ -52,8 +56,8 @@ def start(plane: ControlPlane, root: Path, config: str, port: int) -> Server:
     (root / "config.yaml").write_text(config)
     token = plane.kubectl("create", "token", "scaleahead", "-n", "scaleahead").stdout.strip()
     proc = subprocess.Popen(
-        scaleahead_cmd()
-        + [
+        [
+            *scaleahead_cmd(),
             "serve",
             f"--config={root / 'config.yaml'}",
             "--bind-address=127.0.0.1",
@@ -166,6 +170,41 @@ def test_the_callers_identity_reaches_the_other_server(pair: Pair):
     denied = get_raw(pair.plane, path(THEIRS, namespace="staging"), "--as=reader")
     assert denied.returncode != 0 and "Forbidden" in denied.stderr
     assert f'path="{GROUP_PATH}/namespaces/staging/{THEIRS}"' not in pair.theirs.log
+
+
+def test_with_a_bearer_token_the_other_server_sees_scaleahead(pair: Pair, tmp_path):
+    """Where no front-proxy certificate can be had (managed control planes): scaleahead's
+    own service-account token; the caller was authorized here before forwarding."""
+    token = pair.plane.kubectl("create", "token", "scaleahead", "-n", "scaleahead").stdout
+    (tmp_path / "token").write_text(token)
+    pair.plane.apply(
+        """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: scaleahead-forwards, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: external-metrics-reader}
+subjects: [{kind: ServiceAccount, name: scaleahead, namespace: scaleahead}]
+"""
+    )
+    config = ForwardConfig(
+        url=f"https://localhost:{pair.theirs.port}",
+        ca_file=pair.theirs.root / "certs" / "ca.crt",
+        bearer_token_file=tmp_path / "token",
+    )
+
+    async def ask() -> Answer:
+        forwarder = Forwarder(config)
+        try:
+            return await forwarder.get(
+                f"{GROUP_PATH}/namespaces/default/{THEIRS}", "", User("reader")
+            )
+        finally:
+            await forwarder.close()
+
+    answer = asyncio.run(ask())
+    assert answer.code == 200, answer.body
+    assert json.loads(answer.body)["items"][0]["metricName"] == THEIRS
+    assert 'user="system:serviceaccount:scaleahead:scaleahead" verb=GET' in pair.theirs.log
 
 
 def test_the_other_server_down_is_503_for_its_metrics_only(pair: Pair):

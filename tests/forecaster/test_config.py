@@ -8,7 +8,7 @@ from pathlib import Path
 import promql_parser
 import pytest
 
-from forecaster.config import ConfigError, load_config
+from forecaster.config import ConfigError, load_config, parse_config
 from forecaster.selector import EVERYTHING, parse_selector
 from forecaster.sources.promql import check_template, render
 from tests.conftest import RULE_QUERY, clean_env, scaleahead_cmd
@@ -325,3 +325,34 @@ def test_check_config_against_prometheus_counts_series_and_explains_none(tmp_pat
     )
     assert got.returncode == 2
     assert "rule good: cannot reach http://127.0.0.1:1/api/v1/query" in got.stderr
+
+
+@pytest.mark.parametrize(
+    ("forward", "expected"),
+    [
+        ({"url": "http://adapter:443"}, "forward.url: expected an https:// URL"),
+        ({"url": "https://u:p@adapter"}, "forward.url: expected https://host[:port] only"),
+        ({"url": "https://adapter"}, "forward: give client_cert_file and client_key_file"),
+        (
+            {"url": "https://adapter", "client_cert_file": "/etc/hostname"},
+            "forward: client_cert_file and client_key_file go together",
+        ),
+        (
+            {"url": "https://adapter", "bearer_token_file": "/no/such/token"},
+            "forward.bearer_token_file: no such file: /no/such/token",
+        ),
+        (
+            {"url": "https://adapter", "bearer_token_file": "/etc/hostname", "timeot": "1s"},
+            "forward.timeot: unknown key; did you mean 'timeout'?",
+        ),
+    ],
+)
+def test_forward_errors_name_the_key(forward, expected):
+    data = {
+        "prometheus": {"url": "http://prometheus:9090"},
+        "rules": [{"name": "a", "query": "sum by (namespace) (rate(x{<<.LabelMatchers>>}[1m]))"}],
+        "forward": forward,
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "c.yaml")
+    assert f"c.yaml: {expected}" in str(err.value)

@@ -34,6 +34,8 @@ KUSTOMIZATIONS = [
     "examples",
     "examples/checkout",
     "examples/keda",
+    "examples/forecast-only/keda",
+    "examples/forecast-only/prometheus-adapter",
     "monitoring",
 ]
 CRD_VALIDATOR = REPO / "tests" / "manifests" / "crds"
