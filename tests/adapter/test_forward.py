@@ -175,17 +175,23 @@ def test_the_callers_identity_reaches_the_other_server(pair: Pair):
 def test_with_a_bearer_token_the_other_server_sees_scaleahead(pair: Pair, tmp_path):
     """Where no front-proxy certificate can be had (managed control planes): scaleahead's
     own service-account token; the caller was authorized here before forwarding."""
-    token = pair.plane.kubectl("create", "token", "scaleahead", "-n", "scaleahead").stdout
-    (tmp_path / "token").write_text(token)
+    # Its own service account: the shared control plane's scaleahead account keeps no
+    # RBAC for the metrics (other tests rely on that).
     pair.plane.apply(
         """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: forwarder, namespace: scaleahead}
+---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {name: scaleahead-forwards, namespace: default}
+metadata: {name: forwarder-reads-external-metrics, namespace: default}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: external-metrics-reader}
-subjects: [{kind: ServiceAccount, name: scaleahead, namespace: scaleahead}]
+subjects: [{kind: ServiceAccount, name: forwarder, namespace: scaleahead}]
 """
     )
+    token = pair.plane.kubectl("create", "token", "forwarder", "-n", "scaleahead").stdout
+    (tmp_path / "token").write_text(token)
     config = ForwardConfig(
         url=f"https://localhost:{pair.theirs.port}",
         ca_file=pair.theirs.root / "certs" / "ca.crt",
@@ -204,7 +210,7 @@ subjects: [{kind: ServiceAccount, name: scaleahead, namespace: scaleahead}]
     answer = asyncio.run(ask())
     assert answer.code == 200, answer.body
     assert json.loads(answer.body)["items"][0]["metricName"] == THEIRS
-    assert 'user="system:serviceaccount:scaleahead:scaleahead" verb=GET' in pair.theirs.log
+    assert 'user="system:serviceaccount:scaleahead:forwarder" verb=GET' in pair.theirs.log
 
 
 def test_the_other_server_down_is_503_for_its_metrics_only(pair: Pair):
