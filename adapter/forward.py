@@ -75,7 +75,7 @@ class Forwarder:
         url = f"{path}?{query}" if query else path
         try:
             resp = await self._client.get(url, headers=self._headers(user))
-        except (httpx.HTTPError, OSError, ssl.SSLError) as err:
+        except (httpx.HTTPError, OSError) as err:
             self._note_down(err)
             raise Unavailable(
                 f"the external metric is not served by scaleahead, and the server it is "
@@ -97,7 +97,7 @@ class Forwarder:
             found = resp.json().get("resources")
             if not isinstance(found, list):
                 raise ValueError("no resources in its APIResourceList")
-        except (httpx.HTTPError, OSError, ssl.SSLError, ValueError) as err:
+        except (httpx.HTTPError, OSError, ValueError) as err:
             self._note_down(err)
             return self._resources
         self._note_up()

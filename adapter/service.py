@@ -33,8 +33,8 @@ from adapter.certs import SharedCertificate, self_signed
 from adapter.errors import UsageError
 from adapter.forward import Forwarder
 from adapter.instrument import RequestMetrics
-from adapter.keda.scaler import ExternalScaler, server_credentials
-from adapter.keda.server import ScalerServer
+from adapter.keda.scaler import ExternalScaler
+from adapter.keda.server import ScalerServer, server_credentials
 from adapter.kube import Kube, KubeError, api_client, own_namespace, serving_names
 from adapter.provider import Check, ForecastProvider
 from adapter.tls import (

@@ -63,7 +63,8 @@ def parse_cipher_suites(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def _stamp(paths: tuple[Path, ...]) -> tuple[tuple[int, int, int], ...]:
+def file_stamps(paths: tuple[Path, ...]) -> tuple[tuple[int, int, int], ...]:
+    """What changes when a file is rewritten or replaced: (mtime, size, inode), zeros if gone."""
     out = []
     for p in paths:
         try:
@@ -130,7 +131,7 @@ class ServingTLS:
         self.settings = settings
         self.client_cas = client_cas
         self._files = (settings.cert_file, settings.key_file)
-        self._stamp = _stamp(self._files)
+        self._stamp = file_stamps(self._files)
         self._cas = client_cas()
         self._checked = time.monotonic()
         # The context the server listens with; each handshake switches to the newest.
@@ -160,7 +161,7 @@ class ServingTLS:
         sock.context = self._current
 
     def _reload_if_changed(self) -> None:
-        stamp, cas = _stamp(self._files), self.client_cas()
+        stamp, cas = file_stamps(self._files), self.client_cas()
         if stamp == self._stamp and cas == self._cas:
             return
         try:

@@ -45,6 +45,12 @@ def _existing_file(value: Path | None) -> Path | None:
     return value
 
 
+def _positive(value: int) -> int:
+    if value <= 0:
+        raise ValueError("expected a positive duration")
+    return value
+
+
 class BasicAuth(_Strict):
     """HTTP basic auth for Prometheus; the password is read from a file, never inlined."""
 
@@ -78,12 +84,7 @@ class PrometheusConfig(_Strict):
             )
         return value.rstrip("/")
 
-    @field_validator("timeout")
-    @classmethod
-    def _positive_timeout(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError("expected a positive duration")
-        return value
+    _check_timeout = field_validator("timeout")(_positive)
 
     @model_validator(mode="after")
     def _one_auth(self) -> PrometheusConfig:
@@ -376,12 +377,7 @@ class ForwardConfig(_Strict):
             raise ValueError("expected https://host[:port] only (no credentials, path or query)")
         return value.rstrip("/")
 
-    @field_validator("timeout")
-    @classmethod
-    def _positive_timeout(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError("expected a positive duration")
-        return value
+    _check_timeout = field_validator("timeout")(_positive)
 
     @model_validator(mode="after")
     def _one_identity(self) -> ForwardConfig:

@@ -40,6 +40,11 @@ class Clock:
         return self.t
 
 
+def parse_quantity(text: str) -> float:
+    """A quantity the API served ("1234m", "12") as a number."""
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import grpc
@@ -200,13 +198,12 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         """The current answer at once, then each change. A trigger that cannot be answered
         at first ends the stream with its error; one that fails later keeps its last
         answer (an outage is not a reason to scale to zero) until it can be answered."""
-        method = "StreamIsActive"
-        try:
+
+        def first() -> tuple[Trigger, bool]:
             trigger = self._trigger(request)
-            last = self._active(trigger)
-        except StatusError as err:
-            await self._abort(method, context, err)
-        self._count(method, grpc.StatusCode.OK)
+            return trigger, self._active(trigger)
+
+        trigger, last = await self._answer("StreamIsActive", context, first)
         if self.telemetry is not None:
             self.telemetry.keda_streams.inc()
         failing = False
@@ -234,56 +231,3 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         finally:
             if self.telemetry is not None:
                 self.telemetry.keda_streams.dec()
-
-
-class _CertificateFiles:
-    """The PEM files of the scaler's TLS, re-read when one changes (checked at most once a
-    second, when a new connection asks)."""
-
-    def __init__(self, cert_file: Path, key_file: Path, client_ca_file: Path | None) -> None:
-        self.cert_file, self.key_file, self.client_ca_file = cert_file, key_file, client_ca_file
-        self._stamp = self._stamps()
-        self._checked = time.monotonic()
-
-    def _stamps(self) -> tuple[int, ...]:
-        out = []
-        for path in (self.cert_file, self.key_file, self.client_ca_file):
-            try:
-                out.append(path.stat().st_mtime_ns if path else 0)
-            except OSError:
-                out.append(-1)
-        return tuple(out)
-
-    def load(self) -> grpc.ServerCertificateConfiguration:
-        ca = self.client_ca_file.read_bytes() if self.client_ca_file else None
-        pair = (self.key_file.read_bytes(), self.cert_file.read_bytes())
-        return grpc.ssl_server_certificate_configuration([pair], root_certificates=ca)
-
-    def changed(self) -> grpc.ServerCertificateConfiguration | None:
-        """grpc's fetcher: a new configuration, or None to keep the current one."""
-        now = time.monotonic()
-        if now - self._checked < 1.0:
-            return None
-        self._checked = now
-        stamp = self._stamps()
-        if stamp == self._stamp:
-            return None
-        try:
-            config = self.load()
-        except OSError as err:
-            log.warning("KEDA scaler TLS: keeping the previous certificate: %s", err)
-            return None
-        self._stamp = stamp
-        log.info("KEDA scaler TLS: certificate or client CA changed; new connections use them")
-        return config
-
-
-def server_credentials(
-    cert_file: Path, key_file: Path, client_ca_file: Path | None
-) -> grpc.ServerCredentials:
-    """TLS credentials from PEM files, followed when they change; with a client CA, only
-    clients presenting a certificate it signed get through the handshake."""
-    files = _CertificateFiles(cert_file, key_file, client_ca_file)
-    return grpc.dynamic_ssl_server_credentials(
-        files.load(), files.changed, require_client_authentication=client_ca_file is not None
-    )

@@ -23,6 +23,7 @@ from tests.conftest import (
     Clock,
     PrometheusServer,
     free_port,
+    parse_quantity,
     system_tool,
     write_blocks,
 )
@@ -114,9 +115,7 @@ def served(client: TestClient, service: str) -> tuple[int, float | None, str]:
     if resp.status_code != 200:
         return resp.status_code, None, resp.text
     [item] = json.loads(resp.text)["items"]
-    text = item["value"]
-    value = int(text[:-1]) / 1000 if text.endswith("m") else float(text)
-    return 200, value, resp.text
+    return 200, parse_quantity(item["value"]), resp.text
 
 
 def test_degraded_histories_are_served_sane_values(degraded, tmp_path: Path):

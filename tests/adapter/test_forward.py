@@ -6,7 +6,6 @@ identity passed as the aggregator passes it. B down: 503 for its metrics only.""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import subprocess
 import time
@@ -19,7 +18,7 @@ import pytest
 from adapter.forward import Answer, Forwarder
 from adapter.kube import User
 from forecaster.config import ForwardConfig
-from tests.adapter.test_secure import registration, wait_ready
+from tests.adapter.test_secure import registration, trust_and_wait, wait_ready
 from tests.conftest import RULE_QUERY, PrometheusServer, clean_env, free_port, scaleahead_cmd
 from tests.controlplane import ControlPlane
 
@@ -110,21 +109,7 @@ def pair(
     ours = None
     try:
         ours = start(control_plane, root / "ours", rule_config(prometheus, OURS, forward), port)
-        bundle = base64.b64encode((ours.root / "certs" / "ca.crt").read_bytes()).decode()
-        control_plane.kubectl(
-            "patch",
-            "apiservice",
-            "v1beta1.external.metrics.k8s.io",
-            "--type=merge",
-            "-p",
-            json.dumps({"spec": {"caBundle": bundle}}),
-        )
-        control_plane.kubectl(
-            "wait",
-            "--for=condition=Available",
-            "apiservice/v1beta1.external.metrics.k8s.io",
-            "--timeout=60s",
-        )
+        trust_and_wait(control_plane, ours.root / "certs" / "ca.crt")
         yield Pair(control_plane, ours, theirs)
     finally:
         theirs.stop()

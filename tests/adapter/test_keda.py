@@ -18,13 +18,21 @@ from fastapi.testclient import TestClient
 
 from adapter.keda import externalscaler_pb2 as pb
 from adapter.keda import externalscaler_pb2_grpc as pb_grpc
-from adapter.keda.scaler import ExternalScaler, server_credentials
-from adapter.keda.server import ScalerServer
+from adapter.keda.scaler import ExternalScaler
+from adapter.keda.server import ScalerServer, server_credentials
 from adapter.service import build_service, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
 from forecaster.selector import parse_selector
 from forecaster.times import SETTLE
-from tests.conftest import RULE_QUERY, STEP, Clock, PrometheusServer, clean_env, free_port
+from tests.conftest import (
+    RULE_QUERY,
+    STEP,
+    Clock,
+    PrometheusServer,
+    clean_env,
+    free_port,
+    parse_quantity,
+)
 from tests.pki import CA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +54,7 @@ def http_value(svc, selector: str) -> list[float]:
         f"{BASE}/namespaces/default/{METRIC}", params={"labelSelector": selector}
     )
     assert body.status_code == 200, body.text
-    return [_quantity(i["value"]) for i in body.json()["items"]]
-
-
-def _quantity(text: str) -> float:
-    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    return [parse_quantity(i["value"]) for i in body.json()["items"]]
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from tests.conftest import (
     PrometheusServer,
     clean_env,
     free_port,
+    parse_quantity,
     scaleahead_cmd,
     system_tool,
     wait_http,
@@ -112,8 +113,7 @@ def served_value(body: str) -> float:
     import json
 
     [item] = json.loads(body)["items"]
-    text = item["value"]
-    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    return parse_quantity(item["value"])
 
 
 @pytest.fixture

@@ -18,7 +18,14 @@ import httpx
 import pytest
 from cryptography import x509
 
-from tests.conftest import RULE_QUERY, PrometheusServer, clean_env, free_port, scaleahead_cmd
+from tests.conftest import (
+    RULE_QUERY,
+    PrometheusServer,
+    clean_env,
+    free_port,
+    parse_quantity,
+    scaleahead_cmd,
+)
 from tests.controlplane import ControlPlane
 from tests.pki import CA, Pair
 
@@ -193,6 +200,26 @@ def wait_ready(url: str, ca: Path, proc: subprocess.Popen[bytes], log: Path) -> 
     raise TimeoutError(f"scaleahead not ready: {last}\n{log.read_text()[-3000:]}")
 
 
+def trust_and_wait(plane: ControlPlane, ca: Path) -> None:
+    """The documented step: put the CA of the --cert-dir certificate into the APIService,
+    then wait until the aggregator finds it Available."""
+    bundle = base64.b64encode(ca.read_bytes()).decode()
+    plane.kubectl(
+        "patch",
+        "apiservice",
+        "v1beta1.external.metrics.k8s.io",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"caBundle": bundle}}),
+    )
+    plane.kubectl(
+        "wait",
+        "--for=condition=Available",
+        "apiservice/v1beta1.external.metrics.k8s.io",
+        "--timeout=60s",
+    )
+
+
 @pytest.fixture(scope="module")
 def secure(
     control_plane: ControlPlane, prometheus: PrometheusServer, tmp_path_factory
@@ -205,22 +232,7 @@ def secure(
     log = root / "scaleahead.log"
     try:
         wait_ready(f"https://127.0.0.1:{port}", ca, proc, log)
-        # The documented step: put the CA of the --cert-dir certificate into the APIService.
-        bundle = base64.b64encode(ca.read_bytes()).decode()
-        control_plane.kubectl(
-            "patch",
-            "apiservice",
-            "v1beta1.external.metrics.k8s.io",
-            "--type=merge",
-            "-p",
-            json.dumps({"spec": {"caBundle": bundle}}),
-        )
-        control_plane.kubectl(
-            "wait",
-            "--for=condition=Available",
-            "apiservice/v1beta1.external.metrics.k8s.io",
-            "--timeout=60s",
-        )
+        trust_and_wait(control_plane, ca)
         yield Secure(control_plane, port, ca, log, proc)
     finally:
         proc.terminate()
@@ -384,7 +396,7 @@ def test_a_real_hpa_scales_on_the_served_value(secure: Secure):
     plane = secure.plane
     plane.start_controller_manager()
     served = json.loads(plane.kubectl("get", "--raw", CHECKOUT).stdout)["items"][0]["value"]
-    value = float(served.rstrip("m")) / (1000 if served.endswith("m") else 1)
+    value = parse_quantity(served)
     target = f"{int(value * 1000 / 3.4)}m"  # per pod: the HPA should want about 4 pods
     plane.apply(
         f"""
@@ -428,7 +440,7 @@ spec:
     print(json.dumps(status, indent=2))
     assert status.get("currentMetrics"), plane.log_tail("kube-controller-manager")
     average = status["currentMetrics"][0]["external"]["current"]["averageValue"]
-    per_pod = float(average.rstrip("m")) / (1000 if average.endswith("m") else 1)
+    per_pod = parse_quantity(average)
     total = per_pod * status["currentReplicas"]
     # The HPA read our value (it moves a little between cycles)...
     assert abs(total - value) <= 0.05 * value

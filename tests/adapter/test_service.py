@@ -13,15 +13,11 @@ from forecaster.policy import lead_window_upper
 from forecaster.runtime.history import REFETCH_STEPS
 from forecaster.sources.base import series_key
 from forecaster.times import SETTLE
-from tests.conftest import RULE_QUERY, STEP, Clock, PrometheusServer
+from tests.conftest import RULE_QUERY, STEP, Clock, PrometheusServer, parse_quantity
 
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
 LEAD = 180
 QUANTILE = 0.9
-
-
-def parse_quantity(text: str) -> float:
-    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
 def independent_value(

@@ -17,7 +17,14 @@ from fastapi.testclient import TestClient
 from adapter.service import build_service, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
 from forecaster.times import SETTLE
-from tests.conftest import Clock, PrometheusServer, free_port, system_tool, write_blocks
+from tests.conftest import (
+    Clock,
+    PrometheusServer,
+    free_port,
+    parse_quantity,
+    system_tool,
+    write_blocks,
+)
 
 MINUTE = 60
 SCRAPE = 15
@@ -63,8 +70,7 @@ def served(client: TestClient, service: str) -> float | None:
     if resp.status_code != 200:
         return None
     [item] = json.loads(resp.text)["items"]
-    text = item["value"]
-    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    return parse_quantity(item["value"])
 
 
 @pytest.mark.parametrize("window", ["2m", "5m"])

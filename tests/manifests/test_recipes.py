@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from forecaster.sources.trace import DEMO_LABELS
-from tests.conftest import REPO, clean_env, free_port, system_tool, wait_http
+from tests.conftest import REPO, clean_env, free_port, parse_quantity, system_tool, wait_http
 from tests.manifests.test_manifests import one, render
 
 METRIC = "http_requests_forecast"
@@ -84,8 +84,7 @@ def served(running: Running) -> float:
         timeout=10,
     )
     [item] = resp.json()["items"]
-    text = item["value"]
-    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    return parse_quantity(item["value"])
 
 
 def agrees(running: Running, query: str) -> tuple[list[float], float]:
