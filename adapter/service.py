@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from fastapi import FastAPI
@@ -33,8 +34,6 @@ from adapter.certs import SharedCertificate, self_signed
 from adapter.errors import UsageError
 from adapter.forward import Forwarder
 from adapter.instrument import RequestMetrics
-from adapter.keda.scaler import ExternalScaler
-from adapter.keda.server import ScalerServer, server_credentials
 from adapter.kube import Kube, KubeError, api_client, own_namespace, serving_names
 from adapter.provider import Check, ForecastProvider
 from adapter.tls import (
@@ -56,6 +55,9 @@ from forecaster.runtime.telemetry import SeriesCollector, Telemetry
 from forecaster.sources.base import Source
 from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
 from forecaster.sources.trace import DEMO_LABELS, TraceSource, demo_trace
+
+if TYPE_CHECKING:
+    from adapter.keda.server import ScalerServer
 
 log = logging.getLogger("scaleahead")
 
@@ -340,12 +342,17 @@ def serve(o: ServeOptions) -> None:
     app: ASGIApp = service.app
     secured = None
     workloads = None
-    scaler = None
+    scaler: ScalerServer | None = None
     if tls:
         secured = _secure(o, app)
         app = secured.app
         workloads = WorkloadWatch(secured.kube, rules, service.demand, time.time, service.jobs.soon)
     if o.keda_scaler_port is not None:
+        # Imported here: gRPC costs about 10 MiB and 40 ms of start-up that a server
+        # without the KEDA scaler has no use for.
+        from adapter.keda.scaler import ExternalScaler
+        from adapter.keda.server import ScalerServer, server_credentials
+
         credentials = (
             server_credentials(secured.cert_file, secured.key_file, o.keda_client_ca_file)
             if secured is not None
