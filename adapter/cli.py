@@ -29,6 +29,20 @@ def _seconds(flag: str, text: str) -> int:
         raise UsageError(f"{flag}: {err}") from None
 
 
+def _share(flag: str, text: str | None) -> float | None:
+    """A share given as 0.7 or 70%, strictly between 0 and 1."""
+    if text is None:
+        return None
+    body = text.strip()
+    try:
+        value = float(body[:-1]) / 100 if body.endswith("%") else float(body)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise UsageError(f"{flag}: expected a utilization such as 70% or 0.7, got {text!r}")
+    return value
+
+
 def _path(text: str | None) -> Path | None:
     return None if text is None else Path(text)
 
@@ -100,6 +114,8 @@ def _backtest(args: argparse.Namespace) -> None:
         json=_path(args.json),
         capacity_per_pod=args.capacity_per_pod,
         target_per_pod=args.target_per_pod,
+        schedules=_path(args.schedules),
+        cpu_target=_share("--cpu-target", args.cpu_target),
         hpa={
             "min_replicas": args.min_replicas,
             "max_replicas": args.max_replicas,
@@ -269,6 +285,10 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         help="share of lead windows whose peak the served value covers (default: the rule's)",
     )
+    b.add_argument(
+        "--schedules",
+        help="YAML with schedules and/or events (as in a rule) to apply; also scored without",
+    )
     b.add_argument("--output", help="per-step CSV (columns: see docs/backtest.md)")
     b.add_argument("--plot", help="PNG picture of demand, forecast and capacity")
     b.add_argument("--json", help="summary as JSON")
@@ -280,6 +300,11 @@ def parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--target-per-pod", type=float, help="AverageValue target (default: the capacity per pod)"
+    )
+    g.add_argument(
+        "--cpu-target",
+        help="also score a CPU Resource metric at this utilization (e.g. 70%% or 0.7), "
+        "alone and beside scaleahead's value (the layered HPA)",
     )
     g.add_argument("--min-replicas", type=int, default=1)
     g.add_argument("--max-replicas", type=int, default=1000)

@@ -96,8 +96,10 @@ def series_panels() -> list[Panel]:
         graph(
             "Served value against actual",
             "What the HPA is served (the larger of the actual and the forecast's upper "
-            "quantile over the lead window), the actual, and the forecast's upper band at "
-            "lead. The served value should run ahead of the actual.",
+            "quantile over the lead window, raised to any active schedule's floor), the "
+            "actual, the forecast's upper band at lead, and the floor of each schedule or "
+            "event while it is active (from lead before its window opens). The served "
+            "value should run ahead of the actual.",
             "reqps",
             query(
                 f"{ONE_COPY} (scaleahead_series_served{{{SERIES}}})",
@@ -109,9 +111,23 @@ def series_panels() -> list[Panel]:
                 "upper band over the lead window {{namespace}} {{service}}",
                 "C",
             ),
-        ).override_by_regexp(
+            query(
+                f"{ONE_COPY} (scaleahead_series_schedule_floor{{{SERIES}}})",
+                "floor of {{schedule}} {{namespace}} {{service}}",
+                "D",
+            ),
+        )
+        .override_by_regexp(
             "^served.*",
             [model.DynamicConfigValue(id_val="custom.lineWidth", value=2)],
+        )
+        .override_by_regexp(
+            "^floor of.*",
+            [
+                model.DynamicConfigValue(
+                    id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}
+                )
+            ],
         ),
         graph(
             "Forecast made lead + step ago against actual",

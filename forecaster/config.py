@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -9,9 +10,11 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,7 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from forecaster.selector import is_label_name
+from forecaster.schedules import Calendar, Cron
+from forecaster.selector import EVERYTHING, LabelSelector, is_label_name, parse_selector
 from forecaster.sources.promql import check_template
 from forecaster.times import SETTLE, format_duration, grid_ceil, parse_duration
 
@@ -93,6 +97,154 @@ class PrometheusConfig(_Strict):
         return self
 
 
+_DEFINITION_NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?$")
+
+
+class _Floor(_Strict):
+    """What schedules and events share: a name, the series they apply to, and the floor
+    they set (a value in the metric's unit, or a multiple of the policy's value)."""
+
+    name: str
+    selector: str = ""  # a label selector over the rule's series; empty: every series
+    floor: float | None = None
+    multiplier: float | None = None
+
+    _selector: LabelSelector = PrivateAttr(default=EVERYTHING)
+
+    @field_validator("name")
+    @classmethod
+    def _label_value(cls, value: str) -> str:
+        if not _DEFINITION_NAME.match(value):
+            raise ValueError(
+                "expected a name usable as a label value (at most 63 letters, digits, "
+                f"'-', '_' or '.', starting and ending with a letter or digit), got {value!r}"
+            )
+        return value
+
+    @field_validator("selector")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        parse_selector(value)  # a SelectorError is a ValueError, reported on the key
+        return value
+
+    @field_validator("floor")
+    @classmethod
+    def _positive_rate(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"expected a positive number in the metric's unit, got {value}")
+        return value
+
+    @field_validator("multiplier")
+    @classmethod
+    def _raises(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value > 1):
+            raise ValueError(
+                f"expected a number above 1 (a floor never lowers the served value), got {value}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_floor(self) -> _Floor:
+        if (self.floor is None) == (self.multiplier is None):
+            raise ValueError(
+                "give floor (a value in the metric's unit) or multiplier (of the value the "
+                "forecast serves), one of the two"
+            )
+        self._selector = parse_selector(self.selector)
+        return self
+
+    @property
+    def label_selector(self) -> LabelSelector:
+        return self._selector
+
+    def timing(self) -> tuple[object, ...]:
+        """What makes two definitions open the same windows."""
+        raise NotImplementedError
+
+
+class Schedule(_Floor):
+    """A recurring window: it opens at each firing of `cron`, read on the clocks of
+    `time_zone`, and lasts `duration`."""
+
+    cron: str
+    time_zone: str
+    duration: Duration
+
+    _cron: Cron = PrivateAttr()
+    _zone: ZoneInfo = PrivateAttr()
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        Cron.parse(value)
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: expected an IANA name such as Europe/Berlin, "
+                "America/New_York or UTC"
+            ) from None
+        return value
+
+    _check_duration = field_validator("duration")(_positive)
+
+    @model_validator(mode="after")
+    def _windows_apart(self) -> Schedule:
+        self._cron, self._zone = Cron.parse(self.cron), ZoneInfo(self.time_zone)
+        gap = self._cron.shortest_gap()
+        if gap is not None and self.duration > gap:
+            raise ValueError(
+                f"duration: {format_duration(self.duration)} is longer than the "
+                f"{format_duration(gap)} between two firings of {self.cron!r}, so its "
+                "windows would overlap each other; shorten it or fire less often"
+            )
+        return self
+
+    @property
+    def duration_seconds(self) -> int:
+        return self.duration
+
+    def openings(self, start: int, end: int) -> list[int]:
+        """Unix seconds of each firing in [start, end)."""
+        return self._cron.firings(self._zone, start, end)
+
+    def timing(self) -> tuple[object, ...]:
+        """What makes two schedules the same windows (the cron as parsed, not as spelled)."""
+        return (dataclasses.replace(self._cron, text=""), self.time_zone, self.duration)
+
+
+class Event(_Floor):
+    """A one-off window from `from` to `to` (RFC 3339 times with their offsets)."""
+
+    start: AwareDatetime = Field(alias="from")
+    end: AwareDatetime = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Event:
+        if self.end <= self.start:
+            raise ValueError(
+                f"to: {self.end.isoformat()} is not after from ({self.start.isoformat()})"
+            )
+        return self
+
+    @property
+    def duration_seconds(self) -> int:
+        return int((self.end - self.start).total_seconds())
+
+    def openings(self, start: int, end: int) -> list[int]:
+        """The event's start, if it lies in [start, end)."""
+        opens = int(self.start.timestamp())
+        return [opens] if start <= opens < end else []
+
+    def timing(self) -> tuple[object, ...]:
+        return (self.start.timestamp(), self.end.timestamp())
+
+
 DEFAULT_HORIZON = 600
 
 
@@ -120,9 +272,12 @@ class Rule(_Strict):
     lead_max: Duration | None = None
     max_series: int = Field(default=1000, ge=1)
     drop_after: Duration = 3600
+    schedules: list[Schedule] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
 
     _horizon_derived: bool = PrivateAttr(default=False)
     _warmup: int = PrivateAttr(default=0)
+    _calendar: Calendar | None = PrivateAttr(default=None)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -268,6 +423,39 @@ class Rule(_Strict):
                 f"Make horizon at least {format_duration(horizon)}, or lead or interval shorter"
             )
         return self
+
+    @model_validator(mode="after")
+    def _distinct_definitions(self) -> Rule:
+        seen: dict[str, str] = {}
+        timings: dict[tuple[object, ...], str] = {}
+        definitions: list[Schedule | Event] = [*self.schedules, *self.events]
+        kinds: tuple[tuple[str, list[Schedule] | list[Event]], ...] = (
+            ("schedules", self.schedules),
+            ("events", self.events),
+        )
+        for kind, items in kinds:
+            for i, d in enumerate(items):
+                key = f"{kind}[{i}]"
+                if d.name in seen:
+                    raise ValueError(
+                        f"{kind}: {key} is named {d.name!r} like {seen[d.name]}; each "
+                        "schedule and event needs its own name (it labels /metrics)"
+                    )
+                seen[d.name] = key
+                timing = (kind, *d.timing(), str(d.label_selector))
+                if timing in timings:
+                    raise ValueError(
+                        f"{kind}: {key} ({d.name!r}) has the same windows and selector as "
+                        f"{timings[timing]}: define them once, with one floor"
+                    )
+                timings[timing] = f"{key} ({d.name!r})"
+        self._calendar = Calendar(definitions) if definitions else None
+        return self
+
+    @property
+    def calendar(self) -> Calendar | None:
+        """The rule's schedules and events, or None when it has neither."""
+        return self._calendar
 
     @property
     def lead_bounds(self) -> tuple[int, int]:
@@ -442,8 +630,19 @@ _WORDING = {
     "model_attributes_type": "expected a mapping of keys to values",
     "dict_type": "expected a mapping of keys to values",
     "path_type": "expected a file path",
+    "timezone_aware": (
+        "expected a time with its UTC offset (RFC 3339), e.g. 2026-11-27T06:00:00+01:00"
+    ),
+    "datetime_parsing": "expected an RFC 3339 time, e.g. 2026-11-27T06:00:00+01:00",
+    "datetime_from_date_parsing": "expected an RFC 3339 time, e.g. 2026-11-27T06:00:00+01:00",
+    "datetime_type": "expected an RFC 3339 time, e.g. 2026-11-27T06:00:00+01:00",
     "missing": "required key is missing",
 }
+
+
+def _keys(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's fields by the key a file spells them with (its alias, if it has one)."""
+    return {f.alias or name: f for name, f in model.model_fields.items()}
 
 
 def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
@@ -452,7 +651,7 @@ def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | 
     for part in loc:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(str(part))
+        field = _keys(model).get(str(part))
         if field is None:
             return None
         nested = [
@@ -469,7 +668,7 @@ def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | 
 
 def _unknown_key(loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     model = _model_at(loc[:-1], root)
-    known = sorted(model.model_fields) if model else []
+    known = sorted(_keys(model)) if model else []
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     if close:
         return f"unknown key; did you mean {close[0]!r}?"
@@ -495,7 +694,17 @@ def _describe(e: Any, root: type[BaseModel]) -> str:
 
 
 _MODELS: dict[str, type[BaseModel]] = {
-    m.__name__: m for m in (Config, Rule, PrometheusConfig, CurrentConfig, BasicAuth, ForwardConfig)
+    m.__name__: m
+    for m in (
+        Config,
+        Rule,
+        Schedule,
+        Event,
+        PrometheusConfig,
+        CurrentConfig,
+        BasicAuth,
+        ForwardConfig,
+    )
 }
 
 
@@ -507,7 +716,7 @@ def describe_validation_error(source: str, err: ValidationError) -> str:
         e["loc"] = tuple(p for p in e["loc"] if not str(p).startswith("function-"))
         model = _model_at(e["loc"], root)
         key, sep, rest = str(e["msg"]).removeprefix("Value error, ").partition(": ")
-        if e["type"] == "value_error" and model and sep and key in model.model_fields:
+        if e["type"] == "value_error" and model and sep and key in _keys(model):
             e["loc"], e["msg"] = (*e["loc"], key), rest  # a cross-check names its key
         lines.append(f"{source}: {_key_path(e['loc'])}: {_describe(e, root)}")
     return "\n".join(lines)

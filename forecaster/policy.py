@@ -6,10 +6,12 @@ DESIGN.md, "The external metric a rule serves": at time t a series is served
 
 The serving path applies it to one stored forecast (`served_value`); calibration, the
 backtest, the baselines and the benchmarks apply it to arrays of forecasts (`serve`).
+A rule's schedules and events then raise it to their floors (`with_floors`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -19,6 +21,7 @@ import numpy as np
 if TYPE_CHECKING:
     from forecaster.config import Rule
     from forecaster.runtime.store import SeriesForecast
+    from forecaster.schedules import ActiveFloor
 
 
 def lead_window(lead: int, step: int) -> int:
@@ -57,14 +60,24 @@ class Fallback(StrEnum):
 @dataclass(frozen=True)
 class Served:
     """A served value and how it was arrived at: `fallback` is None when a fresh
-    forecast was used, else why the actual is served alone."""
+    forecast was used, else why the actual is served alone; `schedule` names the
+    schedule or event whose floor the value is, when one lifted it."""
 
     value: float
     fallback: Fallback | None = None
+    schedule: str | None = None
 
     @property
     def predictive(self) -> bool:
         return self.fallback is None
+
+
+def with_floors(served: Served, floors: Sequence[ActiveFloor]) -> Served:
+    """`served` raised to the largest active floor; the first definition wins a tie."""
+    top = max(floors, key=lambda f: f.floor, default=None)
+    if top is None or not top.floor > served.value:
+        return served
+    return Served(top.floor, served.fallback, top.name)
 
 
 def lead_window_upper(forecast: SeriesForecast, now: float, rule: Rule) -> float | None:

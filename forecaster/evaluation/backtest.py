@@ -104,6 +104,8 @@ class Replay:
     times: np.ndarray  # grid points
     actual: np.ndarray  # rate at t (NaN: missing)
     served: np.ndarray  # value served at t (NaN: an error would have been answered)
+    policy: np.ndarray  # the forecast policy's value at t, before the rule's schedules
+    floor: np.ndarray  # the largest floor of the rule's active schedules (NaN: none)
     predictive: np.ndarray  # bool: a fresh forecast was used
     mean: np.ndarray  # (n, H) point forecasts made at t for t + h * step
     upper: np.ndarray  # (n, H) upper band
@@ -172,7 +174,19 @@ def replay(
                 upper[i, ok] = fc.upper[j[ok]]
     finally:
         quiet.setLevel(level)
-    return Replay(rule, times, actual, served, predictive, mean, upper, source.series, models)
+    policy = served
+    floor = np.full(n, np.nan)
+    if rule.calendar is not None:
+        floor = rule.calendar.floor_array(labels, times, rule.lead, policy)
+        served = scheduled(policy, floor)
+    return Replay(
+        rule, times, actual, served, policy, floor, predictive, mean, upper, source.series, models
+    )
+
+
+def scheduled(values: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """`values` raised to `floor` where both are known (an error stays an error)."""
+    return np.where(np.isfinite(values), np.fmax(values, floor), values)
 
 
 @dataclass(frozen=True)
@@ -227,8 +241,12 @@ def default_capacity(demand: np.ndarray) -> float:
     return max(float(np.percentile(finite, 99)) / 10.0, 1e-9) if len(finite) else 1.0
 
 
-def score(r: Replay, hpa: HPASettings) -> Scores:
-    """Accuracy at the lead and over the horizon, and each method's simulated HPA."""
+def score(r: Replay, hpa: HPASettings, cpu_target: float | None = None) -> Scores:
+    """Accuracy at the lead and over the horizon, and each method's simulated HPA.
+
+    With schedules, reactive and scaleahead are also scored with the schedules' floors
+    applied; with `cpu_target`, an HPA on a CPU proxy alone and one on CPU beside
+    scaleahead's value (the layered HPA) are scored too."""
     step, H, k, w = r.rule.step, r.rule.horizon_steps, r.lead_index, r.window
     full_ts, full_y = r.history.timestamps, r.history.values
     # The whole recorded series on the grid, so baselines can look back before --from.
@@ -248,7 +266,7 @@ def score(r: Replay, hpa: HPASettings) -> Scores:
     }
     served = {
         "reactive": r.actual.copy(),
-        "scaleahead": r.served,
+        "scaleahead": r.policy,
     }
     for name in ("seasonal naive", "holt-winters"):
         served[name] = baselines.served(r.actual, paths[name], w)
@@ -266,22 +284,60 @@ def score(r: Replay, hpa: HPASettings) -> Scores:
     bound = simulate(start, step, demand0, acted(oracle), hpa)
     # The share of lead windows whose realised peak stayed at or below the forecast served.
     judged = r.predictive & np.isfinite(window_max)
-    peak_coverage = float(np.mean(window_max[judged] <= r.served[judged])) if judged.any() else None
+
+    def coverage(values: np.ndarray) -> float | None:
+        return float(np.mean(window_max[judged] <= values[judged])) if judged.any() else None
+
+    def served_mae(values: np.ndarray) -> float | None:
+        s_err = np.abs(values - window_max)
+        return float(np.nanmean(s_err)) if np.isfinite(s_err).any() else None
+
     methods = []
     for name, p in paths.items():
         err = np.abs(p - realised)
         lead_err = err[:, k]
         mae_lead = float(np.nanmean(lead_err)) if np.isfinite(lead_err).any() else None
-        s_err = np.abs(served[name] - window_max)
         methods.append(
             MethodScore(
                 name=name,
                 mae_lead=mae_lead,
                 mase_lead=mae_lead / scale if mae_lead is not None and scale > 0 else None,
                 mae_horizon=float(np.nanmean(err)) if np.isfinite(err).any() else None,
-                coverage=peak_coverage if name == "scaleahead" else None,
-                served_mae=float(np.nanmean(s_err)) if np.isfinite(s_err).any() else None,
+                coverage=coverage(r.policy) if name == "scaleahead" else None,
+                served_mae=served_mae(served[name]),
                 hpa=simulate(start, step, demand0, acted(served[name]), hpa),
+            )
+        )
+    # Layers on top of the value: the schedules' floors, a CPU metric beside it.
+    layered: dict[str, tuple[np.ndarray | None, float | None]] = {}
+    if r.rule.calendar is not None:
+        floor = r.rule.calendar.floor_array(r.history.labels, r.times, r.rule.lead, r.actual)
+        layered["reactive + schedules"] = (scheduled(r.actual, floor), None)
+        layered["scaleahead + schedules"] = (r.served, None)
+    if cpu_target is not None:
+        cpu = f"cpu {cpu_target * 100:g}%"
+        layered[cpu] = (None, cpu_target)
+        layered[f"{cpu} + scaleahead"] = (r.policy, cpu_target)
+        if r.rule.calendar is not None:
+            layered[f"{cpu} + scaleahead + schedules"] = (r.served, cpu_target)
+    for name, (values, cpu_share) in layered.items():
+        forecast = values is not None and "scaleahead" in name
+        methods.append(
+            MethodScore(
+                name=name,
+                mae_lead=None,
+                mase_lead=None,
+                mae_horizon=None,
+                coverage=coverage(values) if forecast and values is not None else None,
+                served_mae=None if values is None else served_mae(values),
+                hpa=simulate(
+                    start,
+                    step,
+                    demand0,
+                    None if values is None else acted(values),
+                    hpa,
+                    cpu_target=cpu_share,
+                ),
             )
         )
     return Scores(methods, bound, hpa)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from pydantic import ValidationError
 
 from forecaster.config import Rule, describe_validation_error, load_config
@@ -47,6 +48,24 @@ class BacktestOptions:
     capacity_per_pod: float | None = None  # default: the range's p99 demand / 10
     target_per_pod: float | None = None  # default: the capacity per pod
     hpa: dict[str, float] = field(default_factory=dict)  # other HPASettings, by name
+    schedules: Path | None = None  # YAML with `schedules` and/or `events`, as in a rule
+    cpu_target: float | None = None  # also score HPAs with a CPU metric at this utilization
+
+
+def _schedules(path: Path) -> dict[str, object]:
+    """A --schedules file: a mapping with `schedules` and/or `events`, as in a rule."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise BacktestError(f"--schedules {path}: cannot read: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise BacktestError(f"--schedules {path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict) or not data or set(data) - {"schedules", "events"}:
+        raise BacktestError(
+            f"--schedules {path}: expected a mapping with the keys schedules and/or events, "
+            "written as in a rule of the configuration"
+        )
+    return {"schedules": [], "events": [], **data}
 
 
 def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, int]:
@@ -54,6 +73,9 @@ def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, i
     overrides: dict[str, object] = {"lead": o.lead}
     if o.quantile is not None:
         overrides["quantile"] = o.quantile
+    if o.schedules is not None:
+        overrides |= _schedules(o.schedules)
+    source_name = str(o.schedules) if o.schedules is not None else "backtest flags"
     try:
         if o.csv is not None:
             if o.config or o.metric or o.selector:
@@ -78,7 +100,8 @@ def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, i
                 f"(rules: {', '.join(r.name for r in config.rules)})"
             )
         derived = {"horizon"} if found.horizon_derived else set()
-        rule = Rule.model_validate({**found.model_dump(exclude=derived), **overrides})
+        dumped = found.model_dump(exclude=derived, by_alias=True)
+        rule = Rule.model_validate({**dumped, **overrides})
         try:
             selector = parse_selector(o.selector)
         except SelectorError as err:
@@ -86,7 +109,7 @@ def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, i
         source = PrometheusSource(PrometheusClient(config.prometheus))
         return rule, source, selector, int(time.time()) if o.end is None else o.end
     except ValidationError as err:
-        raise BacktestError(describe_validation_error("backtest flags", err)) from None
+        raise BacktestError(describe_validation_error(source_name, err)) from None
     except TraceError as err:
         raise BacktestError(str(err)) from None
 
@@ -126,7 +149,7 @@ def run(o: BacktestOptions) -> None:
         startup=o.lead,
         **o.hpa,  # type: ignore[arg-type]
     )
-    scores = score(result, hpa)
+    scores = score(result, hpa, o.cpu_target)
     data = summary(result, scores, seconds)
     print(table(data))
     if o.output:

@@ -8,6 +8,13 @@ the replicas at the start of the policy period, as Kubernetes does); scale-downs
 the highest recommendation of the stabilization window (300 s by default). A pod added
 at time t is Ready, and serves, from t + startup. Demand beyond the Ready pods' capacity
 is counted as requests beyond capacity.
+
+It may also have a CPU Resource metric (target type Utilization), beside the External
+metric or alone, read from a proxy: a Ready pod's CPU use is the share of its capacity
+it served during the previous sync period (at capacity it uses all of its request; pods
+not yet Ready report none). The recommendation is ceil(CPU used / target), after the
+same tolerance check, and the HPA takes the larger of its metrics' recommendations, as
+Kubernetes does; with the External metric unavailable it then only scales up.
 """
 
 from __future__ import annotations
@@ -65,20 +72,42 @@ def _totals(
     )
 
 
+def _recommend(value: float, target: float, current: int, s: HPASettings) -> int:
+    """Replicas one metric asks for: ceil(value / target), or `current` within tolerance."""
+    ratio = value / (target * current) if current else math.inf
+    if abs(ratio - 1.0) <= s.tolerance:
+        return current
+    return math.ceil(value / target - 1e-9)
+
+
 def simulate(
-    start: int, step: int, demand: np.ndarray, metric: np.ndarray, s: HPASettings
+    start: int,
+    step: int,
+    demand: np.ndarray,
+    metric: np.ndarray | None,
+    s: HPASettings,
+    cpu_target: float | None = None,
 ) -> HPAResult:
     """Run the HPA over the steps [start, start + len(demand) * step).
 
     `demand[i]` is the request rate during step i; `metric[i]` is the value the HPA reads
     during step i (NaN: no value, the HPA holds its replicas, as Kubernetes does when a
-    metric is unavailable).
+    metric is unavailable; None: the HPA has no External metric). `cpu_target`, a share
+    of the CPU request (0.7: 70 %), adds a CPU Resource metric.
     """
+    if metric is None and cpu_target is None:
+        raise ValueError("an HPA needs a metric: give metric values or a cpu_target")
     ticks_per_step = max(1, step // s.sync_period)
     n_ticks = len(demand) * ticks_per_step
     times = start + s.sync_period * np.arange(n_ticks, dtype=np.int64)
-    first = metric[np.isfinite(metric)]
-    initial = math.ceil(first[0] / s.target_per_pod) if len(first) else s.min_replicas
+    tick_demand = np.repeat(demand, ticks_per_step)
+    first = np.empty(0) if metric is None else metric[np.isfinite(metric)]
+    if len(first):
+        initial = math.ceil(first[0] / s.target_per_pod)
+    elif cpu_target is not None and len(demand):
+        initial = math.ceil(demand[0] / (s.capacity_per_pod * cpu_target))
+    else:
+        initial = s.min_replicas
     replicas = min(max(initial, s.min_replicas), s.max_replicas)
     # Start times, ascending: pods are added at the end and removed newest first.
     pods = [start - s.startup] * replicas
@@ -86,18 +115,22 @@ def simulate(
     changes: deque[tuple[int, int]] = deque()  # (time, replicas added or removed)
     out_replicas = np.empty(n_ticks, dtype=np.int64)
     out_ready = np.empty(n_ticks, dtype=np.int64)
+    # CPU used in the last sync period, in pods' requests
+    used = min(float(tick_demand[0]) / s.capacity_per_pod, replicas) if n_ticks else 0.0
     for k in range(n_ticks):
         now = int(times[k])
-        value = metric[k // ticks_per_step]
+        value = math.nan if metric is None else metric[k // ticks_per_step]
         current = len(pods)
+        wanted: list[int] = []
         if np.isfinite(value):
-            ratio = value / (s.target_per_pod * current) if current else math.inf
-            desired = (
-                current
-                if abs(ratio - 1.0) <= s.tolerance
-                else math.ceil(value / s.target_per_pod - 1e-9)
-            )
-            desired = min(max(desired, s.min_replicas), s.max_replicas)
+            wanted.append(_recommend(value, s.target_per_pod, current, s))
+        if cpu_target is not None:
+            ready_now = bisect_right(pods, now - s.startup)
+            cpu = _recommend(used, cpu_target, ready_now, s) if ready_now else current
+            # An unavailable External metric: scale up on CPU, never down.
+            wanted.append(cpu if metric is None or np.isfinite(value) else max(cpu, current))
+        if wanted:
+            desired = min(max(max(wanted), s.min_replicas), s.max_replicas)
             recommendations.append((now, desired))
             while recommendations and recommendations[0][0] <= now - s.scale_down_stabilization:
                 recommendations.popleft()
@@ -117,5 +150,5 @@ def simulate(
                 pods.pop()  # the newest (least likely Ready) first
         out_replicas[k] = len(pods)
         out_ready[k] = bisect_right(pods, now - s.startup)
-    tick_demand = np.repeat(demand, ticks_per_step)
+        used = min(float(tick_demand[k]) / s.capacity_per_pod, float(out_ready[k]))
     return _totals(times, tick_demand, out_replicas, out_ready, s)

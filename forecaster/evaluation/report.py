@@ -14,7 +14,14 @@ import numpy as np
 from forecaster.evaluation.backtest import Replay, Scores
 from forecaster.times import rfc3339
 
-CSV_COLUMNS = ["timestamp", "actual", "served", "forecast_lead", "forecast_lead_upper"]
+CSV_COLUMNS = [
+    "timestamp",
+    "actual",
+    "served",
+    "forecast_lead",
+    "forecast_lead_upper",
+    "schedule_floor",
+]
 """Per-step CSV columns; see docs/backtest.md. Add columns only at the end."""
 
 
@@ -36,6 +43,7 @@ def write_csv(path: Path, r: Replay) -> None:
                     _num(r.served[i]),
                     _num(r.mean[i, k]),
                     _num(r.upper[i, k]),
+                    _num(r.floor[i]),
                 ]
             )
 
@@ -53,6 +61,11 @@ def summary(r: Replay, s: Scores, seconds: float) -> dict[str, Any]:
         "quantile": r.rule.quantile,
         "replay_seconds": round(seconds, 2),
         "predictive_share": float(np.mean(r.predictive)),
+        "schedules": {
+            "names": r.rule.calendar.names if r.rule.calendar is not None else [],
+            "active_share": float(np.mean(np.isfinite(r.floor))),
+            "lifted_share": float(np.mean(r.served > r.policy)),
+        },
         "models": dict(sorted(r.models.items(), key=lambda kv: -kv[1])),
         "hpa": {k: getattr(s.hpa, k) for k in s.hpa.__dataclass_fields__},
         "methods": [m.summary(s.bound) for m in s.methods]
@@ -82,6 +95,7 @@ def table(data: dict[str, Any]) -> str:
 
     rng = data["range"]
     hpa = data["hpa"]
+    width = max(18, *(len(m["method"]) for m in data["methods"]))
     lines = [
         f"backtest {rng['from']} .. {rng['to']} ({rng['steps']} steps of {rng['step_seconds']}s),"
         f" lead {data['lead_seconds']}s, quantile {data['quantile']}, replayed in "
@@ -90,12 +104,13 @@ def table(data: dict[str, Any]) -> str:
         f"/pod, startup {hpa['startup']}s, replicas {hpa['min_replicas']}..{hpa['max_replicas']},"
         f" tolerance {hpa['tolerance']}, scale-down window {hpa['scale_down_stabilization']}s",
         "",
-        f"{'method':18s} {'MAE@lead':>9s} {'MASE':>6s} {'MAE(h)':>8s} {'cover':>7s} "
+        f"{'method':{width}s} {'MAE@lead':>9s} {'MASE':>6s} {'MAE(h)':>8s} {'cover':>7s} "
         f"{'servedMAE':>9s} {'beyond cap':>10s} {'under-prov':>10s} {'pod-min':>9s} {'/bound':>7s}",
     ]
     for m in data["methods"]:
         lines.append(
-            f"{m['method']:18s} {f(m.get('mae_lead')):>9s} {f(m.get('mase_lead'), digits=3):>6s} "
+            f"{m['method']:{width}s} {f(m.get('mae_lead')):>9s} "
+            f"{f(m.get('mase_lead'), digits=3):>6s} "
             f"{f(m.get('mae_horizon')):>8s} {f(m.get('coverage'), pct=True):>7s} "
             f"{f(m.get('served_mae')):>9s} {f(m['beyond_capacity_share'], pct=True):>10s} "
             f"{f(m['underprovisioned_share'], pct=True):>10s} {m['pod_minutes']:9.0f} "
@@ -109,6 +124,13 @@ def table(data: dict[str, Any]) -> str:
         f"models: {top}; a fresh forecast was served {data['predictive_share'] * 100:.1f}%"
         " of the time",
     ]
+    sched = data["schedules"]
+    if sched["names"]:
+        lines.append(
+            f"schedules: {', '.join(sched['names'])}; active "
+            f"{sched['active_share'] * 100:.1f}% of the time, lifting the served value "
+            f"{sched['lifted_share'] * 100:.1f}%"
+        )
     return "\n".join(lines)
 
 

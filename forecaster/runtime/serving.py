@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from forecaster.config import Rule
-from forecaster.policy import Fallback, Served, fallback_reason, served_value
+from forecaster.policy import Fallback, Served, fallback_reason, served_value, with_floors
 from forecaster.runtime.current import CurrentValues, RuleCurrent, is_rate
 from forecaster.runtime.store import CycleFailure, ForecastStore, SeriesForecast
+from forecaster.schedules import ActiveFloor
 from forecaster.selector import EVERYTHING, LabelSelector, Op
 from forecaster.sources.base import SeriesKey
 
@@ -19,13 +20,15 @@ from forecaster.sources.base import SeriesKey
 class SeriesServing:
     """One series now: `served` is None when neither a fresh current value nor a fresh
     forecast exists (the API then answers an error, never 0); `fallback` says why no
-    forecast is served from (None: one is)."""
+    forecast is served from (None: one is); `floors` are the rule's schedules and events
+    active for the series, which `served` is at least."""
 
     labels: dict[str, str]
     actual: float | None
     forecast: SeriesForecast | None
     served: Served | None
     fallback: Fallback | None
+    floors: tuple[ActiveFloor, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class ServingView:
                 if candidates is None or len(hits) < len(candidates):
                     candidates = hits
         keys: Iterable[SeriesKey] = index.labels if candidates is None else candidates
+        calendar = rule.calendar
         series = []
         for key in keys:
             series_labels = index.labels[key]
@@ -123,7 +127,12 @@ class ServingView:
                 fallback = Fallback.INVALID_VALUE
             else:
                 fallback = served.fallback
-            series.append(SeriesServing(series_labels, actual, forecast, served, fallback))
+            floors: tuple[ActiveFloor, ...] = ()
+            if calendar is not None and served is not None:
+                lead = rule.lead if forecast is None else forecast.lead_for(rule.lead)
+                floors = calendar.floors(series_labels, now, lead, served.value)
+                served = with_floors(served, floors)
+            series.append(SeriesServing(series_labels, actual, forecast, served, fallback, floors))
         return RuleServing(
             rule,
             now,

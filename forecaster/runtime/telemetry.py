@@ -128,7 +128,7 @@ class Telemetry:
             self.query_errors.labels(endpoint, error).inc()
 
 
-_OURS = ("rule", "reason", "model", "source")
+_OURS = ("rule", "reason", "model", "source", "schedule")
 """Label names the series samples add to a series' own labels."""
 
 
@@ -246,6 +246,12 @@ class SeriesCollector(Collector):
             "model": GaugeMetricFamily(
                 "scaleahead_series_model_info", "The model forecasting the series (value 1)."
             ),
+            "floor": GaugeMetricFamily(
+                "scaleahead_series_schedule_floor",
+                "The floor a schedule or event (label schedule) puts under the series' "
+                "served value, present while it is active: from lead before its window "
+                "opens until the window closes. The served value is at least the largest.",
+            ),
             "lead": GaugeMetricFamily(
                 "scaleahead_series_lead_seconds",
                 "The lead the series is served for: its workload's pods' measured time to "
@@ -269,6 +275,10 @@ class SeriesCollector(Collector):
                         families["fallback"].name,
                         {**labels, "reason": series.fallback.value},
                         1.0,
+                    )
+                for active in series.floors:
+                    families["floor"].add_sample(
+                        families["floor"].name, {**labels, "schedule": active.name}, active.floor
                     )
                 lead = rule.lead if fc is None else fc.lead_for(rule.lead)
                 source = "configured" if fc is None or fc.lead is None else "measured"

@@ -248,6 +248,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, nasa: Trace) -> Iterator[Sta
         "(rate(http_requests_total{<<.LabelMatchers>>}[5s]))'\n"
         f"    step: {STEP}s\n    lead: {LEAD}s\n    horizon: {HORIZON}s\n    interval: {STEP}s\n"
         f"    history: {HISTORY}s\n"
+        # A floor below the demand, active for 30 s (+ lead) of every minute: the
+        # served-value panel draws it while it is active.
+        "    schedules:\n      - {name: every-minute, cron: '* * * * *', time_zone: UTC,"
+        " duration: 30s, floor: 1}\n"
     )
     procs = []
     for i, port in enumerate(ports):
@@ -366,6 +370,11 @@ def test_every_panel_returns_data(stack: Stack):
 
     # Two replicas export every series; the panels show each once.
     assert len(results[("Served value against actual", "A")]) == 1
+    [floor] = results[("Served value against actual", "D")]
+    assert floor["metric"]["schedule"] == "every-minute"
+    # Present only while active: 30 s of every minute plus the lead before it.
+    present = len(floor["values"]) / (300 // STEP + 1)  # a range query skips absent steps
+    assert 0.3 < present < 0.95, present
     # Only the HPA whose External metric is this rule.
     [desired] = results[("HPA replicas beside the served value", "A")]
     assert desired["metric"]["horizontalpodautoscaler"] == "web"
