@@ -34,6 +34,7 @@ KUSTOMIZATIONS = [
     "examples",
     "examples/checkout",
     "examples/keda",
+    "examples/layered",
     "examples/forecast-only/keda",
     "examples/forecast-only/prometheus-adapter",
     "monitoring",
@@ -250,6 +251,48 @@ def test_the_shipped_config_is_valid_and_the_example_hpa_uses_its_metric():
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
     target = one(render("examples"), "Deployment", hpa["spec"]["scaleTargetRef"]["name"])
     assert target["metadata"]["namespace"] == hpa["metadata"]["namespace"]
+
+
+def test_the_layered_hpa_has_cpu_under_the_forecast():
+    config = parse_config(
+        yaml.safe_load(one(render("base"), "ConfigMap")["data"]["config.yaml"]), "config.yaml"
+    )
+    layered = render("examples/layered")
+    hpa = one(layered, "HorizontalPodAutoscaler")
+    by_type = {m["type"]: m for m in hpa["spec"]["metrics"]}
+    assert set(by_type) == {"Resource", "External"}
+    cpu = by_type["Resource"]["resource"]
+    assert cpu["name"] == "cpu" and cpu["target"]["type"] == "Utilization"
+    assert 0 < cpu["target"]["averageUtilization"] < 100
+    assert by_type["External"]["external"]["metric"]["name"] in {r.name for r in config.rules}
+    # The seeds' behaviour: up 100 % per 15 s, down after 300 s of stable recommendations.
+    behavior = hpa["spec"]["behavior"]
+    assert behavior == one(render("examples"), "HorizontalPodAutoscaler")["spec"]["behavior"]
+    up = {p["type"]: p for p in behavior["scaleUp"]["policies"]}
+    assert up["Percent"]["value"] == 100 and up["Percent"]["periodSeconds"] == 15
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
+    # Utilization is a share of the containers' CPU requests: every container has one.
+    target = one(layered, "Deployment", hpa["spec"]["scaleTargetRef"]["name"])
+    for container in target["spec"]["template"]["spec"]["containers"]:
+        assert container["resources"]["requests"]["cpu"]
+
+
+def test_the_example_hpas_are_accepted_by_the_api_server(control_plane):
+    """Server-side dry runs: kube-apiserver v1.28 validates what the schemas cannot (the
+    behavior policies, the metric sources' required fields together)."""
+    for name in ("examples", "examples/layered"):
+        hpa = one(render(name), "HorizontalPodAutoscaler")
+        result = control_plane.kubectl(
+            "apply", "--dry-run=server", "-f", "-", input=json.dumps(hpa), check=False
+        )
+        assert result.returncode == 0, f"{name}: {result.stderr}"
+        assert "(server dry run)" in result.stdout
+    broken = json.loads(json.dumps(one(render("examples/layered"), "HorizontalPodAutoscaler")))
+    broken["spec"]["metrics"][0]["resource"]["target"] = {"type": "Utilization"}
+    result = control_plane.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=json.dumps(broken), check=False
+    )
+    assert result.returncode != 0 and "averageUtilization" in result.stderr  # it can fail
 
 
 # --- RBAC: every Kubernetes API call in the code, granted -------------------------------

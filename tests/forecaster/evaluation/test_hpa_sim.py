@@ -63,3 +63,36 @@ def test_new_pods_serve_only_after_startup():
 def test_a_missing_metric_holds_replicas():
     r = run([50.0, np.nan, np.nan, np.nan], demand=[50.0] * 4)
     assert set(r.replicas.tolist()) == {5}
+
+
+def test_cpu_alone_settles_at_its_target_utilization():
+    demand = np.full(30, 70.0)  # 7 pods' capacity
+    r = simulate(0, 60, demand, None, S, cpu_target=0.7)
+    assert r.replicas[-1] == 10  # 70 req/s at 70 % of 10 req/s per pod
+    # A step up saturates the Ready pods at 100 % of their CPU: each round grows them by
+    # at most 1 / 0.7 (the CPU HPA's known lag), however large the jump.
+    jump = np.concatenate([demand, np.full(30, 400.0)])
+    r = simulate(0, 60, jump, None, S, cpu_target=0.7)
+    k = 30 * 4  # the first tick of the jump
+    grown = r.replicas[k + 1]
+    assert grown == 15  # ceil(10 pods at 100 % / 0.7), not ceil(400 / 7) = 58
+    assert r.replicas[-1] == 58  # it gets there, rounds of start-up later
+    assert r.beyond_capacity_share > 0.05
+
+
+def test_the_layered_hpa_takes_the_larger_recommendation():
+    demand = np.concatenate([np.full(30, 70.0), np.full(30, 400.0)])
+    # The External metric knew the jump a step early: the forecast's pods are Ready.
+    ahead = np.concatenate([np.full(29, 70.0), np.full(31, 400.0)])
+    layered = simulate(0, 60, demand, ahead, S, cpu_target=0.7)
+    cpu = simulate(0, 60, demand, None, S, cpu_target=0.7)
+    external = simulate(0, 60, demand, ahead, S)
+    assert layered.replicas[29 * 4 - 1] == 10  # CPU's 10 above the External metric's 7
+    assert external.replicas[29 * 4 - 1] == 7
+    assert layered.replicas[-1] == 58  # 400 / 7 (CPU) above 400 / 10 (External)
+    assert np.all(layered.replicas >= external.replicas)
+    assert layered.beyond_capacity_share < cpu.beyond_capacity_share
+    # With the External metric unavailable, CPU still scales up, never down.
+    gone = np.full(60, np.nan)
+    held = simulate(0, 60, demand[::-1], gone, S, cpu_target=0.7)
+    assert held.replicas[-1] == held.replicas.max()
