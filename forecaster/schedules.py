@@ -204,6 +204,8 @@ class _Windows:
         """Whether each of `times` lies in [opening - lead, opening + duration) of a window."""
         duration = self.definition.duration_seconds
         opens = self._openings(int(times.min()) - duration, int(times.max()) + lead + 1)
+        if not len(opens):
+            return np.zeros(len(times), dtype=bool)
         # The newest window opening by t + lead; an older one closed no later.
         i = np.searchsorted(opens, times + lead, side="right") - 1
         found = i >= 0

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from adapter.cli import main
@@ -26,7 +27,7 @@ from forecaster.schedules import Cron
 from forecaster.selector import EVERYTHING
 from forecaster.sources.base import InstantSample, RangeSeries, SourceError
 from forecaster.sources.trace import Trace, TraceSource
-from tests.conftest import TRACES, Clock
+from tests.conftest import REPO, TRACES, Clock
 
 BERLIN = ZoneInfo("Europe/Berlin")
 QUERY = "sum by (namespace, service) (rate(x{<<.LabelMatchers>>}[2m]))"
@@ -370,3 +371,19 @@ def test_backtest_schedules_file_errors_name_the_key(tmp_path: Path, capsys):
         == 2
     )
     assert "expected a mapping with the keys schedules and/or events" in capsys.readouterr().err
+
+
+def test_the_readme_example_is_a_valid_config():
+    section = (REPO / "README.md").read_text().split("## Known peaks", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    data = {"prometheus": {"url": "http://prometheus:9090"}, **yaml.safe_load(block)}
+    rule = parse_config(data, "README.md").rules[0]
+    assert [s.name for s in rule.schedules] == ["login-wave"]
+    assert [e.name for e in rule.events] == ["black-friday"]
+    assert rule.calendar is not None
+    # 09:00 in Berlin on Monday 30 November 2026 is 08:00 UTC; lead 3m before it.
+    opens = at("2026-11-30T08:00:00Z")
+    checkout = {"namespace": "shop", "service": "checkout"}
+    assert rule.calendar.floors(checkout, opens - rule.lead, rule.lead, 50.0)
+    assert not rule.calendar.floors(checkout, opens - rule.lead - 1, rule.lead, 50.0)
+    assert not rule.calendar.floors({"service": "search"}, opens, rule.lead, 50.0)
