@@ -9,6 +9,7 @@ policy serves. The served value is the largest of the policy's and every active 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
@@ -189,28 +190,36 @@ class _Windows:
 
     def __init__(self, definition: Definition) -> None:
         self.definition = definition
-        self._span: tuple[int, int, np.ndarray] = (0, 0, np.empty(0, dtype=np.int64))
+        self._span: tuple[int, int, list[int]] = (0, 0, [])
 
-    def _openings(self, lo: int, hi: int) -> np.ndarray:
-        """Window openings in [lo, hi), from the cache when it covers them."""
+    def _openings(self, lo: int, hi: int) -> list[int]:
+        """Window openings (at least those in [lo, hi)), from the cache when it covers
+        them."""
         start, end, opens = self._span  # one read: another thread may replace it
         if not (start <= lo and hi <= end):
             start, end = lo - DAY, hi + 2 * DAY
-            opens = np.asarray(self.definition.openings(start, end), dtype=np.int64)
+            opens = self.definition.openings(start, end)
             self._span = (start, end, opens)
         return opens
+
+    def active_at(self, t: int, lead: int) -> bool:
+        """Whether t lies in [opening - lead, opening + duration) of a window."""
+        duration = self.definition.duration_seconds
+        opens = self._openings(t - duration, t + lead + 1)
+        # The newest window opening by t + lead; an older one closed no later.
+        i = bisect_right(opens, t + lead) - 1
+        return i >= 0 and t < opens[i] + duration
 
     def active(self, times: np.ndarray, lead: int) -> np.ndarray:
         """Whether each of `times` lies in [opening - lead, opening + duration) of a window."""
         duration = self.definition.duration_seconds
-        opens = self._openings(int(times.min()) - duration, int(times.max()) + lead + 1)
-        if not len(opens):
+        listed = self._openings(int(times.min()) - duration, int(times.max()) + lead + 1)
+        if not listed:
             return np.zeros(len(times), dtype=bool)
-        # The newest window opening by t + lead; an older one closed no later.
-        i = np.searchsorted(opens, times + lead, side="right") - 1
-        found = i >= 0
+        opens = np.asarray(listed, dtype=np.int64)
+        i = np.searchsorted(opens, times + lead, side="right") - 1  # as in active_at
         closes = opens[np.maximum(i, 0)] + duration
-        return found & (times < closes)
+        return (i >= 0) & (times < closes)
 
 
 class Calendar:
@@ -229,11 +238,10 @@ class Calendar:
     ) -> tuple[ActiveFloor, ...]:
         """The definitions selecting this series that are active at t (with the series'
         lead), each with the floor it puts under the policy's value `value`."""
-        at = np.asarray([int(t)], dtype=np.int64)
         return tuple(
             ActiveFloor(w.definition.name, float(floor_for(w.definition, value)))
             for w in self._windows
-            if w.definition.label_selector.matches(labels) and w.active(at, lead)[0]
+            if w.definition.label_selector.matches(labels) and w.active_at(int(t), lead)
         )
 
     def floor_array(
