@@ -228,6 +228,16 @@ class Calendar:
 
     def __init__(self, definitions: Sequence[Definition]) -> None:
         self._windows = [_Windows(d) for d in definitions]
+        # Which definitions are active at (t, lead): the same for every series asked
+        # about at one instant, so computed once for all of them.
+        self._memo: tuple[tuple[int, int], tuple[bool, ...]] = ((-1, -1), ())
+
+    def _active(self, t: int, lead: int) -> tuple[bool, ...]:
+        key, flags = self._memo  # one read: another thread may replace it
+        if key != (t, lead):
+            flags = tuple(w.active_at(t, lead) for w in self._windows)
+            self._memo = ((t, lead), flags)
+        return flags
 
     @property
     def names(self) -> list[str]:
@@ -240,8 +250,8 @@ class Calendar:
         lead), each with the floor it puts under the policy's value `value`."""
         return tuple(
             ActiveFloor(w.definition.name, float(floor_for(w.definition, value)))
-            for w in self._windows
-            if w.definition.label_selector.matches(labels) and w.active_at(int(t), lead)
+            for w, on in zip(self._windows, self._active(int(t), lead), strict=True)
+            if on and w.definition.label_selector.matches(labels)
         )
 
     def floor_array(
