@@ -10,7 +10,7 @@ from pathlib import Path
 from adapter import logs
 from adapter.errors import UsageError
 from forecaster.config import Config, ConfigError, load_config
-from forecaster.times import SETTLE, format_duration, parse_duration, parse_rfc3339
+from forecaster.times import SETTLE, format_duration, parse_duration, parse_rfc3339, rfc3339
 
 
 def _time(flag: str, text: str | None) -> int | None:
@@ -151,6 +151,17 @@ def _check_config(args: argparse.Namespace) -> None:
             f"{format_duration(r.ttl)}, every {format_duration(r.interval)}, q {r.quantile}, "
             f"new series forecast after a {format_duration(r.warmup)} warm-up"
         )
+        now = int(time.time())
+        for d in [*r.schedules, *r.events]:
+            length = d.duration_seconds
+            opens = d.openings(now - length + 1, now + 366 * 86400)
+            if not opens:
+                when = "no window within a year"
+            elif opens[0] <= now:
+                when = f"open now, until {rfc3339(opens[0] + length)}"
+            else:
+                when = f"next window {rfc3339(opens[0])} .. {rfc3339(opens[0] + length)}"
+            print(f"    {d.name}: {when}")
     if args.prometheus:
         _probe(args.file, config)
 

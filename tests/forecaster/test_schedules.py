@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -387,3 +387,34 @@ def test_the_readme_example_is_a_valid_config():
     assert rule.calendar.floors(checkout, opens - rule.lead, rule.lead, 50.0)
     assert not rule.calendar.floors(checkout, opens - rule.lead - 1, rule.lead, 50.0)
     assert not rule.calendar.floors({"service": "search"}, opens, rule.lead, 50.0)
+
+
+def test_check_config_prints_each_definitions_next_window(tmp_path: Path, capsys):
+    soon = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "prometheus: {url: 'http://p:9090'}\nrules:\n  - name: qps\n"
+        f"    query: '{QUERY}'\n"
+        "    schedules:\n      - {name: nightly, cron: '@daily', time_zone: Asia/Tokyo, "
+        "duration: 1h, floor: 5}\n"
+        f"    events:\n      - {{name: later, from: '{soon.isoformat()}', "
+        f"to: '{(soon + timedelta(hours=2)).isoformat()}', floor: 5}}\n"
+        "      - {name: past, from: 1995-07-13T07:00:00-04:00, to: 1995-07-13T17:00:00-04:00,"
+        " floor: 4}\n"
+    )
+    assert main(["check-config", str(config)]) == 0
+    out = capsys.readouterr().out
+    # Midnight in Tokyo is 15:00 UTC the day before; the next one after now, or now.
+    now = datetime.now(UTC)
+    tokyo = now.astimezone(ZoneInfo("Asia/Tokyo"))
+    midnight = tokyo.replace(hour=0, minute=0, second=0, microsecond=0)
+    if now - midnight.astimezone(UTC) >= timedelta(hours=1):
+        midnight = (midnight + timedelta(days=1)).replace(hour=0)
+        line = f"nightly: next window {midnight.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    else:
+        until = midnight.astimezone(UTC) + timedelta(hours=1)
+        line = f"nightly: open now, until {until:%Y-%m-%dT%H:%M:%SZ}"
+    assert line in out, out
+    later = f"{soon:%Y-%m-%dT%H:%M:%SZ} .. {soon + timedelta(hours=2):%Y-%m-%dT%H:%M:%SZ}"
+    assert f"later: next window {later}" in out
+    assert "past: no window within a year" in out
