@@ -161,6 +161,15 @@ class _Floor(_Strict):
         """What makes two definitions open the same windows."""
         raise NotImplementedError
 
+    @property
+    def duration_seconds(self) -> int:
+        """How long each window lasts."""
+        raise NotImplementedError
+
+    def openings(self, start: int, end: int) -> list[int]:
+        """Unix seconds at which a window opens, for every window opening in [start, end)."""
+        raise NotImplementedError
+
 
 class Schedule(_Floor):
     """A recurring window: it opens at each firing of `cron`, read on the clocks of
