@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -136,8 +136,6 @@ class Cron:
     def shortest_gap(self) -> int | None:
         """The fewest seconds between two firings on an unchanging clock (UTC) over two
         years or 10,000 firings, whichever comes first; None if it fires at most once."""
-        from datetime import UTC
-
         start = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())  # a leap year, a Monday
         times: list[int] = []
         for week in range(0, 105):
@@ -173,7 +171,7 @@ def floor_for(definition: Definition, value: float | np.ndarray) -> float | np.n
     if definition.multiplier is not None:
         return definition.multiplier * value
     assert definition.floor is not None
-    return definition.floor if isinstance(value, float) else np.full_like(value, definition.floor)
+    return definition.floor
 
 
 @dataclass(frozen=True)
@@ -209,17 +207,6 @@ class _Windows:
         # The newest window opening by t + lead; an older one closed no later.
         i = bisect_right(opens, t + lead) - 1
         return i >= 0 and t < opens[i] + duration
-
-    def active(self, times: np.ndarray, lead: int) -> np.ndarray:
-        """Whether each of `times` lies in [opening - lead, opening + duration) of a window."""
-        duration = self.definition.duration_seconds
-        listed = self._openings(int(times.min()) - duration, int(times.max()) + lead + 1)
-        if not listed:
-            return np.zeros(len(times), dtype=bool)
-        opens = np.asarray(listed, dtype=np.int64)
-        i = np.searchsorted(opens, times + lead, side="right") - 1  # as in active_at
-        closes = opens[np.maximum(i, 0)] + duration
-        return (i >= 0) & (times < closes)
 
 
 class Calendar:
@@ -260,11 +247,9 @@ class Calendar:
         """Per instant of `times`, the largest floor any active definition puts under
         `values` (the policy's values at those instants); NaN where none is active."""
         out = np.full(len(times), np.nan)
-        if not len(times):
-            return out
         for w in self._windows:
             if not w.definition.label_selector.matches(labels):
                 continue
-            on = w.active(times.astype(np.int64), lead)
+            on = np.fromiter((w.active_at(int(t), lead) for t in times), bool, len(times))
             out[on] = np.fmax(out[on], floor_for(w.definition, values[on]))
         return out
