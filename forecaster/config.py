@@ -27,7 +27,13 @@ from pydantic import (
 )
 
 from forecaster.schedules import Calendar, Cron
-from forecaster.selector import EVERYTHING, LabelSelector, is_label_name, parse_selector
+from forecaster.selector import (
+    EVERYTHING,
+    LabelSelector,
+    is_label_name,
+    is_label_value,
+    parse_selector,
+)
 from forecaster.sources.promql import check_template
 from forecaster.times import SETTLE, format_duration, grid_ceil, parse_duration
 
@@ -97,9 +103,6 @@ class PrometheusConfig(_Strict):
         return self
 
 
-_DEFINITION_NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?$")
-
-
 class _Floor(_Strict):
     """What schedules and events share: a name, the series they apply to, and the floor
     they set (a value in the metric's unit, or a multiple of the policy's value)."""
@@ -114,7 +117,7 @@ class _Floor(_Strict):
     @field_validator("name")
     @classmethod
     def _label_value(cls, value: str) -> str:
-        if not _DEFINITION_NAME.match(value):
+        if not value or not is_label_value(value):
             raise ValueError(
                 "expected a name usable as a label value (at most 63 letters, digits, "
                 f"'-', '_' or '.', starting and ending with a letter or digit), got {value!r}"

@@ -89,6 +89,11 @@ def is_label_name(name: str) -> bool:
     return _LABEL_NAME.match(name) is not None
 
 
+def is_label_value(value: str) -> bool:
+    """Whether `value` is a valid Kubernetes label value (empty included)."""
+    return len(value) <= 63 and _LABEL_VALUE.match(value) is not None
+
+
 def _check_key(key: str) -> str:
     if key.startswith("__"):
         raise SelectorError(
@@ -103,7 +108,7 @@ def _check_key(key: str) -> str:
 
 
 def _check_value(value: str) -> str:
-    if len(value) > 63 or not _LABEL_VALUE.match(value):
+    if not is_label_value(value):
         raise SelectorError(
             f"label value {value!r} is not a valid Kubernetes label value "
             "(at most 63 characters: alphanumerics, '-', '_' or '.', "
