@@ -762,8 +762,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML configuration file; raise ConfigError on any problem."""
+def read_yaml(path: str | Path) -> Any:
+    """One YAML document from a file, keys unique; raise ConfigError naming the file (and
+    the line) when it cannot be read or parsed."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -779,4 +780,9 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: not valid YAML{at}: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_config(data, str(path))
+    return data
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML configuration file; raise ConfigError on any problem."""
+    return parse_config(read_yaml(path), str(path))

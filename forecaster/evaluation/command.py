@@ -9,10 +9,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
-from forecaster.config import Rule, describe_validation_error, load_config
+from forecaster.config import (
+    ConfigError,
+    Rule,
+    describe_validation_error,
+    load_config,
+    read_yaml,
+)
 from forecaster.evaluation.backtest import (
     BacktestError,
     RecordedSource,
@@ -55,11 +60,9 @@ class BacktestOptions:
 def _schedules(path: Path) -> dict[str, object]:
     """A --schedules file: a mapping with `schedules` and/or `events`, as in a rule."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise BacktestError(f"--schedules {path}: cannot read: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise BacktestError(f"--schedules {path}: not valid YAML: {err}") from None
+        data = read_yaml(path)
+    except ConfigError as err:
+        raise BacktestError(f"--schedules {err}") from None
     if not isinstance(data, dict) or not data or set(data) - {"schedules", "events"}:
         raise BacktestError(
             f"--schedules {path}: expected a mapping with the keys schedules and/or events, "
