@@ -17,9 +17,13 @@ import numpy as np
 from scipy.signal import lfilter
 
 from forecaster.models import seasonality as sz
+from forecaster.times import format_duration
 
 LEVEL_WINDOW = 2000
 """Steps of history a level-type forecast reads (enough for alpha >= 0.005)."""
+
+Season = tuple[int, tuple[int, ...]]
+"""A profile's cycles: its period and the shorter cycles layered on it (seconds)."""
 
 ABSURD_FACTOR = 10.0
 """No forecast exceeds this multiple of the series' recent maximum."""
@@ -34,13 +38,13 @@ class SeriesContext:
     end: int
     step: int
     horizon: int
-    profiles: dict[int, np.ndarray] = field(default_factory=dict)
+    profiles: dict[Season, np.ndarray] = field(default_factory=dict)
 
-    def profile_at(self, period: int, n_future: int) -> np.ndarray:
-        """The period's profile at every index of y plus n_future steps ahead."""
-        p = period // self.step
+    def profile_at(self, season: Season, n_future: int) -> np.ndarray:
+        """The season's profile at every index of y plus n_future steps ahead."""
+        p = season[0] // self.step
         ph = sz.phases(self.end + n_future * self.step, len(self.y) + n_future, self.step, p)
-        return self.profiles[period][ph]
+        return self.profiles[season][ph]
 
     def future(self, origins: np.ndarray) -> np.ndarray:
         """Indices origins[i] + h for h = 1..horizon, one row per origin."""
@@ -55,12 +59,22 @@ class Model(ABC):
     """Newest steps a forecast reads (None: all of the history)."""
     period: int
     """Seconds of the season the kind follows; 0 for none."""
+    layers: tuple[int, ...] = ()
+    """Shorter cycles (seconds, each dividing `period`) layered on the period's profile."""
+
+    @property
+    def season(self) -> Season:
+        """The profile this kind reads."""
+        return self.period, self.layers
 
     @property
     def name(self) -> str:
-        """Kind and season, e.g. "profile-add/day" (what /metrics and backtests show)."""
-        season = {0: "", sz.DAY: "/day", sz.WEEK: "/week"}.get(self.period, f"/{self.period}s")
-        return f"{self.kind}{season}"
+        """Kind and cycles, e.g. "profile-add/day" or "profile-add/week+1h" (what /metrics
+        and backtests show)."""
+        if not self.period:
+            return self.kind
+        cycles = [{sz.DAY: "day", sz.WEEK: "week"}.get(self.period, format_duration(self.period))]
+        return f"{self.kind}/" + "+".join(cycles + [format_duration(c) for c in self.layers])
 
     @abstractmethod
     def paths(self, ctx: SeriesContext, origins: np.ndarray) -> np.ndarray:
@@ -69,7 +83,7 @@ class Model(ABC):
 
     def fit(self, ctx: SeriesContext) -> Fitted:
         """What this model keeps between refits: by default the profile it reads."""
-        profile = ctx.profiles[self.period].astype(np.float32) if self.period else None
+        profile = ctx.profiles[self.season].astype(np.float32) if self.period else None
         return Fitted(self, profile)
 
 
@@ -89,7 +103,7 @@ class Fitted:
         ctx = SeriesContext(y, end, step, horizon)
         if self.model.period:
             assert self.profile is not None
-            ctx.profiles[self.model.period] = self.profile
+            ctx.profiles[self.model.season] = self.profile
         return self.model.paths(ctx, np.array([len(y) - 1]))[0]
 
 

@@ -51,7 +51,7 @@ class HoltWinters(Model):
     gamma: float
 
     def _start(self, ctx: SeriesContext) -> tuple[float, np.ndarray]:
-        prof = ctx.profiles[self.period]
+        prof = ctx.profiles[self.season]
         mean = float(np.nanmean(prof))
         return mean, prof - mean
 

@@ -59,19 +59,44 @@ def seasonal_models(period: int) -> list[Model]:
     return out
 
 
+def layered_models(period: int, layers: tuple[int, ...]) -> list[Model]:
+    """The profile candidates of a daily or weekly cycle with shorter ones on top."""
+    out: list[Model] = [
+        ProfileAdditive(period=period, alpha=a, layers=layers) for a in (0.05, 0.2, 0.6, 1.0)
+    ]
+    out += [ProfileMultiplicative(period=period, alpha=a, layers=layers) for a in (0.05, 0.2)]
+    return out
+
+
 def candidates_for(
-    observed_seconds: float, strengths: dict[int, float], points: int = MIN_POINTS
+    observed_seconds: float,
+    strengths: dict[int, float],
+    points: int = MIN_POINTS,
+    sub_daily: tuple[int, ...] = (),
 ) -> list[Model]:
     """The models a series may be forecast with: `observed_seconds` of history holding
-    `points` observations, with the seasonal strength measured at each period."""
+    `points` observations, with the seasonal strength measured at each period and the
+    sub-daily cycles found in it (`seasonality.sub_daily_periods`).
+
+    Sub-daily cycles are layered on each daily or weekly cycle they divide; a series
+    with neither gets them as cycles of their own."""
     if points < MIN_POINTS:
         return [Naive()]
     out = level_models()
+    bases = []
     for period, need in PERIODS:
         if observed_seconds < need:
             continue
         measurable = observed_seconds >= 2 * period
         if measurable and strengths.get(period, 0.0) < SEASONAL_MIN_ACF:
             continue
+        bases.append(period)
         out += seasonal_models(period)
+    for period in bases:
+        layers = tuple(c for c in sub_daily if period % c == 0)
+        if layers:
+            out += layered_models(period, layers)
+    if not bases:
+        for cycle in sub_daily:
+            out += seasonal_models(cycle)
     return out

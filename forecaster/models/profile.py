@@ -21,10 +21,11 @@ class SeasonalNaive(Model):
     kind: ClassVar[str] = "snaive"
     history_steps: ClassVar[int | None] = None
     period: int
+    layers: tuple[int, ...] = ()
 
     def paths(self, ctx: SeriesContext, origins: np.ndarray) -> np.ndarray:
         y, n = ctx.y, len(ctx.y)
-        prof = ctx.profile_at(self.period, ctx.horizon)
+        prof = ctx.profile_at(self.season, ctx.horizon)
         future = ctx.future(origins)
         back = future - self.period // ctx.step
         vals = np.where(back < n, y[np.minimum(back, n - 1)], np.nan)
@@ -39,9 +40,10 @@ class ProfileAdditive(Model):
     kind: ClassVar[str] = "profile-add"
     period: int
     alpha: float
+    layers: tuple[int, ...] = ()
 
     def paths(self, ctx: SeriesContext, origins: np.ndarray) -> np.ndarray:
-        prof = ctx.profile_at(self.period, ctx.horizon)
+        prof = ctx.profile_at(self.season, ctx.horizon)
         d = ewma(ctx.y - prof[: len(ctx.y)], self.alpha)
         return prof[ctx.future(origins)] + d[origins][:, None]
 
@@ -53,9 +55,10 @@ class ProfileMultiplicative(Model):
     kind: ClassVar[str] = "profile-mult"
     period: int
     alpha: float
+    layers: tuple[int, ...] = ()
 
     def paths(self, ctx: SeriesContext, origins: np.ndarray) -> np.ndarray:
-        prof = ctx.profile_at(self.period, ctx.horizon)
+        prof = ctx.profile_at(self.season, ctx.horizon)
         n = len(ctx.y)
         base = np.maximum(prof[:n], 1e-3 * max(float(np.nanmean(prof)), 1e-12))
         lv = ewma(np.clip(ctx.y / base, 0.0, 10.0), self.alpha)

@@ -102,3 +102,144 @@ def outage_mask(y: np.ndarray, expected: np.ndarray, step: int) -> np.ndarray:
         if b - a >= min_run:
             mask[a:b] = True
     return mask
+
+
+SUB_DAILY_MIN_STEPS = 3
+"""The shortest cycle looked for, in steps."""
+SUB_DAILY_MIN_CYCLES = 8
+"""Cycles of history a sub-daily period needs before it is looked for (four per half)."""
+SUB_DAILY_CANDIDATES = 6
+"""Lags of the strongest autocorrelation peaks whose profiles are then tried."""
+SUB_DAILY_MIN_ACF = 0.05
+"""Autocorrelation of the step-to-step changes a lag needs to be tried at all."""
+SUB_DAILY_MIN_GAIN = 0.05
+"""Share of the absolute deviations a cycle's profile must explain, out of sample, to be
+called present. Measured on the shared traces: 0.30 for NASA with an hourly burst shaped
+from the ELB trace's spikes, at most 0.026 on the three traces as recorded."""
+MAX_LAYERS = 2
+"""Sub-daily cycles combined at most (e.g. a quarter-hourly batch and an hourly one)."""
+
+
+def _changes_acf(y: np.ndarray, max_lag: int) -> np.ndarray:
+    """Autocorrelation, lags 0..max_lag, of the step-to-step changes of y, winsorised at
+    six robust deviations (so that one-off spikes weigh little) and NaN-tolerant.
+
+    A smooth daily cycle barely moves from one step to the next, so what recurs in the
+    changes is sharp and sub-daily: a burst at a fixed minute, a batch every 15 minutes."""
+    x = np.diff(y)
+    ok = np.isfinite(x)
+    if ok.sum() < 2 * max_lag:
+        return np.zeros(max_lag + 1)
+    centre = float(np.median(x[ok]))
+    spread = 1.4826 * float(np.median(np.abs(x[ok] - centre))) or float(np.std(x[ok])) or 1.0
+    x = np.where(ok, np.clip(x, centre - 6 * spread, centre + 6 * spread) - centre, 0.0)
+    size = 1 << int(np.ceil(np.log2(2 * len(x))))
+    fx = np.fft.rfft(x, size)
+    fm = np.fft.rfft(ok.astype(np.float64), size)
+    products = np.fft.irfft(fx * np.conj(fx), size)[: max_lag + 1]
+    pairs = np.fft.irfft(fm * np.conj(fm), size)[: max_lag + 1]
+    mean_products = products / np.maximum(np.rint(pairs), 1.0)
+    return mean_products / mean_products[0] if mean_products[0] > 0 else mean_products * 0
+
+
+def _phase_medians(d: np.ndarray, ph: np.ndarray, p: int) -> np.ndarray:
+    """Median of d per phase 0..p-1 (NaN where a phase has no value; d has no NaN)."""
+    order = np.lexsort((d, ph))
+    ph_sorted, d_sorted = ph[order], d[order]
+    starts = np.searchsorted(ph_sorted, np.arange(p), side="left")
+    stops = np.searchsorted(ph_sorted, np.arange(p), side="right")
+    out = np.full(p, np.nan)
+    have = stops > starts
+    lo, hi = (starts + stops - 1) // 2, (starts + stops) // 2
+    out[have] = 0.5 * (d_sorted[lo[have]] + d_sorted[hi[have]])
+    return out
+
+
+def cycle_gain(y: np.ndarray, end: int, step: int, p: int) -> float:
+    """How much of a cycle of p steps the series has: the share of the absolute deviations
+    from a centred p-step moving average that the median profile learnt on the odd cycles
+    explains on the even ones, and vice versa (out of sample, so noise scores about 0)."""
+    n = len(y)
+    ok = np.isfinite(y)
+    d = y - _local_level(y, p)
+    idx = end // step - np.arange(n - 1, -1, -1, dtype=np.int64)
+    ph, half = idx % p, (idx // p) % 2
+    explained = total = 0.0
+    for learn in (0, 1):
+        a, b = ok & (half == learn), ok & (half != learn)
+        if not a.any() or not b.any():
+            return 0.0
+        prof = _phase_medians(d[a], ph[a], p)
+        prof = np.where(np.isfinite(prof), prof, 0.0)
+        explained += float(np.sum(np.abs(d[b] - prof[ph[b]])))
+        total += float(np.sum(np.abs(d[b])))
+    return 1.0 - explained / total if total > 0 else 0.0
+
+
+def sub_daily_periods(y: np.ndarray, end: int, step: int) -> list[int]:
+    """The sub-daily cycles (seconds) y has, found in the data: lags of autocorrelation
+    peaks in its step-to-step changes, kept where a profile of that length explains the
+    series out of sample (`cycle_gain`). Of lags whose gains are within a tenth of the
+    best, the shortest is taken (an hourly burst also recurs every two hours); a second
+    cycle is then looked for in what the first leaves."""
+    max_lag = min(DAY // step // 2, len(y) // SUB_DAILY_MIN_CYCLES)
+    if max_lag <= SUB_DAILY_MIN_STEPS:
+        return []
+    found: list[int] = []
+    rest = y.copy()
+    for _ in range(MAX_LAYERS):
+        acf = _changes_acf(rest, max_lag + 1)
+        lags = np.arange(SUB_DAILY_MIN_STEPS, max_lag + 1)
+        peak = (acf[lags] > acf[lags - 1]) & (acf[lags] >= acf[lags + 1])
+        peaks = lags[peak & (acf[lags] >= SUB_DAILY_MIN_ACF)]
+        strongest = peaks[np.argsort(-acf[peaks])][:SUB_DAILY_CANDIDATES]
+        gains = {int(p): cycle_gain(rest, end, step, int(p)) for p in strongest}
+        gains = {p: g for p, g in gains.items() if p * step not in found}
+        best = max(gains.values(), default=0.0)
+        if best < SUB_DAILY_MIN_GAIN:
+            break
+        p = min(q for q, g in gains.items() if g >= 0.9 * best)
+        found.append(p * step)
+        ph = phases(end, len(rest), step, p)
+        ok = np.isfinite(rest)
+        prof = _phase_medians(rest[ok] - _local_level(rest, p)[ok], ph[ok], p)
+        rest = rest - np.where(np.isfinite(prof), prof, 0.0)[ph]
+    return found
+
+
+def _local_level(y: np.ndarray, p: int) -> np.ndarray:
+    """Centred p-step moving average of y, NaN-tolerant."""
+    n = len(y)
+    ok = np.isfinite(y)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(ok)])
+    lo = np.clip(np.arange(n) - p // 2, 0, n)
+    hi = np.clip(lo + p, 0, n)
+    return (sums[hi] - sums[lo]) / np.maximum(counts[hi] - counts[lo], 1)
+
+
+def layered_profile(
+    y: np.ndarray, end: int, step: int, base: np.ndarray, layers: tuple[int, ...]
+) -> np.ndarray:
+    """`base` (a profile over a period that each of `layers` divides) with, for each
+    layer in turn, the unsmoothed median profile of what the profile so far leaves:
+    added to it, or multiplied with it (a burst that grows with the traffic), whichever
+    is nearer the history."""
+    p = len(base)
+    out = base.astype(np.float64).copy()
+    ph = phases(end, len(y), step, p)
+    ok = np.isfinite(y)
+    floor = 1e-3 * max(float(np.mean(np.abs(base))), 1e-12)
+    for layer in layers:
+        q = layer // step
+        at = ph[ok] % q
+        rest = _phase_medians(y[ok] - out[ph[ok]], at, q)
+        rest = np.where(np.isfinite(rest), rest, 0.0)
+        added = out + np.tile(rest - np.mean(rest), p // q)
+        ratio = _phase_medians(y[ok] / np.maximum(out[ph[ok]], floor), at, q)
+        ratio = np.where(np.isfinite(ratio), ratio, 1.0)
+        scaled = out * np.tile(ratio / np.mean(ratio), p // q)
+        miss_added = float(np.mean(np.abs(y[ok] - added[ph[ok]])))
+        miss_scaled = float(np.mean(np.abs(y[ok] - scaled[ph[ok]])))
+        out = added if miss_added <= miss_scaled else scaled
+    return out

@@ -24,6 +24,7 @@ from forecaster.models.calibration import (
     peak_level,
 )
 from forecaster.policy import lead_window
+from forecaster.times import format_duration
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class SeriesFit:
 
     fitted: Fitted  # the chosen model, fitted
     end: int  # grid point of the newest history it was fitted on
-    seasonality: str  # "none", "daily", "weekly": the cycles offered to model choice
+    seasonality: str  # the cycles offered to model choice: "none", "daily", "weekly+1h"...
     band: Band
     level: float  # band level at which the served value covers the peak q of the time
     recent_error: float  # backtest MAE over the steps the served value covers
@@ -83,11 +84,21 @@ class SeriesModel:
         strengths = {
             period: sz.seasonal_strength(ctx.y, self.step, period) for period, _ in ladder.PERIODS
         }
-        candidates = ladder.candidates_for(len(ctx.y) * self.step, strengths, points)
+        sub_daily = tuple(sz.sub_daily_periods(ctx.y, ctx.end, self.step))
+        candidates = ladder.candidates_for(len(ctx.y) * self.step, strengths, points, sub_daily)
         for c in candidates:
-            if c.period and c.period not in ctx.profiles:
-                ctx.profiles[c.period] = sz.profile(ctx.y, ctx.end, self.step, c.period)
+            if c.period and c.season not in ctx.profiles:
+                ctx.profiles[c.season] = self._profile(ctx, c.period, c.layers)
         return candidates
+
+    def _profile(self, ctx: SeriesContext, period: int, layers: tuple[int, ...]) -> np.ndarray:
+        """The profile of a cycle (smoothed unless sub-daily: a burst is sharp), with the
+        shorter cycles layered on it."""
+        base = ctx.profiles.get((period, ()))
+        if base is None:
+            smooth = sz.PROFILE_SMOOTHING if period >= sz.DAY else 0
+            base = ctx.profiles[period, ()] = sz.profile(ctx.y, ctx.end, self.step, period, smooth)
+        return sz.layered_profile(ctx.y, ctx.end, self.step, base, layers) if layers else base
 
     def _calibrate(self, model: Model, ctx: SeriesContext) -> tuple[Band, float]:
         """The band from the model's errors over the calibration history, and the level
@@ -129,5 +140,10 @@ class SeriesModel:
 
 
 def _seasonality(candidates: list[Model]) -> str:
-    periods = {c.period for c in candidates}
-    return "weekly" if sz.WEEK in periods else ("daily" if sz.DAY in periods else "none")
+    """The cycles offered, e.g. "weekly", "daily+1h", "1h" or "none"."""
+    longest = max(candidates, key=lambda c: (c.period, len(c.layers)))
+    if not longest.period:
+        return "none"
+    named = {sz.DAY: "daily", sz.WEEK: "weekly"}.get(longest.period)
+    cycles = [named or format_duration(longest.period)]
+    return "+".join(cycles + [format_duration(c) for c in longest.layers])

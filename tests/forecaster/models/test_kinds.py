@@ -12,13 +12,14 @@ from forecaster.models.ladder import candidates_for
 from tests.forecaster.models.conftest import STEP, end_of
 
 H = 10
-KINDS = candidates_for(15 * sz.DAY, {sz.DAY: 1.0, sz.WEEK: 1.0})
+KINDS = candidates_for(15 * sz.DAY, {sz.DAY: 1.0, sz.WEEK: 1.0}, sub_daily=(3600,))
 
 
 def context(y: np.ndarray) -> SeriesContext:
     ctx = SeriesContext(y.copy(), end_of(y), STEP, H)
     for period in (sz.DAY, sz.WEEK):
-        ctx.profiles[period] = sz.profile(y, ctx.end, STEP, period)
+        base = ctx.profiles[period, ()] = sz.profile(y, ctx.end, STEP, period)
+        ctx.profiles[period, (3600,)] = sz.layered_profile(y, ctx.end, STEP, base, (3600,))
     return ctx
 
 
