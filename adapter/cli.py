@@ -97,12 +97,31 @@ def _serve(args: argparse.Namespace) -> None:
     )
 
 
+def _quantiles(flag: str, text: str | None) -> tuple[float, ...]:
+    """Comma-separated quantiles, each strictly between 0 and 1, ascending."""
+    if text is None:
+        return ()
+    out = []
+    for part in text.split(","):
+        try:
+            q = float(part)
+        except ValueError:
+            raise UsageError(f"{flag}: expected numbers like 0.5,0.9, got {part!r}") from None
+        if not 0 < q < 1:
+            raise UsageError(f"{flag}: {part} is not between 0 and 1")
+        out.append(q)
+    return tuple(sorted(set(out)))
+
+
 def _backtest(args: argparse.Namespace) -> None:
     from forecaster.evaluation.command import BacktestError, BacktestOptions, run
 
     options = BacktestOptions(
         lead=_seconds("--lead", args.lead),
         csv=_path(args.csv),
+        demo=args.demo,
+        quantiles=_quantiles("--quantiles", args.quantiles),
+        tradeoff=_path(args.tradeoff),
         config=_path(args.config),
         metric=args.metric,
         selector=args.selector,
@@ -280,6 +299,11 @@ def parser() -> argparse.ArgumentParser:
         "served-value policy as `serve`, score it against baselines, and simulate the HPA.",
     )
     b.add_argument("--csv", help="timestamp,value CSV of counts per interval")
+    b.add_argument(
+        "--demo",
+        action="store_true",
+        help="replay the bundled trace (two weeks of NASA-HTTP, July 1995) instead",
+    )
     b.add_argument("--config", help="configuration file (with --metric and --selector)")
     b.add_argument("--metric", help="the rule (external metric) to replay")
     b.add_argument("--selector", help="label selector picking one series")
@@ -296,6 +320,12 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         help="share of lead windows whose peak the served value covers (default: the rule's)",
     )
+    b.add_argument(
+        "--quantiles",
+        help="comma-separated quantiles (e.g. 0.5,0.7,0.8,0.9,0.95) to replay at too: the "
+        "table gains the trade-off curve, and says which baselines it dominates",
+    )
+    b.add_argument("--tradeoff", help="PNG of the --quantiles curve, with each baseline")
     b.add_argument(
         "--schedules",
         help="YAML with schedules and/or events (as in a rule) to apply; also scored without",

@@ -10,8 +10,9 @@ every fetch with data up to the fetch's end only, so nothing after t is ever see
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +26,12 @@ from forecaster.runtime.store import ForecastStore
 from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.sources.base import InstantSample, RangeSeries, Source
 from forecaster.times import SETTLE, grid_ceil, grid_floor, rfc3339
+
+T = TypeVar("T")
+Progress = Callable[[Sequence[T], str], Iterable[T]]
+"""Wraps the items of a named phase (a progress bar); the identity by default."""
+Baseline = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
+"""A baseline's forecasts: (y, origins, horizon, step) -> F[i, h - 1]."""
 
 
 class BacktestError(ValueError):
@@ -128,7 +135,7 @@ def replay(
     source: RecordedSource,
     start: int,
     end: int,
-    progress: Callable[[Iterable[int]], Iterable[int]] = lambda it: it,
+    progress: Progress = lambda items, _: items,
 ) -> Replay:
     """Run the forecast cycle and the served-value policy over [start, end]."""
     step, H = rule.step, rule.horizon_steps
@@ -153,7 +160,7 @@ def replay(
     level = quiet.level
     quiet.setLevel(logging.WARNING)
     try:
-        for i in progress(range(n)):
+        for i in progress(range(n), f"replay at q={rule.quantile:g}"):
             t = int(times[i])
             if t >= next_cycle:
                 cycle.run(rule, t + SETTLE)  # as live: a cycle at t + SETTLE ends at t
@@ -198,6 +205,7 @@ class MethodScore:
     mase_lead: float | None
     mae_horizon: float | None
     coverage: float | None
+    pinball: float | None  # of the served value as the lead window peak's q-quantile
     served_mae: float | None
     hpa: HPAResult
 
@@ -208,6 +216,7 @@ class MethodScore:
             "mase_lead": self.mase_lead,
             "mae_horizon": self.mae_horizon,
             "coverage": self.coverage,
+            "pinball": self.pinball,
             "served_mae": self.served_mae,
             "beyond_capacity_share": self.hpa.beyond_capacity_share,
             "underprovisioned_share": self.hpa.underprovisioned_share,
@@ -241,73 +250,109 @@ def default_capacity(demand: np.ndarray) -> float:
     return max(float(np.percentile(finite, 99)) / 10.0, 1e-9) if len(finite) else 1.0
 
 
-def score(r: Replay, hpa: HPASettings, cpu_target: float | None = None) -> Scores:
+BASELINES: tuple[tuple[str, Baseline], ...] = (
+    ("seasonal naive", baselines.seasonal_naive),
+    ("holt-winters", baselines.holt_winters),
+    ("crane dsp", baselines.crane_dsp),
+    ("mstl", baselines.mstl),
+)
+"""The forecasting baselines every backtest scores beside reactive scaling."""
+
+
+def pinball(actual: np.ndarray, quantile_forecast: np.ndarray, q: float) -> float | None:
+    """Mean pinball (quantile) loss of a forecast of the q-quantile, where both are known."""
+    ok = np.isfinite(actual) & np.isfinite(quantile_forecast)
+    if not ok.any():
+        return None
+    diff = actual[ok] - quantile_forecast[ok]
+    return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))
+
+
+class Judge:
+    """What every method on one replayed range is scored against: the realised demand,
+    the peak of each lead window, and the HPA (with its bound, perfect foresight)."""
+
+    def __init__(self, r: Replay, hpa: HPASettings) -> None:
+        self.replay, self.hpa = r, hpa
+        step, H = r.rule.step, r.rule.horizon_steps
+        full_ts, full_y = r.history.timestamps, r.history.values
+        # The whole recorded series on the grid, so baselines can look back before --from.
+        grid = np.arange(full_ts[0], r.times[-1] + 1, step, dtype=np.int64)
+        self.y = np.full(len(grid), np.nan)
+        self.y[(full_ts - full_ts[0]) // step] = full_y
+        self.origins = (r.times - grid[0]) // step
+        self.realised = _future(r.actual, np.arange(1, H + 1))  # (n, H)
+        self.window_max = np.max(self.realised[:, : r.window], axis=1)
+        self.scale = float(np.nanmean(np.abs(np.diff(r.actual))))  # one-step naive MAE
+        self.start = int(r.times[0]) - step
+        self.demand = np.where(np.isfinite(r.actual), r.actual, 0.0)
+        # Perfect foresight: the same HPA fed the realised demand over the lead window.
+        self.bound = self.simulate(serve(r.actual, self.window_max))
+
+    def simulate(self, values: np.ndarray | None, cpu_target: float | None = None) -> HPAResult:
+        """The HPA fed `values`, each read during the step after it was computed."""
+        acted = None if values is None else np.concatenate([[values[0]], values[:-1]])
+        step = self.replay.rule.step
+        return simulate(self.start, step, self.demand, acted, self.hpa, cpu_target=cpu_target)
+
+    def method(
+        self,
+        name: str,
+        served: np.ndarray | None,
+        paths: np.ndarray | None = None,
+        quantile: float | None = None,
+        predictive: np.ndarray | None = None,
+        cpu_target: float | None = None,
+    ) -> MethodScore:
+        """A method's score from the values it served (None: an HPA on CPU alone), its
+        point forecasts (for their errors), the quantile its served value stands for (its
+        pinball loss; default: the rule's) and, for a band, where a fresh forecast was
+        served (its coverage of the lead window's peak)."""
+        wmax = self.window_max
+        mae_lead = mae_horizon = coverage = None
+        if paths is not None:
+            err = np.abs(paths - self.realised)
+            lead_err = err[:, self.replay.lead_index]
+            if np.isfinite(lead_err).any():
+                mae_lead = float(np.nanmean(lead_err))
+            mae_horizon = float(np.nanmean(err)) if np.isfinite(err).any() else None
+        if served is not None and predictive is not None:
+            judged = predictive & np.isfinite(wmax)
+            coverage = float(np.mean(wmax[judged] <= served[judged])) if judged.any() else None
+        q = self.replay.rule.quantile if quantile is None else quantile
+        served_err = None if served is None else np.abs(served - wmax)
+        return MethodScore(
+            name=name,
+            mae_lead=mae_lead,
+            mase_lead=mae_lead / self.scale if mae_lead is not None and self.scale > 0 else None,
+            mae_horizon=mae_horizon,
+            coverage=coverage,
+            pinball=None if served is None else pinball(wmax, served, q),
+            served_mae=float(np.nanmean(served_err))
+            if served_err is not None and np.isfinite(served_err).any()
+            else None,
+            hpa=self.simulate(served, cpu_target),
+        )
+
+
+def score(
+    r: Replay,
+    hpa: HPASettings,
+    cpu_target: float | None = None,
+    progress: Progress = lambda items, _: items,
+) -> Scores:
     """Accuracy at the lead and over the horizon, and each method's simulated HPA.
 
     With schedules, reactive and scaleahead are also scored with the schedules' floors
     applied; with `cpu_target`, an HPA on a CPU proxy alone and one on CPU beside
     scaleahead's value (the layered HPA) are scored too."""
-    step, H, k, w = r.rule.step, r.rule.horizon_steps, r.lead_index, r.window
-    full_ts, full_y = r.history.timestamps, r.history.values
-    # The whole recorded series on the grid, so baselines can look back before --from.
-    grid = np.arange(full_ts[0], r.times[-1] + 1, step, dtype=np.int64)
-    y = np.full(len(grid), np.nan)
-    y[(full_ts - full_ts[0]) // step] = full_y
-    origins = (r.times - grid[0]) // step
-    realised = _future(r.actual, np.arange(1, H + 1))  # (n, H)
-    window_max = np.max(realised[:, :w], axis=1)
-    scale = float(np.nanmean(np.abs(np.diff(r.actual))))  # one-step naive MAE (MASE)
-
-    paths = {
-        "reactive": baselines.reactive(y, origins, H),
-        "seasonal naive": baselines.seasonal_naive(y, origins, H, step),
-        "holt-winters": baselines.holt_winters(y, origins, H, step),
-        "scaleahead": r.mean,
-    }
-    served = {
-        "reactive": r.actual.copy(),
-        "scaleahead": r.policy,
-    }
-    for name in ("seasonal naive", "holt-winters"):
-        served[name] = baselines.served(r.actual, paths[name], w)
-
-    demand = r.actual
-    start = int(r.times[0]) - step
-    demand0 = np.where(np.isfinite(demand), demand, 0.0)
-
-    def acted(values: np.ndarray) -> np.ndarray:
-        """What the HPA reads during each step: the value computed a step earlier."""
-        return np.concatenate([[values[0]], values[:-1]])
-
-    # Perfect foresight: the same HPA fed the realised demand over the lead window.
-    oracle = serve(demand, window_max)
-    bound = simulate(start, step, demand0, acted(oracle), hpa)
-    # The share of lead windows whose realised peak stayed at or below the forecast served.
-    judged = r.predictive & np.isfinite(window_max)
-
-    def coverage(values: np.ndarray) -> float | None:
-        return float(np.mean(window_max[judged] <= values[judged])) if judged.any() else None
-
-    def served_mae(values: np.ndarray) -> float | None:
-        s_err = np.abs(values - window_max)
-        return float(np.nanmean(s_err)) if np.isfinite(s_err).any() else None
-
-    methods = []
-    for name, p in paths.items():
-        err = np.abs(p - realised)
-        lead_err = err[:, k]
-        mae_lead = float(np.nanmean(lead_err)) if np.isfinite(lead_err).any() else None
-        methods.append(
-            MethodScore(
-                name=name,
-                mae_lead=mae_lead,
-                mase_lead=mae_lead / scale if mae_lead is not None and scale > 0 else None,
-                mae_horizon=float(np.nanmean(err)) if np.isfinite(err).any() else None,
-                coverage=coverage(r.policy) if name == "scaleahead" else None,
-                served_mae=served_mae(served[name]),
-                hpa=simulate(start, step, demand0, acted(served[name]), hpa),
-            )
-        )
+    judge = Judge(r, hpa)
+    step, H, w = r.rule.step, r.rule.horizon_steps, r.window
+    methods = [judge.method("reactive", r.actual, baselines.reactive(judge.y, judge.origins, H))]
+    for name, forecast in progress(BASELINES, "baselines"):
+        paths = forecast(judge.y, judge.origins, H, step)
+        methods.append(judge.method(name, baselines.served(r.actual, paths, w), paths))
+    methods.append(judge.method("scaleahead", r.policy, r.mean, predictive=r.predictive))
     # Layers on top of the value: the schedules' floors, a CPU metric beside it.
     layered: dict[str, tuple[np.ndarray | None, float | None]] = {}
     if r.rule.calendar is not None:
@@ -320,24 +365,28 @@ def score(r: Replay, hpa: HPASettings, cpu_target: float | None = None) -> Score
         layered[f"{cpu} + scaleahead"] = (r.policy, cpu_target)
         if r.rule.calendar is not None:
             layered[f"{cpu} + scaleahead + schedules"] = (r.served, cpu_target)
-    for name, (values, cpu_share) in layered.items():
-        forecast = values is not None and "scaleahead" in name
-        methods.append(
-            MethodScore(
-                name=name,
-                mae_lead=None,
-                mase_lead=None,
-                mae_horizon=None,
-                coverage=coverage(values) if forecast and values is not None else None,
-                served_mae=None if values is None else served_mae(values),
-                hpa=simulate(
-                    start,
-                    step,
-                    demand0,
-                    None if values is None else acted(values),
-                    hpa,
-                    cpu_target=cpu_share,
-                ),
-            )
+    for name, (values, cpu_share) in progress(list(layered.items()), "layered HPAs"):
+        band = values is not None and "scaleahead" in name
+        predictive = r.predictive if band else None
+        methods.append(judge.method(name, values, predictive=predictive, cpu_target=cpu_share))
+    return Scores(methods, judge.bound, hpa)
+
+
+def sweep(
+    rule: Rule,
+    source: RecordedSource,
+    start: int,
+    end: int,
+    quantiles: Sequence[float],
+    judge: Judge,
+    progress: Progress = lambda items, _: items,
+) -> list[MethodScore]:
+    """scaleahead replayed at each quantile and scored by `judge` (of a replay of the same
+    range): the trade-off curve between requests beyond capacity and pod-minutes."""
+    out = []
+    for q in quantiles:
+        r = replay(rule.model_copy(update={"quantile": q}), source, start, end, progress)
+        out.append(
+            judge.method(f"scaleahead q={q:g}", r.policy, r.mean, q, predictive=r.predictive)
         )
-    return Scores(methods, bound, hpa)
+    return out

@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -20,19 +21,35 @@ from forecaster.config import (
 )
 from forecaster.evaluation.backtest import (
     BacktestError,
+    Judge,
     RecordedSource,
     default_capacity,
     record,
     replay,
     score,
+    sweep,
 )
 from forecaster.evaluation.hpa_sim import HPASettings
-from forecaster.evaluation.report import plot, summary, table, write_csv, write_json
+from forecaster.evaluation.report import (
+    plot,
+    plot_tradeoff,
+    summary,
+    table,
+    write_csv,
+    write_json,
+)
 from forecaster.models.seasonality import DAY
 from forecaster.selector import EVERYTHING, LabelSelector, SelectorError, parse_selector
 from forecaster.sources.base import Source, SourceError
 from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
-from forecaster.sources.trace import TraceError, TraceSource, read_trace
+from forecaster.sources.trace import (
+    DEMO_TRACE,
+    Trace,
+    TraceError,
+    TraceSource,
+    demo_trace,
+    read_trace,
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,9 @@ class BacktestOptions:
     hpa: dict[str, float] = field(default_factory=dict)  # other HPASettings, by name
     schedules: Path | None = None  # YAML with `schedules` and/or `events`, as in a rule
     cpu_target: float | None = None  # also score HPAs with a CPU metric at this utilization
+    demo: bool = False  # replay the bundled trace (no --csv, --config needed)
+    quantiles: tuple[float, ...] = ()  # also replay at each: the trade-off curve
+    tradeoff: Path | None = None  # PNG of the curve, with each baseline as a point
 
 
 def _schedules(path: Path) -> dict[str, object]:
@@ -71,6 +91,10 @@ def _schedules(path: Path) -> dict[str, object]:
     return {"schedules": [], "events": [], **data}
 
 
+def _trace(path: Path) -> tuple[Trace, str]:
+    return read_trace(path), path.name
+
+
 def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, int]:
     """The rule to replay, where its history comes from, the selector, and the end."""
     overrides: dict[str, object] = {"lead": o.lead}
@@ -80,10 +104,11 @@ def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, i
         overrides |= _schedules(o.schedules)
     source_name = str(o.schedules) if o.schedules is not None else "backtest flags"
     try:
-        if o.csv is not None:
-            if o.config or o.metric or o.selector:
-                raise BacktestError("--csv replaces --config, --metric and --selector")
-            trace = read_trace(o.csv)
+        if o.csv is not None or o.demo:
+            if o.config or o.metric or o.selector or (o.csv and o.demo):
+                flag = "--demo" if o.demo else "--csv"
+                raise BacktestError(f"{flag} replaces --csv, --config, --metric and --selector")
+            trace, name = (demo_trace(), DEMO_TRACE) if o.csv is None else _trace(o.csv)
             base = {
                 "name": "backtest",
                 "query": "csv{<<.LabelMatchers>>}",
@@ -91,7 +116,7 @@ def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, i
                 "history": "15d",
             }
             rule = Rule.model_validate({**base, **overrides})
-            source: Source = TraceSource(trace, {"csv": o.csv.name})
+            source: Source = TraceSource(trace, {"csv": name})
             return rule, source, EVERYTHING, trace.end if o.end is None else o.end
         if not (o.config and o.metric):
             raise BacktestError("give --csv FILE, or --config FILE with --metric NAME")
@@ -117,13 +142,17 @@ def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, i
         raise BacktestError(str(err)) from None
 
 
-def _progress(steps: Iterable[int]) -> Iterable[int]:
+T = TypeVar("T")
+
+
+def _progress(items: Sequence[T], phase: str) -> Iterable[T]:
+    """A progress bar over one phase's items, on stderr when it is a terminal."""
     from tqdm import tqdm
 
     return tqdm(
-        steps,
-        desc="replay",
-        unit="step",
+        items,
+        desc=phase,
+        total=len(items),
         file=sys.stderr,
         disable=None,
         mininterval=0.5,
@@ -134,8 +163,11 @@ def _progress(steps: Iterable[int]) -> Iterable[int]:
 def run(o: BacktestOptions) -> None:
     """Record, replay, score and report; raise BacktestError (or ConfigError) with a
     message for the user."""
-    if o.plot is not None and importlib.util.find_spec("matplotlib") is None:
-        raise BacktestError("--plot needs matplotlib: pip install 'scaleahead[backtest]'")
+    for flag, wanted in (("--plot", o.plot), ("--tradeoff", o.tradeoff)):
+        if wanted is not None and importlib.util.find_spec("matplotlib") is None:
+            raise BacktestError(f"{flag} needs matplotlib: pip install 'scaleahead[backtest]'")
+    if o.tradeoff is not None and not o.quantiles:
+        raise BacktestError("--tradeoff draws the curve of --quantiles: give them too")
     rule, source, selector, end = _rule_and_source(o)
     start = end - 7 * DAY if o.start is None else o.start
     try:
@@ -152,8 +184,9 @@ def run(o: BacktestOptions) -> None:
         startup=o.lead,
         **o.hpa,  # type: ignore[arg-type]
     )
-    scores = score(result, hpa, o.cpu_target)
-    data = summary(result, scores, seconds)
+    scores = score(result, hpa, o.cpu_target, _progress)
+    curve = sweep(rule, recorded, start, end, o.quantiles, Judge(result, hpa), _progress)
+    data = summary(result, scores, seconds, curve)
     print(table(data))
     if o.output:
         write_csv(o.output, result)
@@ -161,6 +194,8 @@ def run(o: BacktestOptions) -> None:
         write_json(o.json, data)
     if o.plot:
         plot(o.plot, result, scores)
+    if o.tradeoff:
+        plot_tradeoff(o.tradeoff, data)
 
 
 __all__ = ["BacktestError", "BacktestOptions", "run"]

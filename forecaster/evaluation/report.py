@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.evaluation.backtest import Replay, Scores
+from forecaster.evaluation.backtest import MethodScore, Replay, Scores
 from forecaster.times import rfc3339
 
 CSV_COLUMNS = [
@@ -48,8 +48,26 @@ def write_csv(path: Path, r: Replay) -> None:
             )
 
 
-def summary(r: Replay, s: Scores, seconds: float) -> dict[str, Any]:
+def dominated(point: dict[str, Any], curve: list[dict[str, Any]]) -> str | None:
+    """The first point of `curve` that drops no more requests beyond capacity than
+    `point` with no more pod-minutes, one of them fewer (None: no such point)."""
+    b, m = point["beyond_capacity_share"], point["pod_minutes"]
+    for c in curve:
+        cb, cm = c["beyond_capacity_share"], c["pod_minutes"]
+        if cb <= b and cm <= m and (cb < b or cm < m):
+            return str(c["method"])
+    return None
+
+
+def summary(
+    r: Replay, s: Scores, seconds: float, curve: list[MethodScore] | None = None
+) -> dict[str, Any]:
     """Everything the table, the JSON and a caller need."""
+    swept = [m.summary(s.bound) for m in curve or []]
+    methods = [m.summary(s.bound) for m in s.methods]
+    if swept:
+        for m in methods:
+            m["dominated_by"] = dominated(m, swept)
     return {
         "range": {
             "from": rfc3339(int(r.times[0])),
@@ -68,15 +86,16 @@ def summary(r: Replay, s: Scores, seconds: float) -> dict[str, Any]:
         },
         "models": dict(sorted(r.models.items(), key=lambda kv: -kv[1])),
         "hpa": {k: getattr(s.hpa, k) for k in s.hpa.__dataclass_fields__},
-        "methods": [m.summary(s.bound) for m in s.methods]
-        + [
+        "curve": swept,
+        "methods": [
+            *methods,
             {
                 "method": "perfect foresight",
                 "beyond_capacity_share": s.bound.beyond_capacity_share,
                 "underprovisioned_share": s.bound.underprovisioned_share,
                 "pod_minutes": s.bound.pod_minutes,
                 "pod_minutes_vs_bound": 1.0,
-            }
+            },
         ],
     }
 
@@ -95,7 +114,8 @@ def table(data: dict[str, Any]) -> str:
 
     rng = data["range"]
     hpa = data["hpa"]
-    width = max(18, *(len(m["method"]) for m in data["methods"]))
+    rows = data["methods"][:-1] + data["curve"] + data["methods"][-1:]
+    width = max(18, *(len(m["method"]) for m in rows))
     lines = [
         f"backtest {rng['from']} .. {rng['to']} ({rng['steps']} steps of {rng['step_seconds']}s),"
         f" lead {data['lead_seconds']}s, quantile {data['quantile']}, replayed in "
@@ -105,17 +125,25 @@ def table(data: dict[str, Any]) -> str:
         f" tolerance {hpa['tolerance']}, scale-down window {hpa['scale_down_stabilization']}s",
         "",
         f"{'method':{width}s} {'MAE@lead':>9s} {'MASE':>6s} {'MAE(h)':>8s} {'cover':>7s} "
-        f"{'servedMAE':>9s} {'beyond cap':>10s} {'under-prov':>10s} {'pod-min':>9s} {'/bound':>7s}",
+        f"{'pinball':>8s} {'servedMAE':>9s} {'beyond cap':>10s} {'under-prov':>10s} "
+        f"{'pod-min':>9s} {'/bound':>7s}",
     ]
-    for m in data["methods"]:
+    for m in rows:
         lines.append(
             f"{m['method']:{width}s} {f(m.get('mae_lead')):>9s} "
             f"{f(m.get('mase_lead'), digits=3):>6s} "
             f"{f(m.get('mae_horizon')):>8s} {f(m.get('coverage'), pct=True):>7s} "
+            f"{f(m.get('pinball')):>8s} "
             f"{f(m.get('served_mae')):>9s} {f(m['beyond_capacity_share'], pct=True):>10s} "
             f"{f(m['underprovisioned_share'], pct=True):>10s} {m['pod_minutes']:9.0f} "
             f"{f(m['pod_minutes_vs_bound'], digits=3):>7s}"
         )
+    if data["curve"]:
+        lines.append("")
+        for m in data["methods"][:-1]:
+            if "dominated_by" in m and not m["method"].startswith("scaleahead"):
+                by = m["dominated_by"]
+                lines.append(f"{m['method']}: " + (f"dominated by {by}" if by else "not dominated"))
     top = ", ".join(
         f"{k} {v / rng['steps'] * 100:.0f}%" for k, v in list(data["models"].items())[:3]
     )
@@ -216,6 +244,45 @@ def plot(path: Path, r: Replay, s: Scores) -> None:
         f"{r.rule.quantile}, bins of {size * r.rule.step // 60} min",
         fontsize=11,
     )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_tradeoff(path: Path, data: dict[str, Any]) -> None:
+    """Requests beyond Ready capacity against pod-minutes (over perfect foresight's): the
+    curve of the quantiles swept, each labelled, and every other method as a point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    curve = data["curve"]
+    xs = [m["pod_minutes_vs_bound"] for m in curve]
+    ys = [m["beyond_capacity_share"] * 100 for m in curve]
+    ax.plot(xs, ys, "o-", color="tab:blue", label="scaleahead, by quantile")
+    for m, x, y in zip(curve, xs, ys, strict=True):
+        ax.annotate(m["method"].split()[-1], (x, y), textcoords="offset points", xytext=(5, 4))
+    markers = iter("sD^vP*X<>")
+    for m in data["methods"]:
+        if m["method"] == "scaleahead" or m["pod_minutes_vs_bound"] is None:
+            continue
+        ax.plot(
+            m["pod_minutes_vs_bound"],
+            m["beyond_capacity_share"] * 100,
+            next(markers, "o"),
+            ms=8,
+            label=m["method"],
+        )
+    ax.set_xlabel("pod-minutes / perfect foresight's")
+    ax.set_ylabel("requests beyond Ready capacity (%)")
+    rng = data["range"]
+    ax.set_title(
+        f"trade-off, {rng['from']} .. {rng['to']}, lead {data['lead_seconds']}s", fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -17,7 +17,7 @@ from forecaster.models.base import Model, SeriesContext
 from forecaster.models.seasonality import DAY
 from forecaster.policy import serve, window_peak
 
-LEVELS = np.linspace(0.5, 0.995, 100)
+LEVELS = np.linspace(0.05, 0.995, 190)
 """Quantile levels at which each fit keeps its calibration residual quantiles."""
 SCALE_POWERS = (0.0, 0.5, 1.0)
 """How residuals may grow with the forecast: constant, like counts (sqrt), proportionally."""
