@@ -4,10 +4,9 @@ For every grid point t of the scored range (the last 7 days; 4 for the 14-day EL
 each method serves max(actual(t), max of its forecast over the steps labelled
 (t, t + lead + step]), using only data up to t. The score is the MAE of that served value
 against the realised maximum over the same steps. Baselines, measured in the same run:
-reactive (the actual alone), seasonal naive (same time yesterday), and statsmodels
-Holt-Winters (additive daily season, refit every 6 h on the last 3 days, its state
-updated with each new observation in between). scaleahead serves its upper quantile;
-its coverage is the share of lead windows whose realised peak is at or below the served
+reactive (the actual alone) and the backtest's (seasonal naive, Holt-Winters, Crane's DSP
+predictor and statsforecast's MSTL; see docs/backtest.md). scaleahead serves its upper
+quantile; its coverage is the share of lead windows whose realised peak is at or below the served
 value (the per-step share at t + lead + step is printed beside it). The row "(q=0.5)" is
 a second engine in the same run serving the median of the peak instead: the like-for-like
 comparison with the baselines' point forecasts, since an upper quantile, by design, sits
@@ -20,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from forecaster.evaluation import baselines
+from forecaster.evaluation import backtest, baselines
+from forecaster.evaluation.backtest import Baseline
 from forecaster.models import ForecastEngine
 from forecaster.models.seasonality import DAY
 from forecaster.policy import lead_window, serve, window_peak
@@ -102,20 +103,19 @@ def reactive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
     return baselines.served(s.y[origins], paths, window)
 
 
-def seasonal_naive(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
-    paths = baselines.seasonal_naive(s.y, origins, window, s.step)
-    return baselines.served(s.y[origins], paths, window)
+def baseline(forecast: Baseline) -> Callable[[Series, np.ndarray, int], np.ndarray]:
+    """A forecasting baseline of the backtest, served by the same policy."""
 
+    def served(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
+        paths = forecast(s.y, origins, window, s.step)
+        return baselines.served(s.y[origins], paths, window)
 
-def holt_winters(s: Series, origins: np.ndarray, window: int) -> np.ndarray:
-    paths = baselines.holt_winters(s.y, origins, window, s.step)
-    return baselines.served(s.y[origins], paths, window)
+    return served
 
 
 BASELINES = (
     ("reactive", reactive),
-    ("seasonal naive", seasonal_naive),
-    ("holt-winters", holt_winters),
+    *((name, baseline(forecast)) for name, forecast in backtest.BASELINES),
 )
 
 

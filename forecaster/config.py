@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
@@ -258,6 +259,7 @@ class Event(_Floor):
 
 
 DEFAULT_HORIZON = 600
+DEFAULT_LEAD = 180
 
 
 def default_horizon(step: int, lead: int, interval: int) -> int:
@@ -275,7 +277,7 @@ class Rule(_Strict):
     step: Duration = 60
     history: Duration = 15 * 86400
     horizon: Duration = DEFAULT_HORIZON  # or longer: see default_horizon
-    lead: Duration = 180
+    lead: Duration = DEFAULT_LEAD  # or the next whole step: see _derive_horizon
     quantile: float = 0.9
     interval: Duration = 60
     forecast_ttl: Duration | None = None
@@ -294,12 +296,17 @@ class Rule(_Strict):
     @model_validator(mode="wrap")
     @classmethod
     def _derive_horizon(cls, data: Any, handler: ModelWrapValidatorHandler[Rule]) -> Rule:
+        if isinstance(data, dict) and data.get("lead") is None:
+            with contextlib.suppress(ValueError):  # the field validators say what is wrong
+                step = parse_duration(data.get("step", 60))
+                if step > 0:  # the default lead, in whole steps
+                    data = {**data, "lead": grid_ceil(DEFAULT_LEAD, step)}
         derive = isinstance(data, dict) and data.get("horizon") is None
         if derive:
             try:
                 times = [
                     parse_duration(data.get(k, default))
-                    for k, default in (("step", 60), ("lead", 180), ("interval", 60))
+                    for k, default in (("step", 60), ("lead", DEFAULT_LEAD), ("interval", 60))
                 ]
                 if data.get("lead_max") is not None:
                     times[1] = max(times[1], parse_duration(data["lead_max"]))

@@ -382,10 +382,13 @@ def sweep(
     progress: Progress = lambda items, _: items,
 ) -> list[MethodScore]:
     """scaleahead replayed at each quantile and scored by `judge` (of a replay of the same
-    range): the trade-off curve between requests beyond capacity and pod-minutes."""
+    range, reused at its own quantile): the trade-off curve between requests beyond
+    capacity and pod-minutes."""
     out = []
     for q in quantiles:
-        r = replay(rule.model_copy(update={"quantile": q}), source, start, end, progress)
+        r = judge.replay
+        if q != r.rule.quantile:
+            r = replay(rule.model_copy(update={"quantile": q}), source, start, end, progress)
         out.append(
             judge.method(f"scaleahead q={q:g}", r.policy, r.mean, q, predictive=r.predictive)
         )

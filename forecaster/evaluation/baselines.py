@@ -16,8 +16,10 @@ from forecaster.policy import serve, window_peak
 
 
 def served(actual: np.ndarray, paths: np.ndarray, window: int) -> np.ndarray:
-    """The served-value rule applied to a baseline's forecasts from each origin."""
-    return serve(actual, window_peak(paths, window))
+    """The served-value rule applied to a baseline's forecasts from each origin (NaN
+    where it has neither a forecast nor an actual)."""
+    value = serve(actual, window_peak(paths, window))
+    return np.where(np.isfinite(value), value, np.nan)
 
 
 def reactive(y: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:

@@ -199,3 +199,63 @@ def test_prometheus_errors(tmp_path, capsys, prometheus: PrometheusServer):
         capsys, *base, "--selector", "service=nothing", "--from", iso(to - 3600), "--to", iso(to)
     )
     assert "--metric nope: no such rule" in bad(capsys, "--config", str(config), "--metric", "nope")
+
+
+def test_demo_sweeps_the_quantiles_and_draws_the_tradeoff(tmp_path, capsys):
+    """The bundled trace, no ../shared: the curve has a point per quantile whose coverage
+    and pod-minutes grow with q, and the table says which baselines it dominates."""
+    png, js = tmp_path / "tradeoff.png", tmp_path / "summary.json"
+    args = ["backtest", "--demo", "--from", "1995-07-15T00:00:00Z", "--to"]
+    args += ["1995-07-16T00:00:00Z", "--quantiles", "0.9,0.5", "--tradeoff", str(png)]
+    assert main([*args, "--json", str(js)]) == 0
+    table = capsys.readouterr().out
+    assert "scaleahead q=0.5" in table and "scaleahead q=0.9" in table
+    for baseline in ("holt-winters", "crane dsp", "mstl"):
+        assert f"{baseline}: dominated by" in table or f"{baseline}: not dominated" in table
+    data = json.loads(js.read_text())
+    assert data["range"]["from"] == "1995-07-15T00:00:00Z"
+    low, high = data["curve"]
+    assert low["method"] == "scaleahead q=0.5" and high["method"] == "scaleahead q=0.9"
+    assert low["coverage"] < high["coverage"]
+    assert low["pod_minutes"] < high["pod_minutes"]
+    assert low["beyond_capacity_share"] > high["beyond_capacity_share"]
+    by = {m["method"]: m for m in data["methods"]}
+    # The default quantile's point is the default replay's.
+    assert by["scaleahead"]["pod_minutes"] == high["pod_minutes"]
+    assert by["scaleahead"]["pinball"] == high["pinball"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(Path.cwd().glob("*.png"))  # nothing written beside the command
+
+
+def test_sweep_flags_are_checked(capsys):
+    assert "--quantiles: expected numbers" in bad(capsys, "--demo", "--quantiles", "0.5,high")
+    assert "--quantiles: 1.5 is not between 0 and 1" in bad(capsys, "--demo", "--quantiles", "1.5")
+    assert "--tradeoff draws the curve of --quantiles" in bad(
+        capsys, "--demo", "--tradeoff", "x.png"
+    )
+    assert "--demo replaces" in bad(capsys, "--demo", "--csv", str(NASA))
+
+
+@pytest.mark.parametrize("step", [30, 60, 120, 300])
+def test_defaults_outlast_two_missed_points_at_any_step(nasa: Trace, step: int):
+    """A rule with only its step set (lead and horizon derived) on NASA re-binned to that
+    step (30 s: each minute split in two), with pairs of consecutive points missing
+    every 4 hours: a value is served at every grid point, a forecast's at each missed one."""
+    minutes = nasa.counts[20 * 1440 : 30 * 1440]
+    counts = np.repeat(minutes / 2, 2) if step == 30 else minutes
+    per = max(1, step // 60)
+    res = 30 if step == 30 else 60 * per
+    counts = counts[: len(counts) // per * per].reshape(-1, per).sum(axis=1)
+    missing = np.zeros(len(counts), dtype=bool)
+    for k in range(len(counts) // 2, len(counts) - 2, 4 * 3600 // res):
+        missing[k : k + 2] = True
+    trace = Trace(nasa.start + 20 * 86400, res, np.where(missing, np.nan, counts))
+    rule = Rule(name="b", query="x{<<.LabelMatchers>>}", step=step, history="4d")
+    start = trace.start + len(counts) // 2 * res
+    end = start + 86400
+    src = TraceSource(trace, {"s": "a"})
+    r = replay(rule, record(src, rule, EVERYTHING, start, end), start, end)
+    gaps = np.isnan(r.actual)
+    assert gaps.sum() >= 10  # five pairs of missed points in the day
+    assert np.isfinite(r.served).all()
+    assert r.predictive[gaps].all()

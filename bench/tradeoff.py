@@ -1,0 +1,121 @@
+"""The trade-off through the simulated HPA on every shared trace, and on variants of them
+no model was tuned on, with every baseline scored in the same run.
+
+For each trace: `scaleahead backtest` over its last 7 days at the default quantile and at
+each of QUANTILES (requests beyond Ready capacity against pod-minutes, coverage of the
+lead window's peak, pinball loss), beside reactive scaling and the forecasting baselines,
+then the goals of issue 12 checked against that run: each baseline dominated by some q;
+the default's requests beyond capacity against the best baseline's and its pod-minutes
+against perfect foresight's; coverage within 3 points of q; pinball loss and MAE at the
+lead against the best baseline's.
+
+Variants (written to a temporary directory, never into the repository): NASA with an
+hourly burst shaped from the ELB trace's real spikes; NASA re-binned to 5 minutes with
+intervals starting 2 minutes past.
+
+Run: python -m bench.tradeoff [--only NAME] [--quantiles 0.2,0.5,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from forecaster.evaluation.command import BacktestOptions, run
+from forecaster.evaluation.variants import resampled, spike_shape, with_burst
+from forecaster.sources.trace import Trace, read_trace
+
+TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
+QUANTILES = (0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+BASELINES = ("reactive", "seasonal naive", "holt-winters", "crane dsp", "mstl")
+
+
+def write(trace: Trace, path: Path) -> Path:
+    """A trace as the CSV `scaleahead backtest --csv` reads (counts per interval)."""
+    lines = ["timestamp,value"]
+    for i, c in enumerate(trace.counts):
+        if c == c:
+            stamp = time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(trace.start + i * trace.resolution)
+            )
+            lines.append(f"{stamp},{c:g}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def cases(tmp: Path) -> dict[str, Path]:
+    out = {p.stem: p for p in sorted(TRACES.glob("*.csv"))}
+    nasa = read_trace(TRACES / "nasa_http_1995.csv")
+    shape = spike_shape(read_trace(TRACES / "nab_aws_elb_request_count_5min.csv"))
+    out["nasa + hourly burst (ELB spike shape)"] = write(
+        with_burst(nasa, shape, 300), tmp / "nasa_burst.csv"
+    )
+    out["nasa at 5 min, phase +2 min"] = write(resampled(nasa, 300, 120), tmp / "nasa_5m.csv")
+    return out
+
+
+def check(data: dict) -> list[str]:
+    """The issue's goals on one run's summary."""
+    by = {m["method"]: m for m in data["methods"]}
+    curve = data["curve"]
+    default = by["scaleahead"]
+    base = [by[b] for b in BASELINES if b in by]
+    lines = []
+    for b in base:
+        lines.append(f"  {b['method']}: dominated by {b.get('dominated_by') or 'nothing'}")
+    best = min(b["beyond_capacity_share"] for b in base)
+    ratio = default["beyond_capacity_share"] / best if best else float("inf")
+    lines.append(
+        f"  default: beyond capacity {ratio:.2f}x the best baseline's (goal <= 0.5), "
+        f"pod-minutes {default['pod_minutes_vs_bound']:.3f}x perfect foresight's (goal <= 1.10)"
+    )
+    for m in curve:
+        q = float(m["method"].split("=")[1])
+        if q in (0.8, 0.9, 0.95) and m["coverage"] is not None:
+            lines.append(
+                f"  q={q:g}: coverage {m['coverage'] * 100:.1f}% ({(m['coverage'] - q) * 100:+.1f}"
+                " pts)"
+            )
+    best_pinball = min(b["pinball"] for b in base if b["pinball"] is not None)
+    lines.append(
+        f"  pinball at q={data['quantile']}: {default['pinball']:.4f} against the best "
+        f"baseline's {best_pinball:.4f} ({default['pinball'] / best_pinball:.2f}x)"
+    )
+    maes = [b["mae_lead"] for b in base if b["mae_lead"] is not None]
+    if maes and default["mae_lead"] is not None:
+        lines.append(
+            f"  median MAE at the lead: {default['mae_lead']:.4f}, "
+            f"{default['mae_lead'] / min(maes):.3f}x the best baseline's (goal <= 0.85)"
+        )
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--only", help="substring of the case names to run")
+    ap.add_argument("--quantiles", default=",".join(f"{q:g}" for q in QUANTILES))
+    args = ap.parse_args()
+    quantiles = tuple(float(q) for q in args.quantiles.split(","))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in cases(Path(tmp)).items():
+            if args.only and args.only not in name:
+                continue
+            trace = read_trace(path)
+            lead = 180 if trace.resolution == 60 else trace.resolution
+            summary = Path(tmp) / "summary.json"
+            printed = io.StringIO()
+            started = time.perf_counter()
+            with contextlib.redirect_stdout(printed):
+                run(BacktestOptions(lead=lead, csv=path, quantiles=quantiles, json=summary))
+            seconds = time.perf_counter() - started
+            print(f"\n=== {name} ({seconds:.0f} s)\n{printed.getvalue()}")
+            print("\n".join(check(json.loads(summary.read_text()))))
+
+
+if __name__ == "__main__":
+    main()
