@@ -63,17 +63,9 @@ def profile(
     smoothed circularly over `smooth_seconds`. Phases never observed are interpolated."""
     p = period // step
     ph = phases(end, len(y), step, p)
-    prof = np.full(p, np.nan)
     ok = np.isfinite(y)
-    # Median per phase: sort by (phase, value) and take the middle of each run.
-    order = np.lexsort((y[ok], ph[ok]))
-    ph_sorted, y_sorted = ph[ok][order], y[ok][order]
-    starts = np.searchsorted(ph_sorted, np.arange(p), side="left")
-    stops = np.searchsorted(ph_sorted, np.arange(p), side="right")
-    have = stops > starts
-    lo = (starts + stops - 1) // 2
-    hi = (starts + stops) // 2
-    prof[have] = 0.5 * (y_sorted[lo[have]] + y_sorted[hi[have]])
+    prof = _phase_medians(y[ok], ph[ok], p)
+    have = np.isfinite(prof)
     if not have.any():
         return np.zeros(p)
     if not have.all():
@@ -164,16 +156,16 @@ def cycle_gain(y: np.ndarray, end: int, step: int, p: int) -> float:
     d = y - _local_level(y, p)
     idx = end // step - np.arange(n - 1, -1, -1, dtype=np.int64)
     ph, half = idx % p, (idx // p) % 2
-    explained = total = 0.0
+    left = total = 0.0
     for learn in (0, 1):
         a, b = ok & (half == learn), ok & (half != learn)
         if not a.any() or not b.any():
             return 0.0
         prof = _phase_medians(d[a], ph[a], p)
         prof = np.where(np.isfinite(prof), prof, 0.0)
-        explained += float(np.sum(np.abs(d[b] - prof[ph[b]])))
+        left += float(np.sum(np.abs(d[b] - prof[ph[b]])))
         total += float(np.sum(np.abs(d[b])))
-    return 1.0 - explained / total if total > 0 else 0.0
+    return 1.0 - left / total if total > 0 else 0.0
 
 
 def sub_daily_periods(y: np.ndarray, end: int, step: int) -> list[int]:
