@@ -373,7 +373,6 @@ def score(
 
 
 def sweep(
-    rule: Rule,
     source: RecordedSource,
     start: int,
     end: int,
@@ -385,9 +384,10 @@ def sweep(
     range, reused at its own quantile): the trade-off curve between requests beyond
     capacity and pod-minutes."""
     out = []
+    rule = judge.replay.rule
     for q in quantiles:
         r = judge.replay
-        if q != r.rule.quantile:
+        if q != rule.quantile:
             r = replay(rule.model_copy(update={"quantile": q}), source, start, end, progress)
         out.append(
             judge.method(f"scaleahead q={q:g}", r.policy, r.mean, q, predictive=r.predictive)

@@ -78,12 +78,13 @@ def hw_start(y: np.ndarray, phase: np.ndarray, period: int) -> tuple[float, np.n
     return float(days[0].mean()), season
 
 
-def fit_holt_winters(y: np.ndarray, phase: np.ndarray, period: int) -> tuple[float, float]:
+def fit_holt_winters(
+    y: np.ndarray, phase: np.ndarray, level0: float, season0: np.ndarray
+) -> tuple[float, float]:
     """The (alpha, gamma) of HW_ALPHAS x HW_GAMMAS with the least squared one-step error
-    over y from `hw_start`."""
+    over y from the state (level0, season0), which `hw_start` reads off y."""
     a, g = np.meshgrid(HW_ALPHAS, HW_GAMMAS, indexing="ij")
     alpha, gamma = a.ravel(), g.ravel()
-    level0, season0 = hw_start(y, phase, period)
     level = np.full(len(alpha), level0)
     season = np.repeat(season0[None, :], len(alpha), axis=0)
     _, _, sse = hw_smooth(y, phase, level, season, alpha, gamma)
@@ -117,9 +118,9 @@ def holt_winters(
             lo = max(0, o + 1 - fit_len)
             if o + 1 - lo < 2 * p + 1:
                 continue  # not two seasons yet: no forecast (NaN)
-            a, g = fit_holt_winters(y[lo : o + 1], phase[lo : o + 1], p)
-            alpha, gamma = np.array([a]), np.array([g])
             level0, season0 = hw_start(y[lo : o + 1], phase[lo : o + 1], p)
+            a, g = fit_holt_winters(y[lo : o + 1], phase[lo : o + 1], level0, season0)
+            alpha, gamma = np.array([a]), np.array([g])
             level, season = np.array([level0]), season0[None, :].copy()
             at = lo - 1
             last_fit = o
@@ -185,20 +186,19 @@ def dsp_fit(x: np.ndarray, step: int, rng: np.random.Generator) -> np.ndarray | 
         if len(x) < n:
             continue
         z = x[-n:]
-        amp = np.abs(np.fft.rfft(z - z.mean()))
+        spectrum = np.fft.rfft(z)  # its amplitudes but the first do not depend on the mean
         noise = [
             np.abs(np.fft.rfft(rng.permutation(z) - z.mean()))[1:].max()
             for _ in range(DSP_SHUFFLES)
         ]
         threshold = float(np.percentile(noise, 99))
         k = cycles  # the frequency of one cycle in n points
-        if amp[k] <= threshold:
+        if np.abs(spectrum[k]) <= threshold:
             continue
         acf = _circular_acf(z)
         if not _on_peak(acf, p, max(3, p // 20)):
             continue
         if best is None or acf[p] > best[0]:
-            spectrum = np.fft.rfft(z)
             keep = np.argsort(-np.abs(spectrum[1:]))[:DSP_COMPONENTS] + 1
             kept = np.zeros_like(spectrum)
             kept[0], kept[keep] = spectrum[0], spectrum[keep]

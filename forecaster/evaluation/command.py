@@ -44,7 +44,6 @@ from forecaster.sources.base import Source, SourceError
 from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
 from forecaster.sources.trace import (
     DEMO_TRACE,
-    Trace,
     TraceError,
     TraceSource,
     demo_trace,
@@ -91,10 +90,6 @@ def _schedules(path: Path) -> dict[str, object]:
     return {"schedules": [], "events": [], **data}
 
 
-def _trace(path: Path) -> tuple[Trace, str]:
-    return read_trace(path), path.name
-
-
 def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, int]:
     """The rule to replay, where its history comes from, the selector, and the end."""
     overrides: dict[str, object] = {"lead": o.lead}
@@ -108,7 +103,9 @@ def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, i
             if o.config or o.metric or o.selector or (o.csv and o.demo):
                 flag = "--demo" if o.demo else "--csv"
                 raise BacktestError(f"{flag} replaces --csv, --config, --metric and --selector")
-            trace, name = (demo_trace(), DEMO_TRACE) if o.csv is None else _trace(o.csv)
+            trace, name = (
+                (demo_trace(), DEMO_TRACE) if o.csv is None else (read_trace(o.csv), o.csv.name)
+            )
             base = {
                 "name": "backtest",
                 "query": "csv{<<.LabelMatchers>>}",
@@ -185,7 +182,7 @@ def run(o: BacktestOptions) -> None:
         **o.hpa,  # type: ignore[arg-type]
     )
     scores = score(result, hpa, o.cpu_target, _progress)
-    curve = sweep(rule, recorded, start, end, o.quantiles, Judge(result, hpa), _progress)
+    curve = sweep(recorded, start, end, o.quantiles, Judge(result, hpa), _progress)
     data = summary(result, scores, seconds, curve)
     print(table(data))
     if o.output:

@@ -41,8 +41,8 @@ def test_holt_winters_is_statsmodels_recursion_and_fits_as_well(nasa: Trace, day
     _, _, sse = b.hw_smooth(y, phase, level, season, alpha, gamma)
     assert sse[0] == pytest.approx(res.sse, rel=1e-9)
 
-    a, g = b.fit_holt_winters(y, phase, DAY)
     level0, season0 = b.hw_start(y, phase, DAY)
+    a, g = b.fit_holt_winters(y, phase, level0, season0)
     _, _, ours = b.hw_smooth(
         y, phase, np.array([level0]), season0[None, :].copy(), np.array([a]), np.array([g])
     )
