@@ -9,7 +9,7 @@ from pathlib import Path
 
 from adapter import logs
 from adapter.errors import UsageError
-from forecaster.config import Config, ConfigError, load_config
+from forecaster.config import Config, ConfigError, Rule, load_config
 from forecaster.times import SETTLE, format_duration, parse_duration, parse_rfc3339, rfc3339
 
 
@@ -128,6 +128,7 @@ def _backtest(args: argparse.Namespace) -> None:
         start=_time("--from", args.from_),
         end=_time("--to", args.to),
         quantile=args.quantile,
+        max_pod_minutes=args.max_pod_minutes,
         output=_path(args.output),
         plot=_path(args.plot),
         json=_path(args.json),
@@ -159,6 +160,13 @@ def _backtest(args: argparse.Namespace) -> None:
         ) from None
 
 
+def _quantile_rule(r: Rule) -> str:
+    """How a rule's quantile is set, in words."""
+    if r.budget is None:
+        return f"q {r.quantile}"
+    return f"q per series for at most {r.budget:g}x perfect foresight's pod-minutes"
+
+
 def _check_config(args: argparse.Namespace) -> None:
     config = load_config(args.file)
     print(f"{args.file}: OK, Prometheus at {config.prometheus.url}")
@@ -167,7 +175,7 @@ def _check_config(args: argparse.Namespace) -> None:
         print(
             f"  rule {r.name}: step {format_duration(r.step)}, lead {format_duration(r.lead)}, "
             f"horizon {format_duration(r.horizon)}{derived}, forecasts fresh for "
-            f"{format_duration(r.ttl)}, every {format_duration(r.interval)}, q {r.quantile}, "
+            f"{format_duration(r.ttl)}, every {format_duration(r.interval)}, {_quantile_rule(r)}, "
             f"new series forecast after a {format_duration(r.warmup)} warm-up"
         )
         now = int(time.time())
@@ -318,7 +326,14 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--quantile",
         type=float,
-        help="share of lead windows whose peak the served value covers (default: the rule's)",
+        help="share of lead windows whose peak the served value covers, the same for every "
+        "series (default: the rule's)",
+    )
+    b.add_argument(
+        "--max-pod-minutes",
+        type=float,
+        help="instead of --quantile: the pod-minutes, as a multiple of perfect foresight's, "
+        "each series' quantile is chosen to cost (default: the rule's; 1.1 by default)",
     )
     b.add_argument(
         "--quantiles",

@@ -26,7 +26,13 @@ def main() -> None:
     for path in sorted(TRACES.glob("*.csv")):
         trace = read_trace(path)
         lead = lead_for(trace.resolution)
-        rule = Rule(name="b", query="x{<<.LabelMatchers>>}", step=trace.resolution, lead=lead)
+        rule = Rule(
+            name="b",
+            query="x{<<.LabelMatchers>>}",
+            step=trace.resolution,
+            phase=trace.phase,
+            lead=lead,
+        )
         end = trace.end
         start = end - 7 * 86400
         recorded = record(TraceSource(trace, {"trace": path.stem}), rule, EVERYTHING, start, end)

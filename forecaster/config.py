@@ -36,7 +36,7 @@ from forecaster.selector import (
     parse_selector,
 )
 from forecaster.sources.promql import check_template
-from forecaster.times import SETTLE, format_duration, grid_ceil, parse_duration
+from forecaster.times import SETTLE, format_duration, grid_ceil, grid_floor, parse_duration
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 _METRIC_NAME = re.compile(r"^[a-z_][a-z0-9_:.-]{0,252}$")
@@ -260,6 +260,9 @@ class Event(_Floor):
 
 DEFAULT_HORIZON = 600
 DEFAULT_LEAD = 180
+DEFAULT_POD_MINUTES = 1.1
+"""A rule with neither `quantile` nor `max_pod_minutes` may cost 10 % more pod-minutes
+than perfect foresight: each series is held at the quantile its backtest says that buys."""
 
 
 def default_horizon(step: int, lead: int, interval: int) -> int:
@@ -278,8 +281,10 @@ class Rule(_Strict):
     history: Duration = 15 * 86400
     horizon: Duration = DEFAULT_HORIZON  # or longer: see default_horizon
     lead: Duration = DEFAULT_LEAD  # or the next whole step: see _derive_horizon
-    quantile: float = 0.9
+    quantile: float | None = None  # a fixed q; by default chosen per series under max_pod_minutes
+    max_pod_minutes: float | None = None  # default DEFAULT_POD_MINUTES, unless quantile is set
     interval: Duration = 60
+    phase: Duration = 0  # grid points fall this far past multiples of step (see grid_floor)
     forecast_ttl: Duration | None = None
     namespace_label: str | None = "namespace"
     lead_min: Duration | None = None  # bounds of a lead measured from the workload's pods
@@ -347,13 +352,48 @@ class Rule(_Strict):
 
     @field_validator("quantile")
     @classmethod
-    def _upper_quantile(cls, value: float) -> float:
-        if not 0.5 < value < 1.0:
+    def _upper_quantile(cls, value: float | None) -> float | None:
+        if value is not None and not 0.5 < value < 1.0:
             raise ValueError(
                 "expected a share above 0.5 and below 1 (how often the served value should "
                 f"cover the lead window's peak), e.g. 0.9; got {value}"
             )
         return value
+
+    @field_validator("max_pod_minutes")
+    @classmethod
+    def _a_budget(cls, value: float | None) -> float | None:
+        if value is not None and not 1.0 <= value <= 10.0:
+            raise ValueError(
+                "expected how many times perfect foresight's pod-minutes the rule may cost, "
+                f"at least 1 and at most 10, e.g. 1.1 for 10 % more; got {value}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_quantile_rule(self) -> Rule:
+        if self.quantile is not None and self.max_pod_minutes is not None:
+            raise ValueError(
+                "quantile: give either quantile (the same q for every series) or "
+                "max_pod_minutes (a q per series, chosen to fit that cost), not both"
+            )
+        return self
+
+    def grid_floor(self, t: float) -> int:
+        """The rule's newest grid point at or before t."""
+        return grid_floor(t, self.step, self.phase)
+
+    def grid_ceil(self, t: float) -> int:
+        """The rule's oldest grid point at or after t."""
+        return grid_ceil(t, self.step, self.phase)
+
+    @property
+    def budget(self) -> float | None:
+        """Pod-minutes over perfect foresight's that each series' quantile is chosen to
+        cost; None when the rule fixes `quantile`."""
+        if self.quantile is not None:
+            return None
+        return DEFAULT_POD_MINUTES if self.max_pod_minutes is None else self.max_pod_minutes
 
     @field_validator("namespace_label")
     @classmethod
@@ -386,6 +426,11 @@ class Rule(_Strict):
             raise ValueError("step: expected a positive duration")
         if self.interval <= 0:
             raise ValueError("interval: expected a positive duration")
+        if not 0 <= self.phase < self.step:
+            raise ValueError(
+                f"phase: expected a duration from 0 up to the step ({format_duration(self.step)})"
+                f", got {format_duration(self.phase)}"
+            )
         for key in ("history", "horizon", "lead"):
             if getattr(self, key) % self.step:
                 raise ValueError(

@@ -72,11 +72,11 @@ def parse_rfc3339(text: str) -> int:
     return int(when.timestamp())
 
 
-def grid_floor(t: float, step: int) -> int:
-    """The newest grid point at or before t."""
-    return int(t // step) * step
+def grid_floor(t: float, step: int, phase: int = 0) -> int:
+    """The newest grid point (`phase` past a multiple of `step`) at or before t."""
+    return int((t - phase) // step) * step + phase
 
 
-def grid_ceil(t: float, step: int) -> int:
-    """The oldest grid point at or after t."""
-    return -int(-t // step) * step
+def grid_ceil(t: float, step: int, phase: int = 0) -> int:
+    """The oldest grid point (`phase` past a multiple of `step`) at or after t."""
+    return -int(-(t - phase) // step) * step + phase

@@ -19,13 +19,14 @@ import numpy as np
 from forecaster.config import Rule
 from forecaster.evaluation import baselines
 from forecaster.evaluation.hpa_sim import HPAResult, HPASettings, simulate
+from forecaster.models.calibration import FALLBACK_QUANTILE
 from forecaster.models.ladder import MIN_POINTS
 from forecaster.policy import lead_window, serve, served_value
 from forecaster.runtime.cycle import ForecastCycle
 from forecaster.runtime.store import ForecastStore
 from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.sources.base import InstantSample, RangeSeries, Source
-from forecaster.times import SETTLE, grid_ceil, grid_floor, rfc3339
+from forecaster.times import SETTLE, rfc3339
 
 T = TypeVar("T")
 Progress = Callable[[Sequence[T], str], Iterable[T]]
@@ -59,7 +60,7 @@ class RecordedSource:
         return [RangeSeries(self.series.labels, ts[lo:hi], self.series.values[lo:hi])]
 
     def fetch_current(self, rule: Rule, selector: LabelSelector, at: float) -> list[InstantSample]:
-        now = grid_floor(at, rule.step)
+        now = rule.grid_floor(at)
         found = self.fetch_range(rule, now, now, selector)
         if not found:
             return []
@@ -116,6 +117,7 @@ class Replay:
     predictive: np.ndarray  # bool: a fresh forecast was used
     mean: np.ndarray  # (n, H) point forecasts made at t for t + h * step
     upper: np.ndarray  # (n, H) upper band
+    quantile: np.ndarray  # the q the served value stood for at t (the rule's, or bought)
     history: RangeSeries  # everything recorded, history included
     models: dict[str, int] = field(default_factory=dict)
 
@@ -139,7 +141,7 @@ def replay(
 ) -> Replay:
     """Run the forecast cycle and the served-value policy over [start, end]."""
     step, H = rule.step, rule.horizon_steps
-    times = np.arange(grid_ceil(start, step), grid_floor(end, step) + 1, step, dtype=np.int64)
+    times = np.arange(rule.grid_ceil(start), rule.grid_floor(end) + 1, step, dtype=np.int64)
     store = ForecastStore()
     # One series: its refits on the hour, whatever its labels (CSV and Prometheus agree).
     cycle = ForecastCycle([rule], source, store, spread_refits=False)
@@ -150,6 +152,7 @@ def replay(
     predictive = np.zeros(n, dtype=bool)
     mean = np.full((n, H), np.nan)
     upper = np.full((n, H), np.nan)
+    quantile = np.full(n, np.nan)
     models: dict[str, int] = {}
     ts, vs = source.series.timestamps, source.series.values
     idx = np.searchsorted(ts, times)
@@ -160,7 +163,7 @@ def replay(
     level = quiet.level
     quiet.setLevel(logging.WARNING)
     try:
-        for i in progress(range(n), f"replay at q={rule.quantile:g}"):
+        for i in progress(range(n), f"replay at {_quantile_rule(rule)}"):
             t = int(times[i])
             if t >= next_cycle:
                 cycle.run(rule, t + SETTLE)  # as live: a cycle at t + SETTLE ends at t
@@ -173,6 +176,7 @@ def replay(
                 predictive[i] = s.predictive
             if fc is not None and fc.age(t) <= rule.ttl:
                 models[fc.model] = models.get(fc.model, 0) + 1
+                quantile[i] = np.nan if fc.quantile is None else fc.quantile
                 want = t + step * np.arange(1, H + 1)
                 j = np.searchsorted(fc.ds, want)
                 ok = j < len(fc.ds)
@@ -186,9 +190,27 @@ def replay(
     if rule.calendar is not None:
         floor = rule.calendar.floor_array(labels, times, rule.lead, policy)
         served = scheduled(policy, floor)
+    fixed = FALLBACK_QUANTILE if rule.quantile is None else rule.quantile
+    quantile[np.isnan(quantile)] = fixed  # reactive: judged at the rule's, or the fallback
     return Replay(
-        rule, times, actual, served, policy, floor, predictive, mean, upper, source.series, models
+        rule,
+        times,
+        actual,
+        served,
+        policy,
+        floor,
+        predictive,
+        mean,
+        upper,
+        quantile,
+        source.series,
+        models,
     )
+
+
+def _quantile_rule(rule: Rule) -> str:
+    """ "q=0.9", or "pod-minutes <= 1.1x" for a budget."""
+    return f"q={rule.quantile:g}" if rule.budget is None else f"pod-minutes <= {rule.budget:g}x"
 
 
 def scheduled(values: np.ndarray, floor: np.ndarray) -> np.ndarray:
@@ -259,13 +281,17 @@ BASELINES: tuple[tuple[str, Baseline], ...] = (
 """The forecasting baselines every backtest scores beside reactive scaling."""
 
 
-def pinball(actual: np.ndarray, quantile_forecast: np.ndarray, q: float) -> float | None:
-    """Mean pinball (quantile) loss of a forecast of the q-quantile, where both are known."""
+def pinball(
+    actual: np.ndarray, quantile_forecast: np.ndarray, q: float | np.ndarray
+) -> float | None:
+    """Mean pinball (quantile) loss of a forecast of the q-quantile (one q, or one per
+    point), where both are known."""
     ok = np.isfinite(actual) & np.isfinite(quantile_forecast)
     if not ok.any():
         return None
     diff = actual[ok] - quantile_forecast[ok]
-    return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))
+    qs = np.broadcast_to(q, actual.shape)[ok]
+    return float(np.mean(np.maximum(qs * diff, (qs - 1) * diff)))
 
 
 class Judge:
@@ -306,8 +332,9 @@ class Judge:
     ) -> MethodScore:
         """A method's score from the values it served (None: an HPA on CPU alone), its
         point forecasts (for their errors), the quantile its served value stands for (its
-        pinball loss; default: the rule's) and, for a band, where a fresh forecast was
-        served (its coverage of the lead window's peak)."""
+        pinball loss; default: the q scaleahead's replay stood for at each step) and, for
+        a band, where a fresh forecast was served (its coverage of the lead window's
+        peak)."""
         wmax = self.window_max
         mae_lead = mae_horizon = coverage = None
         if paths is not None:
@@ -319,7 +346,7 @@ class Judge:
         if served is not None and predictive is not None:
             judged = predictive & np.isfinite(wmax)
             coverage = float(np.mean(wmax[judged] <= served[judged])) if judged.any() else None
-        q = self.replay.rule.quantile if quantile is None else quantile
+        q = self.replay.quantile if quantile is None else quantile
         served_err = None if served is None else np.abs(served - wmax)
         return MethodScore(
             name=name,
@@ -388,7 +415,8 @@ def sweep(
     for q in quantiles:
         r = judge.replay
         if q != rule.quantile:
-            r = replay(rule.model_copy(update={"quantile": q}), source, start, end, progress)
+            fixed = rule.model_copy(update={"quantile": q, "max_pod_minutes": None})
+            r = replay(fixed, source, start, end, progress)
         out.append(
             judge.method(f"scaleahead q={q:g}", r.policy, r.mean, q, predictive=r.predictive)
         )

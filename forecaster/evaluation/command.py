@@ -63,6 +63,7 @@ class BacktestOptions:
     start: int | None = None  # Unix seconds; default: 7 days before `end`
     end: int | None = None  # Unix seconds; default: the end of the data (or now)
     quantile: float | None = None
+    max_pod_minutes: float | None = None  # a budget instead (default: the rule's)
     output: Path | None = None
     plot: Path | None = None
     json: Path | None = None
@@ -93,8 +94,12 @@ def _schedules(path: Path) -> dict[str, object]:
 def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, int]:
     """The rule to replay, where its history comes from, the selector, and the end."""
     overrides: dict[str, object] = {"lead": o.lead}
+    if o.quantile is not None and o.max_pod_minutes is not None:
+        raise BacktestError("give --quantile or --max-pod-minutes, not both")
     if o.quantile is not None:
-        overrides["quantile"] = o.quantile
+        overrides |= {"quantile": o.quantile, "max_pod_minutes": None}
+    if o.max_pod_minutes is not None:
+        overrides |= {"quantile": None, "max_pod_minutes": o.max_pod_minutes}
     if o.schedules is not None:
         overrides |= _schedules(o.schedules)
     source_name = str(o.schedules) if o.schedules is not None else "backtest flags"
@@ -110,6 +115,7 @@ def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, i
                 "name": "backtest",
                 "query": "csv{<<.LabelMatchers>>}",
                 "step": trace.resolution,
+                "phase": trace.phase,
                 "history": "15d",
             }
             rule = Rule.model_validate({**base, **overrides})

@@ -77,6 +77,8 @@ def summary(
         },
         "lead_seconds": r.rule.lead,
         "quantile": r.rule.quantile,
+        "max_pod_minutes": r.rule.budget,
+        "quantile_held": _held(r),
         "replay_seconds": round(seconds, 2),
         "predictive_share": float(np.mean(r.predictive)),
         "schedules": {
@@ -100,6 +102,25 @@ def summary(
     }
 
 
+def _held(r: Replay) -> dict[str, float] | None:
+    """The quantiles scaleahead's fresh forecasts stood for: mean, least and most."""
+    q = r.quantile[r.predictive]
+    if not q.size:
+        return None
+    return {"mean": float(q.mean()), "min": float(q.min()), "max": float(q.max())}
+
+
+def quantile_words(data: dict[str, Any]) -> str:
+    """How the replay's quantile was set: "quantile 0.9", or the budget and what it bought."""
+    if data["max_pod_minutes"] is None:
+        return f"quantile {data['quantile']}"
+    words = f"pod-minutes <= {data['max_pod_minutes']:g}x perfect foresight's"
+    held = data["quantile_held"]
+    if held is None:
+        return words
+    return f"{words} (q {held['min']:.2f}..{held['max']:.2f}, mean {held['mean']:.3f})"
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
@@ -118,7 +139,7 @@ def table(data: dict[str, Any]) -> str:
     width = max(18, *(len(m["method"]) for m in rows))
     lines = [
         f"backtest {rng['from']} .. {rng['to']} ({rng['steps']} steps of {rng['step_seconds']}s),"
-        f" lead {data['lead_seconds']}s, quantile {data['quantile']}, replayed in "
+        f" lead {data['lead_seconds']}s, {quantile_words(data)}, replayed in "
         f"{data['replay_seconds']}s",
         f"HPA: target {hpa['target_per_pod']:.4g}/pod, capacity {hpa['capacity_per_pod']:.4g}"
         f"/pod, startup {hpa['startup']}s, replicas {hpa['min_replicas']}..{hpa['max_replicas']},"
@@ -202,7 +223,7 @@ def plot(path: Path, r: Replay, s: Scores) -> None:
         color="tab:orange",
         alpha=0.35,
         lw=0,
-        label=f"forecast at the lead: mean .. upper band (peak q{r.rule.quantile})",
+        label="forecast at the lead: mean .. upper band",
     )
     top.plot(
         when, _bins(r.actual, size, "max"), color="black", lw=0.7, label="demand (peak per bin)"
@@ -240,8 +261,9 @@ def plot(path: Path, r: Replay, s: Scores) -> None:
     bottom.grid(alpha=0.3)
     bottom.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b\n%H:%M"))
     fig.suptitle(
-        f"scaleahead backtest: pod start-up {r.rule.lead // 60} min, quantile "
-        f"{r.rule.quantile}, bins of {size * r.rule.step // 60} min",
+        f"scaleahead backtest: pod start-up {r.rule.lead // 60} min, "
+        f"{'q per series' if r.rule.quantile is None else f'quantile {r.rule.quantile}'}, "
+        f"bins of {size * r.rule.step // 60} min",
         fontsize=11,
     )
     fig.tight_layout()

@@ -5,13 +5,17 @@ scaled by a power of the forecast (constant, count-like or proportional noise, w
 is sharpest at equal coverage). Its level is the lowest at which the served value,
 max(actual, max of the band over the lead window), covered the window's realised peak a
 `quantile` share of the time; adaptive conformal inference then moves that level online.
+Under a pod-minutes budget, the quantile itself is the coverage of the highest level
+whose served values cost no more than the budget allows (`budget_quantile`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from forecaster.models.base import Model, SeriesContext
 from forecaster.models.seasonality import DAY
@@ -27,6 +31,11 @@ MIN_ORIGINS = 10
 """Fewer calibration origins than this: no band is learnt (the quantile is used as is)."""
 ACI_RATE = 0.01
 """Adaptive conformal step: how fast the quantile level used reacts to misses."""
+QUANTILE_RANGE = (0.5, 0.995)
+"""The quantiles a pod-minutes budget may hold a series at: no lower than the median
+(below it the forecast no longer errs toward capacity), no higher than ACI can hold."""
+FALLBACK_QUANTILE = 0.9
+"""The quantile under a pod-minutes budget where there is no backtest to choose one by."""
 
 
 def per_step_quantile(quantile: float, steps: int) -> float:
@@ -100,39 +109,84 @@ def fit_band(paths: np.ndarray, actual: np.ndarray, floor: float, quantile: floa
     return band
 
 
-def peak_level(
-    model: Model,
-    ctx: SeriesContext,
-    origins: np.ndarray,
-    band: Band,
-    quantile: float,
-    window: int,
-) -> float:
-    """The lowest level of LEVELS whose bands, served by the policy over the lead window
-    of `window` steps, cover that window's realised peak at least `quantile` of the time
-    from the calibration `origins`."""
-    y = ctx.y
-    ahead = origins[:, None] + np.arange(1, window + 1)[None, :]
-    peak = y[ahead].max(axis=1)
-    ok = np.isfinite(peak)
-    if ok.sum() < MIN_ORIGINS:
-        return quantile
-    paths = model.paths(ctx, origins[ok])[:, :window]
-    scale = band.scale(paths)
-    actual, peak = y[origins[ok]], peak[ok]
+def _served_at(
+    j: int, paths: np.ndarray, band: Band, actual: np.ndarray, window: int
+) -> np.ndarray:
+    """What the policy serves from each calibration origin with the band at LEVELS[j]."""
+    upper = paths[:, :window] + band.zgrid[j, :window] * band.scale(paths[:, :window])
+    return serve(actual, window_peak(upper, window))
 
-    def covers(j: int) -> bool:
-        served = serve(actual, window_peak(paths + band.zgrid[j, :window] * scale, window))
-        return float(np.mean(peak <= served)) >= quantile
 
-    # Coverage only grows with the level (each zgrid column is sorted): bisect.
+def _lowest(ok: Callable[[int], bool]) -> int:
+    """The lowest index of LEVELS at which `ok` holds, for an `ok` that only turns true
+    as the level rises (each zgrid column is sorted); the top level if it never does."""
     lo, hi = 0, len(LEVELS) - 1
-    if covers(lo):
-        return float(LEVELS[0])
+    if ok(lo):
+        return lo
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if covers(mid) else (mid, hi)
-    return float(LEVELS[hi])
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """A model's forecasts from consecutive calibration origins (origins x horizon), the
+    actual at each origin and the realised peak of the lead window after it."""
+
+    paths: np.ndarray
+    actual: np.ndarray
+    peak: np.ndarray  # NaN where a step of the window is missing
+    window: int
+
+    @classmethod
+    def of(cls, model: Model, ctx: SeriesContext, origins: np.ndarray, window: int) -> Backtest:
+        ahead = origins[:, None] + np.arange(1, window + 1)[None, :]
+        return cls(model.paths(ctx, origins), ctx.y[origins], ctx.y[ahead].max(axis=1), window)
+
+    def covered(self, band: Band, j: int) -> float:
+        """The share of realised peaks the served value covers at LEVELS[j]."""
+        ok = np.isfinite(self.peak)
+        served = _served_at(j, self.paths[ok], band, self.actual[ok], self.window)
+        return float(np.mean(self.peak[ok] <= served))
+
+
+def peak_level(bt: Backtest, band: Band, quantile: float) -> float:
+    """The lowest level of LEVELS whose bands, served by the policy over the lead window,
+    cover that window's realised peak at least `quantile` of the time."""
+    if np.isfinite(bt.peak).sum() < MIN_ORIGINS:
+        return quantile
+    return float(LEVELS[_lowest(lambda j: bt.covered(band, j) >= quantile)])
+
+
+def pod_time(served: np.ndarray, stabilization: int) -> float:
+    """Pod-time an HPA spends on values `served` one per step, in units of its target,
+    with as many pods as the values ask for (no rounding, no tolerance) and each held
+    through the scale-down stabilization window (`stabilization` steps): the HPA's
+    cost, free of its target. NaN (nothing served) holds the pods."""
+    held = pd.Series(served).ffill().fillna(0.0).to_numpy()
+    if stabilization > 1 and len(held) >= stabilization:
+        window = np.lib.stride_tricks.sliding_window_view(held, stabilization).max(axis=1)
+        held = np.concatenate([np.maximum.accumulate(held[: stabilization - 1]), window])
+    return float(held.sum())
+
+
+def budget_quantile(bt: Backtest, band: Band, budget: float, stabilization: int) -> float:
+    """The quantile a series can be held at for `budget` x the pod-time that perfect
+    foresight (serving each lead window's realised peak) would cost over the calibration
+    origins, through an HPA whose scale-down stabilization spans `stabilization` steps:
+    the coverage of the highest level within budget, within QUANTILE_RANGE."""
+    ok = np.isfinite(bt.peak)
+    if ok.sum() < MIN_ORIGINS:
+        return FALLBACK_QUANTILE
+    bound = budget * pod_time(serve(bt.actual, bt.peak), stabilization)
+
+    def over(j: int) -> bool:
+        return pod_time(_served_at(j, bt.paths, band, bt.actual, bt.window), stabilization) > bound
+
+    j = _lowest(over)
+    j = j - 1 if over(j) and j > 0 else j  # the highest level still within budget
+    return float(np.clip(bt.covered(band, j), *QUANTILE_RANGE))
 
 
 @dataclass

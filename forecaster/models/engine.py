@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.models.base import Fitted
-from forecaster.models.calibration import AdaptiveLevel, per_step_quantile
+from forecaster.models.calibration import FALLBACK_QUANTILE, AdaptiveLevel, per_step_quantile
 from forecaster.models.series_model import SeriesFit, SeriesModel
 from forecaster.models.short_history import ShortHistoryForecaster
 from forecaster.policy import serve, window_peak
@@ -62,7 +62,8 @@ class ForecastEngine:
     step: int
     horizon: int  # steps
     lead: int  # seconds
-    quantile: float
+    quantile: float | None  # a fixed q, or None: each series' own under `budget`
+    budget: float | None = None  # pod-minutes over perfect foresight's (see SeriesModel)
     refit_every: int = 0
     spread: bool = True  # refits at per-series offsets (else all on multiples of refit_every)
     series: dict[Hashable, SeriesState] = field(default_factory=dict)
@@ -71,7 +72,11 @@ class ForecastEngine:
         if not self.refit_every:
             self.refit_every = max(3600, REFIT_STEPS * self.step)
         self.model = SeriesModel(
-            step=self.step, horizon=self.horizon, lead=self.lead, quantile=self.quantile
+            step=self.step,
+            horizon=self.horizon,
+            lead=self.lead,
+            quantile=self.quantile,
+            budget=self.budget,
         )
         self.short_history = ShortHistoryForecaster()
 
@@ -99,7 +104,7 @@ class ForecastEngine:
     def _step(
         self, state: SeriesState, y: np.ndarray, end: int
     ) -> tuple[np.ndarray, np.ndarray, SeriesFit]:
-        state.aci.absorb(y, end, self.step, self.window, state.fit.level, self.quantile)
+        state.aci.absorb(y, end, self.step, self.window, state.fit.level, state.fit.quantile)
         level = state.aci.level(state.fit.level)
         mean, upper, state.fitted = self.model.forecast(state.fit, y, end, level, state.fitted)
         state.done = end
@@ -112,7 +117,8 @@ class ForecastEngine:
         """Fit on the history up to the series' latest refit point at or before `end`;
         the adaptive level starts afresh with each fit."""
         offset = refit_offset(key, self.refit_every, self.step) if self.spread else 0
-        at = end - (end - offset) % self.refit_every
+        # On the grid of `end` (which may lie a phase past multiples of the step).
+        at = end - (end - offset) % self.refit_every // self.step * self.step
         # The same stretch of history whenever the refit runs: from `at` back as far as
         # a history window that ends a whole refit period later still reaches.
         cut = len(y) - (end - at) // self.step
@@ -121,6 +127,10 @@ class ForecastEngine:
         new = SeriesState(fit, fit.fitted, at + self.refit_every, AdaptiveLevel(), at - self.step)
         self.series[key] = new
         return new
+
+    def quantile_of(self, key: Hashable) -> float:
+        """The share of lead-window peaks a series' served value is to cover."""
+        return self.series[key].fit.quantile
 
     def level(self, key: Hashable) -> float:
         """The band level a series is forecast at now (calibrated, then adapted)."""
@@ -135,10 +145,16 @@ class ForecastEngine:
     def forecast_young(self, history: pd.DataFrame) -> pd.DataFrame:
         """Forecasts of series too young for `forecast` (see `ShortHistoryForecaster`),
         batched, with bands at the per-step quantile that covers the lead window's peak
-        with probability `quantile`."""
+        with probability `young_quantile`."""
         return self.short_history.forecast(
             history,
             horizon=self.horizon,
             step=self.step,
-            quantile=per_step_quantile(self.quantile, self.window),
+            quantile=per_step_quantile(self.young_quantile, self.window),
         )
+
+    @property
+    def young_quantile(self) -> float:
+        """The quantile young series are forecast at: the rule's, or FALLBACK_QUANTILE
+        under a budget (there is no backtest to choose one by)."""
+        return FALLBACK_QUANTILE if self.quantile is None else self.quantile

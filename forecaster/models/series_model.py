@@ -18,8 +18,11 @@ from forecaster.models.base import (
 )
 from forecaster.models.calibration import (
     CALIBRATION_SECONDS,
+    FALLBACK_QUANTILE,
     MIN_ORIGINS,
+    Backtest,
     Band,
+    budget_quantile,
     fit_band,
     peak_level,
 )
@@ -35,6 +38,7 @@ class SeriesFit:
     end: int  # grid point of the newest history it was fitted on
     seasonality: str  # the cycles offered to model choice: "none", "daily", "weekly+1h"...
     band: Band
+    quantile: float  # share of lead-window peaks the served value is to cover
     level: float  # band level at which the served value covers the peak q of the time
     recent_error: float  # backtest MAE over the steps the served value covers
     masked: float  # fraction of the history masked as outage
@@ -45,21 +49,40 @@ class SeriesFit:
 
 
 class SeriesModel:
-    """Fits a series (model choice, band, level) and forecasts it from a fit."""
+    """Fits a series (model choice, band, quantile, level) and forecasts it from a fit.
 
-    def __init__(self, *, step: int, horizon: int, lead: int, quantile: float) -> None:
+    The quantile is `quantile` if given, else chosen per series so that its served values
+    cost at most `budget` x perfect foresight's pod-minutes over the calibration history,
+    through an HPA whose scale-down stabilization lasts `stabilization` seconds."""
+
+    def __init__(
+        self,
+        *,
+        step: int,
+        horizon: int,
+        lead: int,
+        quantile: float | None,
+        budget: float | None = None,
+        stabilization: int = 300,
+    ) -> None:
+        if (quantile is None) == (budget is None):
+            raise ValueError("give a quantile or a pod-minutes budget, not both")
         self.step = step
         self.horizon = horizon  # steps
         self.window = lead_window(lead, step)
         self.quantile = quantile
+        self.budget = budget
+        self.stabilization = stabilization // step + 1  # steps a held value spans
 
     def fit(self, y: np.ndarray, end: int) -> SeriesFit:
         """Choose and calibrate a model from history y (NaN holes) ending at grid point end."""
         ctx, points, masked = self._prepare(y, end)
         candidates = self._candidates(ctx, points)
         best, error = selection.choose(candidates, ctx, self.window)
-        band, level = self._calibrate(best, ctx)
-        return SeriesFit(best.fit(ctx), end, _seasonality(candidates), band, level, error, masked)
+        band, quantile, level = self._calibrate(best, ctx)
+        return SeriesFit(
+            best.fit(ctx), end, _seasonality(candidates), band, quantile, level, error, masked
+        )
 
     def _prepare(self, y: np.ndarray, end: int) -> tuple[SeriesContext, int, float]:
         """The series from its first observation, outages masked; its number of
@@ -100,17 +123,22 @@ class SeriesModel:
             base = ctx.profiles[period, ()] = sz.profile(ctx.y, ctx.end, self.step, period, smooth)
         return sz.layered_profile(ctx.y, ctx.end, self.step, base, layers) if layers else base
 
-    def _calibrate(self, model: Model, ctx: SeriesContext) -> tuple[Band, float]:
-        """The band from the model's errors over the calibration history, and the level
-        at which it covers the lead window's peak `quantile` of the time."""
+    def _calibrate(self, model: Model, ctx: SeriesContext) -> tuple[Band, float, float]:
+        """The band from the model's errors over the calibration history, the quantile,
+        and the level at which the band covers the lead window's peak that often."""
         n, H = len(ctx.y), self.horizon
         n_origins = min(CALIBRATION_SECONDS // self.step, max(0, n - H - 1))
         floor = 0.05 * max(float(np.nanmean(ctx.y)), 1e-9)
+        fixed = FALLBACK_QUANTILE if self.quantile is None else self.quantile
         if n_origins < MIN_ORIGINS:
-            return Band.flat(H, floor), self.quantile
+            return Band.flat(H, floor), fixed, fixed
         origins = np.arange(n - H - n_origins, n - H)
-        band = fit_band(model.paths(ctx, origins), ctx.y[ctx.future(origins)], floor, self.quantile)
-        return band, peak_level(model, ctx, origins, band, self.quantile, self.window)
+        bt = Backtest.of(model, ctx, origins, self.window)
+        band = fit_band(bt.paths, ctx.y[ctx.future(origins)], floor, fixed)
+        q = fixed
+        if self.budget is not None:
+            q = budget_quantile(bt, band, self.budget, self.stabilization)
+        return band, q, peak_level(bt, band, q)
 
     def forecast(
         self,

@@ -18,7 +18,7 @@ from forecaster.runtime.store import ForecastStore, SeriesForecast
 from forecaster.runtime.telemetry import Telemetry
 from forecaster.selector import LabelSelector, Op, Requirement
 from forecaster.sources.base import RangeSeries, SeriesKey, Source, series_key
-from forecaster.times import SETTLE, grid_floor, rfc3339
+from forecaster.times import SETTLE, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,12 @@ class ForecastCycle:
                 horizon=r.horizon_steps,
                 lead=r.lead,
                 quantile=r.quantile,
+                budget=r.budget,
                 spread=spread_refits,
             )
             for r in rules
         }
-        self._books = {r.name: HistoryBook(r.step, r.history) for r in rules}
+        self._books = {r.name: HistoryBook(r.step, r.history, r.phase) for r in rules}
         self.outcomes = {r.name: Outcomes(r) for r in rules}
         self._empty: set[str] = set()
         self._refusing: set[str] = set()
@@ -99,7 +100,7 @@ class ForecastCycle:
     ) -> CycleReport:
         book = self._books[rule.name]
         engine = self._engines[rule.name]
-        end = grid_floor(now - SETTLE, rule.step)
+        end = rule.grid_floor(now - SETTLE)
         start = book.fetch_start(end)
         fetched = self.source.fetch_range(rule, start, end)
         selection = self._select(rule, book, fetched, now)
@@ -139,6 +140,7 @@ class ForecastCycle:
             forecasts[key] = _forecast(
                 book.labels(key), seen[key], ds, mean, upper, fit.model.name, fit.recent_error
             )
+            forecasts[key] = replace(forecasts[key], quantile=fit.quantile)
             progress()
         if young:
             failures += self._forecast_young(rule, engine, book, young, seen, forecasts)
@@ -273,6 +275,7 @@ class ForecastCycle:
                 str(group["model"].iloc[0]),
                 None,
             )
+            out[key] = replace(out[key], quantile=engine.young_quantile)
         return failures
 
 

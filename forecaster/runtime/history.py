@@ -45,13 +45,15 @@ class _Series:
 
 @dataclass
 class HistoryBook:
-    """The last `window` seconds of every series of one rule, on multiples of `step`.
+    """The last `window` seconds of every series of one rule, on the grid `phase` past
+    multiples of `step`.
 
     Slot i of every series holds the grid point `end - (slots - 1 - i) * step`.
     """
 
     step: int
     window: int
+    phase: int = 0
     end: int | None = None
     _series: dict[SeriesKey, _Series] = field(default_factory=dict)
 
@@ -79,8 +81,8 @@ class HistoryBook:
 
     def advance(self, end: int, fetched: list[RangeSeries]) -> None:
         """Move the grid to end at `end` and write the fetched samples into it."""
-        if end % self.step:
-            raise ValueError(f"end {end} is not on the {self.step}s grid")
+        if end % self.step != self.phase:
+            raise ValueError(f"end {end} is not on the {self.step}s grid ({self.phase}s past)")
         if self.end is not None and end != self.end:
             shift = (end - self.end) // self.step
             for s in self._series.values():

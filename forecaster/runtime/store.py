@@ -23,6 +23,7 @@ class SeriesForecast:
     upper: np.ndarray
     model: str
     recent_error: float | None = None  # the model's backtest MAE over the lead window
+    quantile: float | None = None  # share of lead-window peaks the upper band is to cover
     lead: int | None = None  # the workload's measured lead, if any (else the rule's)
 
     def lead_for(self, rule_lead: int) -> int:

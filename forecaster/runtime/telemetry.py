@@ -168,14 +168,22 @@ class SeriesCollector(Collector):
                 "ttl",
             ),
             "quantile": (
-                "The probability the served value covers the lead window's peak.",
+                "The probability the served value covers the lead window's peak, where the "
+                "rule fixes it (else see scaleahead_series_quantile).",
                 "quantile",
+            ),
+            "max_pod_minutes": (
+                "The pod-minutes, over perfect foresight's, each series' quantile is chosen "
+                "to cost, where the rule sets a budget rather than a quantile.",
+                "budget",
             ),
         }
         for suffix, (doc, attr) in settings.items():
             family = GaugeMetricFamily(f"scaleahead_rule_{suffix}", doc, labels=["rule"])
             for rule in self.rules:
-                family.add_metric([rule.name], float(getattr(rule, attr)))
+                value = getattr(rule, attr)
+                if value is not None:
+                    family.add_metric([rule.name], float(value))
             yield family
 
     def _outcomes(self) -> Iterator[Metric]:
@@ -243,6 +251,11 @@ class SeriesCollector(Collector):
                 "The model's mean absolute error over the steps the served value covers, "
                 "on the series' own last day (rolling-origin backtest at the last refit).",
             ),
+            "quantile": GaugeMetricFamily(
+                "scaleahead_series_quantile",
+                "The share of lead windows whose peak the served value is to cover: the "
+                "rule's quantile, or the one its pod-minutes budget bought at the last refit.",
+            ),
             "model": GaugeMetricFamily(
                 "scaleahead_series_model_info", "The model forecasting the series (value 1)."
             ),
@@ -294,6 +307,7 @@ class SeriesCollector(Collector):
                         "horizon": float(fc.upper.max()),
                         "age": fc.age(now),
                         "error": fc.recent_error,
+                        "quantile": fc.quantile,
                     }
                     families["model"].add_sample(
                         families["model"].name, {**labels, "model": fc.model}, 1.0

@@ -160,16 +160,16 @@ class PrometheusClient:
         ]
 
     def query_range(
-        self, promql: str, start: int, end: int, step: int, series: int = 1
+        self, promql: str, start: int, end: int, step: int, series: int = 1, phase: int = 0
     ) -> list[RangeSeries]:
-        """Evaluate over [start, end] on the grid of multiples of `step`, in chunks.
+        """Evaluate over [start, end] on the grid `phase` past multiples of `step`, in chunks.
 
         Each chunk holds at most MAX_POINTS_PER_QUERY steps, and at most
         `points_per_response / series` when the query is expected to return `series`
         series. `start` and `end` are rounded to the grid (start up, end down); samples
         that are NaN, infinite or negative are dropped, so a series' grid may have holes.
         """
-        start, end = grid_ceil(start, step), grid_floor(end, step)
+        start, end = grid_ceil(start, step, phase), grid_floor(end, step, phase)
         chunk = max(1, min(MAX_POINTS_PER_QUERY, self.points_per_response // max(series, 1))) * step
         spans = [(lo, min(end, lo + chunk - step)) for lo in range(start, end + 1, chunk)]
 
@@ -277,8 +277,10 @@ class PrometheusSource:
         query = promql.render(rule.query, selector)
         count = self._series.get(query)
         if count is None and end - start >= 2 * rule.step:
-            count = len(self.client.query_range(query, end, end, rule.step))
-        found = self.client.query_range(query, start, end, rule.step, series=count or 1)
+            count = len(self.client.query_range(query, end, end, rule.step, phase=rule.phase))
+        found = self.client.query_range(
+            query, start, end, rule.step, series=count or 1, phase=rule.phase
+        )
         self._series[query] = len(found)
         return found
 

@@ -15,7 +15,6 @@ import pandas as pd
 from forecaster.config import Rule
 from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.sources.base import InstantSample, RangeSeries, SourceError
-from forecaster.times import grid_ceil, grid_floor
 
 DEMO_TRACE = "nasa_http_1995_07.csv.gz"
 DEMO_LABELS = {"namespace": "default", "service": "nasa-http"}
@@ -37,6 +36,12 @@ class Trace:
     def end(self) -> int:
         """Unix seconds at which the last interval ends."""
         return self.start + self.resolution * len(self.counts)
+
+    @property
+    def phase(self) -> int:
+        """How far past multiples of its resolution the trace's intervals end: the
+        phase of a grid whose points are those ends (a rate is labelled by its end)."""
+        return self.start % self.resolution
 
 
 def read_trace(source: str | Path | io.TextIOBase, name: str | None = None) -> Trace:
@@ -116,6 +121,11 @@ class TraceSource:
                 f"rule {rule.name}: step {rule.step}s is not a multiple of the trace's "
                 f"resolution {res}s"
             )
+        if (rule.phase - self.trace.phase) % res:
+            raise SourceError(
+                f"rule {rule.name}: phase {rule.phase}s puts grid points inside the trace's "
+                f"intervals, which end {self.trace.phase}s past multiples of {res}s"
+            )
         per_step = rule.step // res
         starts = grid[:, None] - rule.step + res * np.arange(per_step)[None, :]
         counts = self._counts(starts.ravel()).reshape(starts.shape)
@@ -127,7 +137,7 @@ class TraceSource:
     ) -> list[RangeSeries]:
         if not selector.matches(self.labels):
             return []
-        start, end = grid_ceil(start, rule.step), grid_floor(end, rule.step)
+        start, end = rule.grid_ceil(start), rule.grid_floor(end)
         if end < start:
             return []
         grid = np.arange(start, end + 1, rule.step, dtype=np.int64)
@@ -140,7 +150,7 @@ class TraceSource:
     def fetch_current(self, rule: Rule, selector: LabelSelector, at: float) -> list[InstantSample]:
         if not selector.matches(self.labels):
             return []
-        now = grid_floor(at, rule.step)
+        now = rule.grid_floor(at)
         value = float(self.rates(rule, np.array([now], dtype=np.int64))[0])
         if not np.isfinite(value):
             return []

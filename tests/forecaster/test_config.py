@@ -71,6 +71,17 @@ def test_good_config_loads_with_units(tmp_path):
         ),
         ("    quantile: 0.9\n", "    quantile: high\n", "rules[0].quantile: expected a number"),
         (
+            "    quantile: 0.9\n",
+            "    quantile: 0.9\n    max_pod_minutes: 1.2\n",
+            "rules[0].quantile: give either quantile (the same q for every series) or "
+            "max_pod_minutes",
+        ),
+        (
+            "    quantile: 0.9\n",
+            "    max_pod_minutes: 0.9\n",
+            "rules[0].max_pod_minutes: expected how many times perfect foresight's pod-minutes",
+        ),
+        (
             "  timeout: 5s\n",
             "  timeout: 5s\n  retries: 20\n",
             "retries: expected at most 10, got 20",
@@ -214,6 +225,15 @@ def test_bad_config_names_file_and_key(tmp_path, old, new, expected):
         load_config(path)
     assert str(err.value).startswith(f"{path}: ")
     assert expected in str(err.value)
+
+
+def test_the_quantile_is_bought_by_a_budget_unless_the_rule_fixes_it(tmp_path):
+    fixed = load_config(write(tmp_path, GOOD)).rules[0]
+    assert (fixed.quantile, fixed.budget) == (0.9, None)
+    default = load_config(write(tmp_path, GOOD.replace("    quantile: 0.9\n", ""))).rules[0]
+    assert (default.quantile, default.budget) == (None, 1.1)
+    budget = GOOD.replace("quantile: 0.9", "max_pod_minutes: 1.25")
+    assert load_config(write(tmp_path, budget)).rules[0].budget == 1.25
 
 
 def test_duplicate_rule_names(tmp_path):

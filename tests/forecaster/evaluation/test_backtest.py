@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from adapter.cli import main
@@ -16,6 +17,7 @@ from forecaster.evaluation.backtest import record, replay
 from forecaster.evaluation.report import CSV_COLUMNS
 from forecaster.selector import EVERYTHING
 from forecaster.sources.trace import Trace, TraceSource
+from forecaster.times import rfc3339
 from tests.conftest import RULE_QUERY, TRACES, PrometheusServer
 
 NASA = TRACES / "nasa_http_1995.csv"
@@ -207,7 +209,7 @@ def test_demo_sweeps_the_quantiles_and_draws_the_tradeoff(tmp_path, capsys):
     png, js = tmp_path / "tradeoff.png", tmp_path / "summary.json"
     args = ["backtest", "--demo", "--from", "1995-07-15T00:00:00Z", "--to"]
     args += ["1995-07-16T00:00:00Z", "--quantiles", "0.9,0.5", "--tradeoff", str(png)]
-    assert main([*args, "--json", str(js)]) == 0
+    assert main([*args, "--quantile", "0.9", "--json", str(js)]) == 0
     table = capsys.readouterr().out
     assert "scaleahead q=0.5" in table and "scaleahead q=0.9" in table
     for baseline in ("holt-winters", "crane dsp", "mstl"):
@@ -259,3 +261,29 @@ def test_defaults_outlast_two_missed_points_at_any_step(nasa: Trace, step: int):
     assert gaps.sum() >= 10  # five pairs of missed points in the day
     assert np.isfinite(r.served).all()
     assert r.predictive[gaps].all()
+
+
+def test_the_grid_takes_its_phase_from_the_csv(tmp_path, isp: Trace):
+    """The ISP trace with its timestamps moved to 2 min 53 s past each 5 minutes: the grid
+    points are the intervals' ends (not the wall clock's round minutes), each actual is
+    the interval that just ended, and every value served is the unmoved trace's."""
+    day = 86400 // 300
+    counts = isp.counts[-4 * 7 * day :]
+    served = []
+    for phase in (0, 173):
+        trace = Trace(isp.end - len(counts) * 300 + phase, 300, counts)
+        path = tmp_path / f"isp_{phase}.csv"
+        stamps = pd.to_datetime(trace.start + 300 * np.arange(len(counts)), unit="s", utc=True)
+        pd.DataFrame({"timestamp": stamps.strftime("%Y-%m-%dT%H:%M:%SZ"), "value": counts}).to_csv(
+            path, index=False
+        )
+        out = tmp_path / f"steps_{phase}.csv"
+        args = ["--csv", str(path), "--from", rfc3339(trace.end - day * 300), "--output", str(out)]
+        assert main(["backtest", "--lead", "5m", "--quantile", "0.9", *args]) == 0
+        rows = pd.read_csv(out)
+        times = pd.to_datetime(rows["timestamp"]).astype("int64") // 10**9
+        assert (times % 300 == phase).all()
+        ended = counts[(times - 300 - trace.start) // 300] / 300
+        assert np.allclose(rows["actual"], ended)
+        served.append(rows["served"].to_numpy())
+    assert np.allclose(served[0], served[1], rtol=1e-9)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import Rule
-from forecaster.models.calibration import per_step_quantile
+from forecaster.models.calibration import FALLBACK_QUANTILE, per_step_quantile
 from forecaster.models.short_history import ShortHistoryForecaster
 from forecaster.runtime.cycle import ForecastCycle
 from forecaster.runtime.store import ForecastStore
@@ -63,15 +63,19 @@ def test_young_series_get_statsforecast_and_old_ones_the_engine(nasa: Trace):
         [fc] = snap.values()
         assert fc.model in expected
     # The young series' band is asked for at the per-step quantile that covers the peak
-    # of the lead window (4 steps) with probability q.
+    # of the lead window (4 steps) with probability q: under the default pod-minutes
+    # budget, with no backtest to buy one by, the fallback q.
     store = ForecastStore()
     ForecastCycle([rule], TraceSource(young, {"s": "a"}), store).run(rule, now)
     [fc] = store.snapshot("m").values()  # type: ignore[union-attr]
     y = young.counts / 60
     frame = pd.DataFrame({"unique_id": "a", "ds": np.arange(len(y)) * STEP, "y": y})
-    quantile = per_step_quantile(rule.quantile, rule.lead // rule.step + 1)
+    assert rule.quantile is None and fc.quantile == FALLBACK_QUANTILE
+    quantile = per_step_quantile(FALLBACK_QUANTILE, rule.lead // rule.step + 1)
     ref = ShortHistoryForecaster().forecast(frame, horizon=10, step=STEP, quantile=quantile)
     np.testing.assert_allclose(fc.upper, ref["upper"], rtol=1e-6)  # history is float32
     # ...which is wider than a band at q itself, as it must be to cover four steps.
-    at_q = ShortHistoryForecaster().forecast(frame, horizon=10, step=STEP, quantile=rule.quantile)
+    at_q = ShortHistoryForecaster().forecast(
+        frame, horizon=10, step=STEP, quantile=FALLBACK_QUANTILE
+    )
     assert (fc.upper - at_q["upper"].to_numpy() > 1e-6).all()

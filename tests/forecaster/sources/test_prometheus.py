@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from forecaster.config import BasicAuth, PrometheusConfig, Rule
+from forecaster.selector import parse_selector
 from forecaster.sources.prometheus import (
     MAX_POINTS_PER_QUERY,
     PARALLEL_CHUNKS,
@@ -234,3 +235,20 @@ def test_many_series_are_fetched_in_bounded_answers(prometheus: PrometheusServer
     calls.clear()
     small.fetch_range(rule, start, end)  # the series count is now known: no probe
     assert len(calls) == -(-steps // 1000)
+
+
+def test_a_rule_with_a_phase_is_evaluated_on_its_own_grid(prometheus: PrometheusServer):
+    """Prometheus evaluates a range query at start + k * step: a rule whose grid lies
+    20 s past each minute gets its points there, each the rate over the minute ending
+    then, between the wall clock's neighbours."""
+    source = PrometheusSource(PrometheusClient(PrometheusConfig(url=prometheus.url)))
+    aligned = Rule(name="r", query=RULE_QUERY, history="1d")
+    phased = aligned.model_copy(update={"phase": 20})
+    end = prometheus.end - 3600
+    start = end - 86400
+    one = parse_selector("namespace=default,service=checkout")
+    [got] = source.fetch_range(phased, start, end, one)
+    [ref] = source.fetch_range(aligned, start, end, one)
+    assert (got.timestamps % STEP == 20).all() and (np.diff(got.timestamps) == STEP).all()
+    assert got.timestamps[-1] == end - STEP + 20  # the newest at or before `end`
+    assert not np.allclose(got.values[:100], ref.values[:100])  # other windows, other rates
