@@ -182,7 +182,9 @@ def series_panels() -> list[Panel]:
                 "covered {{rule}}",
             ),
             query(
-                'max by (rule) (scaleahead_rule_quantile{rule="$rule"})', "quantile {{rule}}", "B"
+                'avg by (rule) (scaleahead_series_quantile{rule="$rule"})',
+                "mean quantile {{rule}}",
+                "B",
             ),
         )
         .min(0)
@@ -392,7 +394,7 @@ def variables() -> list[Builder[model.VariableModel]]:
         .label("Rule")
         .description("The rule, named as the external metric it serves.")
         .datasource(DATASOURCE)
-        .query("label_values(scaleahead_rule_quantile, rule)")
+        .query("label_values(scaleahead_rule_lead_seconds, rule)")
         .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(model.VariableSort.ALPHABETICAL_ASC),
         db.QueryVariable("namespace")

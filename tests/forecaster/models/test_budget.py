@@ -64,7 +64,14 @@ def test_fixed_quantile_or_budget_not_both():
 def _through_the_hpa(trace: Trace, **quantile: float) -> tuple[float, float, float]:
     """The last week of a 5-minute trace replayed: pod-minutes over perfect foresight's,
     the share of requests beyond Ready capacity, the mean quantile held."""
-    rule = Rule(name="b", query="x{<<.LabelMatchers>>}", step=300, history="15d", **quantile)
+    rule = Rule(
+        name="b",
+        query="x{<<.LabelMatchers>>}",
+        step=300,
+        phase=trace.phase,
+        history="15d",
+        **quantile,
+    )
     end = trace.end
     start = end - 7 * 86400
     r = replay(
