@@ -9,7 +9,7 @@ from pathlib import Path
 
 from adapter import logs
 from adapter.errors import UsageError
-from forecaster.config import Config, ConfigError, Rule, load_config
+from forecaster.config import Config, ConfigError, load_config
 from forecaster.times import SETTLE, format_duration, parse_duration, parse_rfc3339, rfc3339
 
 
@@ -160,13 +160,6 @@ def _backtest(args: argparse.Namespace) -> None:
         ) from None
 
 
-def _quantile_rule(r: Rule) -> str:
-    """How a rule's quantile is set, in words."""
-    if r.budget is None:
-        return f"q {r.quantile}"
-    return f"q per series for at most {r.budget:g}x perfect foresight's pod-minutes"
-
-
 def _check_config(args: argparse.Namespace) -> None:
     config = load_config(args.file)
     print(f"{args.file}: OK, Prometheus at {config.prometheus.url}")
@@ -175,7 +168,7 @@ def _check_config(args: argparse.Namespace) -> None:
         print(
             f"  rule {r.name}: step {format_duration(r.step)}, lead {format_duration(r.lead)}, "
             f"horizon {format_duration(r.horizon)}{derived}, forecasts fresh for "
-            f"{format_duration(r.ttl)}, every {format_duration(r.interval)}, {_quantile_rule(r)}, "
+            f"{format_duration(r.ttl)}, every {format_duration(r.interval)}, {r.quantile_setting}, "
             f"new series forecast after a {format_duration(r.warmup)} warm-up"
         )
         now = int(time.time())

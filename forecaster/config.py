@@ -395,6 +395,13 @@ class Rule(_Strict):
             return None
         return DEFAULT_POD_MINUTES if self.max_pod_minutes is None else self.max_pod_minutes
 
+    @property
+    def quantile_setting(self) -> str:
+        """How the rule sets its quantile, in words: "q 0.9", or its budget."""
+        if self.budget is None:
+            return f"q {self.quantile}"
+        return f"q per series for at most {self.budget:g}x perfect foresight's pod-minutes"
+
     @field_validator("namespace_label")
     @classmethod
     def _label_name(cls, value: str | None) -> str | None:

@@ -19,7 +19,7 @@ import numpy as np
 from forecaster.config import Rule
 from forecaster.evaluation import baselines
 from forecaster.evaluation.hpa_sim import HPAResult, HPASettings, simulate
-from forecaster.models.calibration import FALLBACK_QUANTILE
+from forecaster.models.calibration import fixed_quantile
 from forecaster.models.ladder import MIN_POINTS
 from forecaster.policy import lead_window, serve, served_value
 from forecaster.runtime.cycle import ForecastCycle
@@ -163,7 +163,7 @@ def replay(
     level = quiet.level
     quiet.setLevel(logging.WARNING)
     try:
-        for i in progress(range(n), f"replay at {_quantile_rule(rule)}"):
+        for i in progress(range(n), f"replay at {rule.quantile_setting}"):
             t = int(times[i])
             if t >= next_cycle:
                 cycle.run(rule, t + SETTLE)  # as live: a cycle at t + SETTLE ends at t
@@ -190,8 +190,7 @@ def replay(
     if rule.calendar is not None:
         floor = rule.calendar.floor_array(labels, times, rule.lead, policy)
         served = scheduled(policy, floor)
-    fixed = FALLBACK_QUANTILE if rule.quantile is None else rule.quantile
-    quantile[np.isnan(quantile)] = fixed  # reactive: judged at the rule's, or the fallback
+    quantile[np.isnan(quantile)] = fixed_quantile(rule.quantile)  # reactive steps
     return Replay(
         rule,
         times,
@@ -206,11 +205,6 @@ def replay(
         source.series,
         models,
     )
-
-
-def _quantile_rule(rule: Rule) -> str:
-    """ "q=0.9", or "pod-minutes <= 1.1x" for a budget."""
-    return f"q={rule.quantile:g}" if rule.budget is None else f"pod-minutes <= {rule.budget:g}x"
 
 
 def scheduled(values: np.ndarray, floor: np.ndarray) -> np.ndarray:

@@ -78,6 +78,7 @@ def summary(
         "lead_seconds": r.rule.lead,
         "quantile": r.rule.quantile,
         "max_pod_minutes": r.rule.budget,
+        "quantile_setting": r.rule.quantile_setting,
         "quantile_held": _held(r),
         "replay_seconds": round(seconds, 2),
         "predictive_share": float(np.mean(r.predictive)),
@@ -111,14 +112,12 @@ def _held(r: Replay) -> dict[str, float] | None:
 
 
 def quantile_words(data: dict[str, Any]) -> str:
-    """How the replay's quantile was set: "quantile 0.9", or the budget and what it bought."""
-    if data["max_pod_minutes"] is None:
-        return f"quantile {data['quantile']}"
-    words = f"pod-minutes <= {data['max_pod_minutes']:g}x perfect foresight's"
+    """How the replay's quantile was set and, under a budget, what it bought."""
     held = data["quantile_held"]
-    if held is None:
-        return words
-    return f"{words} (q {held['min']:.2f}..{held['max']:.2f}, mean {held['mean']:.3f})"
+    if data["max_pod_minutes"] is None or held is None:
+        return data["quantile_setting"]
+    bought = f"q {held['min']:.2f}..{held['max']:.2f}, mean {held['mean']:.3f}"
+    return f"{data['quantile_setting']} (bought {bought})"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -262,7 +261,7 @@ def plot(path: Path, r: Replay, s: Scores) -> None:
     bottom.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b\n%H:%M"))
     fig.suptitle(
         f"scaleahead backtest: pod start-up {r.rule.lead // 60} min, "
-        f"{'q per series' if r.rule.quantile is None else f'quantile {r.rule.quantile}'}, "
+        f"{r.rule.quantile_setting}, "
         f"bins of {size * r.rule.step // 60} min",
         fontsize=11,
     )

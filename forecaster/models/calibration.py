@@ -38,6 +38,12 @@ FALLBACK_QUANTILE = 0.9
 """The quantile under a pod-minutes budget where there is no backtest to choose one by."""
 
 
+def fixed_quantile(quantile: float | None) -> float:
+    """The quantile where none is bought: a rule's fixed `quantile`, or FALLBACK_QUANTILE
+    under a budget (`quantile` None)."""
+    return FALLBACK_QUANTILE if quantile is None else quantile
+
+
 def per_step_quantile(quantile: float, steps: int) -> float:
     """The per-step quantile at which `steps` consecutive steps all stay within their bands
     with probability `quantile`, were their misses independent (errors that move together
@@ -117,16 +123,14 @@ def _served_at(
     return serve(actual, window_peak(upper, window))
 
 
-def _lowest(ok: Callable[[int], bool]) -> int:
+def _first(ok: Callable[[int], bool]) -> int:
     """The lowest index of LEVELS at which `ok` holds, for an `ok` that only turns true
-    as the level rises (each zgrid column is sorted); the top level if it never does."""
-    lo, hi = 0, len(LEVELS) - 1
-    if ok(lo):
-        return lo
-    while hi - lo > 1:
+    as the level rises (each zgrid column is sorted); len(LEVELS) if it never does."""
+    lo, hi = 0, len(LEVELS)
+    while lo < hi:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
+        lo, hi = (lo, mid) if ok(mid) else (mid + 1, hi)
+    return lo
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,8 @@ def peak_level(bt: Backtest, band: Band, quantile: float) -> float:
     cover that window's realised peak at least `quantile` of the time."""
     if np.isfinite(bt.peak).sum() < MIN_ORIGINS:
         return quantile
-    return float(LEVELS[_lowest(lambda j: bt.covered(band, j) >= quantile)])
+    j = _first(lambda j: bt.covered(band, j) >= quantile)
+    return float(LEVELS[min(j, len(LEVELS) - 1)])  # the top, if none covers enough
 
 
 def pod_time(served: np.ndarray, stabilization: int) -> float:
@@ -184,8 +189,7 @@ def budget_quantile(bt: Backtest, band: Band, budget: float, stabilization: int)
     def over(j: int) -> bool:
         return pod_time(_served_at(j, bt.paths, band, bt.actual, bt.window), stabilization) > bound
 
-    j = _lowest(over)
-    j = j - 1 if over(j) and j > 0 else j  # the highest level still within budget
+    j = max(_first(over) - 1, 0)  # the highest level within budget (the lowest, if none)
     return float(np.clip(bt.covered(band, j), *QUANTILE_RANGE))
 
 

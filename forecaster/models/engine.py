@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.models.base import Fitted
-from forecaster.models.calibration import FALLBACK_QUANTILE, AdaptiveLevel, per_step_quantile
+from forecaster.models.calibration import AdaptiveLevel, fixed_quantile, per_step_quantile
 from forecaster.models.series_model import SeriesFit, SeriesModel
 from forecaster.models.short_history import ShortHistoryForecaster
 from forecaster.policy import serve, window_peak
@@ -128,10 +128,6 @@ class ForecastEngine:
         self.series[key] = new
         return new
 
-    def quantile_of(self, key: Hashable) -> float:
-        """The share of lead-window peaks a series' served value is to cover."""
-        return self.series[key].fit.quantile
-
     def level(self, key: Hashable) -> float:
         """The band level a series is forecast at now (calibrated, then adapted)."""
         state = self.series[key]
@@ -155,6 +151,5 @@ class ForecastEngine:
 
     @property
     def young_quantile(self) -> float:
-        """The quantile young series are forecast at: the rule's, or FALLBACK_QUANTILE
-        under a budget (there is no backtest to choose one by)."""
-        return FALLBACK_QUANTILE if self.quantile is None else self.quantile
+        """The quantile young series are forecast at (there is no backtest to buy one by)."""
+        return fixed_quantile(self.quantile)

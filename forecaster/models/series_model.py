@@ -18,12 +18,12 @@ from forecaster.models.base import (
 )
 from forecaster.models.calibration import (
     CALIBRATION_SECONDS,
-    FALLBACK_QUANTILE,
     MIN_ORIGINS,
     Backtest,
     Band,
     budget_quantile,
     fit_band,
+    fixed_quantile,
     peak_level,
 )
 from forecaster.policy import lead_window
@@ -66,7 +66,9 @@ class SeriesModel:
         stabilization: int = 300,
     ) -> None:
         if (quantile is None) == (budget is None):
-            raise ValueError("give a quantile or a pod-minutes budget, not both")
+            raise ValueError(
+                "give one of a quantile and a pod-minutes budget: not both, not neither"
+            )
         self.step = step
         self.horizon = horizon  # steps
         self.window = lead_window(lead, step)
@@ -129,7 +131,7 @@ class SeriesModel:
         n, H = len(ctx.y), self.horizon
         n_origins = min(CALIBRATION_SECONDS // self.step, max(0, n - H - 1))
         floor = 0.05 * max(float(np.nanmean(ctx.y)), 1e-9)
-        fixed = FALLBACK_QUANTILE if self.quantile is None else self.quantile
+        fixed = fixed_quantile(self.quantile)
         if n_origins < MIN_ORIGINS:
             return Band.flat(H, floor), fixed, fixed
         origins = np.arange(n - H - n_origins, n - H)
