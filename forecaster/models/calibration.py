@@ -36,6 +36,9 @@ QUANTILE_RANGE = (0.5, 0.995)
 (below it the forecast no longer errs toward capacity), no higher than ACI can hold."""
 FALLBACK_QUANTILE = 0.9
 """The quantile under a pod-minutes budget where there is no backtest to choose one by."""
+HEADROOM_LIMIT = 1.1
+"""The most a budget left over at the top quantile may raise the served value by: the
+HPA's default tolerance, within which a value above the pods' capacity moves no pod."""
 
 
 def fixed_quantile(quantile: float | None) -> float:
@@ -97,22 +100,27 @@ def nan_quantiles(z: np.ndarray, q: float | np.ndarray) -> np.ndarray:
     return out[0] if np.ndim(q) == 0 else out
 
 
-def fit_band(paths: np.ndarray, actual: np.ndarray, floor: float, quantile: float) -> Band:
-    """The sharpest band (narrowest on average at `quantile`) of the residual scalings,
+def candidate_bands(paths: np.ndarray, actual: np.ndarray, floor: float) -> list[Band]:
+    """A band for each residual scaling of SCALE_POWERS with enough calibration origins,
     from forecasts `paths` and what happened, `actual` (both origins x horizon)."""
-    band = Band.flat(paths.shape[1], floor)
-    best_width = np.inf
+    bands = []
     for power in SCALE_POWERS:
         scale = np.maximum(paths, floor) ** power
         z = (actual - paths) / scale
-        if np.isfinite(z).sum(axis=0).min() < MIN_ORIGINS:
-            continue
-        zq = nan_quantiles(z, quantile)
-        width = float(np.nanmean(zq[None, :] * scale))
+        if np.isfinite(z).sum(axis=0).min() >= MIN_ORIGINS:
+            bands.append(Band(nan_quantiles(z, LEVELS), floor, power))
+    return bands
+
+
+def fit_band(paths: np.ndarray, actual: np.ndarray, floor: float, quantile: float) -> Band:
+    """The sharpest of the `candidate_bands` (narrowest on average at `quantile`), or a
+    flat one where there are none."""
+    best, best_width = Band.flat(paths.shape[1], floor), np.inf
+    for band in candidate_bands(paths, actual, floor):
+        width = float(np.nanmean(band.upper(paths, quantile) - paths))
         if width < best_width:
-            best_width = width
-            band = Band(nan_quantiles(z, LEVELS), floor, power)
-    return band
+            best, best_width = band, width
+    return best
 
 
 def _served_at(
@@ -184,13 +192,38 @@ def budget_quantile(bt: Backtest, band: Band, budget: float, stabilization: int)
     ok = np.isfinite(bt.peak)
     if ok.sum() < MIN_ORIGINS:
         return FALLBACK_QUANTILE
-    bound = budget * pod_time(serve(bt.actual, bt.peak), stabilization)
+    bound = budget * _foresight_time(bt, stabilization)
 
     def over(j: int) -> bool:
         return pod_time(_served_at(j, bt.paths, band, bt.actual, bt.window), stabilization) > bound
 
     j = max(_first(over) - 1, 0)  # the highest level within budget (the lowest, if none)
     return float(np.clip(bt.covered(band, j), *QUANTILE_RANGE))
+
+
+def budget_headroom(
+    bt: Backtest, band: Band, level: float, budget: float, stabilization: int
+) -> float:
+    """The factor, up to HEADROOM_LIMIT, by which the band at `level` can be raised for
+    what is left of the `budget` (see `budget_quantile`): above 1 where the budget
+    affords more than that band (as where it affords the top level)."""
+    if np.isfinite(bt.peak).sum() < MIN_ORIGINS:
+        return 1.0
+    bound = budget * _foresight_time(bt, stabilization)
+    j = min(int(np.searchsorted(LEVELS, level)), len(LEVELS) - 1)
+    upper = bt.paths[:, : bt.window] + band.zgrid[j, : bt.window] * band.scale(
+        bt.paths[:, : bt.window]
+    )
+    peak = window_peak(upper, bt.window)
+    factors = np.linspace(1.0, HEADROOM_LIMIT, 21)
+    costs = [pod_time(serve(bt.actual, f * peak), stabilization) for f in factors]
+    within = [f for f, c in zip(factors, costs, strict=True) if c <= bound]
+    return float(max(within, default=1.0))
+
+
+def _foresight_time(bt: Backtest, stabilization: int) -> float:
+    """Pod-time of serving each lead window's realised peak (perfect foresight)."""
+    return pod_time(serve(bt.actual, bt.peak), stabilization)
 
 
 @dataclass

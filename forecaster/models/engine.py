@@ -3,10 +3,12 @@
 What changes slowly (which cycles a series has, its profile, which candidate forecasts
 it best, the spread of its errors) is refitted every `refit_every` seconds
 (`SeriesModel.fit`); what changes every step (the level, Holt-Winters' state) is brought
-up to date from the newest observations, one grid point at a time. Between refits,
-adaptive conformal inference moves the band level after every lead window whose realised
-peak exceeded, or stayed under, the value served for it. Series too young for the
-seasonal models go to statsforecast, batched (`forecast_young`).
+up to date from the newest observations, one grid point at a time. Between refits, under
+a fixed quantile, adaptive conformal inference moves the band level after every lead
+window whose realised peak exceeded, or stayed under, the value served for it. Under a
+pod-minutes budget the level stays where the refit's costing put it: raising it to hold
+coverage would spend beyond the budget (1.11x perfect foresight's on NASA for 1.10x).
+Series too young for the seasonal models go to statsforecast, batched (`forecast_young`).
 
 A series' state is a function of its history and the grid point alone, never of when
 the engine started or which cycles it missed: refits fall on fixed grid points (each
@@ -104,13 +106,16 @@ class ForecastEngine:
     def _step(
         self, state: SeriesState, y: np.ndarray, end: int
     ) -> tuple[np.ndarray, np.ndarray, SeriesFit]:
-        state.aci.absorb(y, end, self.step, self.window, state.fit.level, state.fit.quantile)
+        adapt = self.budget is None
+        if adapt:
+            state.aci.absorb(y, end, self.step, self.window, state.fit.level, state.fit.quantile)
         level = state.aci.level(state.fit.level)
         mean, upper, state.fitted = self.model.forecast(state.fit, y, end, level, state.fitted)
         state.done = end
-        last = y[-1] if np.isfinite(y[-1]) and y[-1] >= 0 else 0.0
-        served = serve(float(last), window_peak(upper, self.window))
-        state.aci.expect(end + self.window * self.step, float(served))
+        if adapt:
+            last = y[-1] if np.isfinite(y[-1]) and y[-1] >= 0 else 0.0
+            served = serve(float(last), window_peak(upper, self.window))
+            state.aci.expect(end + self.window * self.step, float(served))
         return mean, upper, state.fit
 
     def _refit(self, key: Hashable, y: np.ndarray, end: int) -> SeriesState:

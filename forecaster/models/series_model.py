@@ -21,7 +21,9 @@ from forecaster.models.calibration import (
     MIN_ORIGINS,
     Backtest,
     Band,
+    budget_headroom,
     budget_quantile,
+    candidate_bands,
     fit_band,
     fixed_quantile,
     peak_level,
@@ -40,6 +42,7 @@ class SeriesFit:
     band: Band
     quantile: float  # share of lead-window peaks the served value is to cover
     level: float  # band level at which the served value covers the peak q of the time
+    headroom: float  # factor on the band: what a budget left over at the top q bought
     recent_error: float  # backtest MAE over the steps the served value covers
     masked: float  # fraction of the history masked as outage
 
@@ -81,9 +84,17 @@ class SeriesModel:
         ctx, points, masked = self._prepare(y, end)
         candidates = self._candidates(ctx, points)
         best, error = selection.choose(candidates, ctx, self.window)
-        band, quantile, level = self._calibrate(best, ctx)
+        band, quantile, level, headroom = self._calibrate(best, ctx)
         return SeriesFit(
-            best.fit(ctx), end, _seasonality(candidates), band, quantile, level, error, masked
+            best.fit(ctx),
+            end,
+            _seasonality(candidates),
+            band,
+            quantile,
+            level,
+            headroom,
+            error,
+            masked,
         )
 
     def _prepare(self, y: np.ndarray, end: int) -> tuple[SeriesContext, int, float]:
@@ -125,22 +136,30 @@ class SeriesModel:
             base = ctx.profiles[period, ()] = sz.profile(ctx.y, ctx.end, self.step, period, smooth)
         return sz.layered_profile(ctx.y, ctx.end, self.step, base, layers) if layers else base
 
-    def _calibrate(self, model: Model, ctx: SeriesContext) -> tuple[Band, float, float]:
+    def _calibrate(self, model: Model, ctx: SeriesContext) -> tuple[Band, float, float, float]:
         """The band from the model's errors over the calibration history, the quantile,
-        and the level at which the band covers the lead window's peak that often."""
+        the level at which the band covers the lead window's peak that often, and the
+        headroom what is left of a budget buys on top of it."""
         n, H = len(ctx.y), self.horizon
         n_origins = min(CALIBRATION_SECONDS // self.step, max(0, n - H - 1))
         floor = 0.05 * max(float(np.nanmean(ctx.y)), 1e-9)
         fixed = fixed_quantile(self.quantile)
         if n_origins < MIN_ORIGINS:
-            return Band.flat(H, floor), fixed, fixed
+            return Band.flat(H, floor), fixed, fixed, 1.0
         origins = np.arange(n - H - n_origins, n - H)
         bt = Backtest.of(model, ctx, origins, self.window)
-        band = fit_band(bt.paths, ctx.y[ctx.future(origins)], floor, fixed)
-        q = fixed
-        if self.budget is not None:
-            q = budget_quantile(bt, band, self.budget, self.stabilization)
-        return band, q, peak_level(bt, band, q)
+        actual = ctx.y[ctx.future(origins)]
+        band = fit_band(bt.paths, actual, floor, fixed)
+        if self.budget is None:
+            return band, fixed, peak_level(bt, band, fixed), 1.0
+        # The band shape that buys the highest quantile; the sharpest at a tie.
+        q = budget_quantile(bt, band, self.budget, self.stabilization)
+        for other in candidate_bands(bt.paths, actual, floor):
+            bought = budget_quantile(bt, other, self.budget, self.stabilization)
+            if bought > q:
+                band, q = other, bought
+        level = peak_level(bt, band, q)
+        return band, q, level, budget_headroom(bt, band, level, self.budget, self.stabilization)
 
     def forecast(
         self,
@@ -165,7 +184,7 @@ class SeriesModel:
         day = y[-(sz.DAY // self.step) :]
         recent_max = max(float(np.nanmax(day)) if np.isfinite(day).any() else 0.0, fit.band.floor)
         mean = clip_mean(mean, float(observed[-1]), recent_max)
-        upper = fit.band.upper(mean, fit.level if level is None else level)
+        upper = fit.band.upper(mean, fit.level if level is None else level) * fit.headroom
         return mean, clip_upper(upper, mean, recent_max), fitted
 
 

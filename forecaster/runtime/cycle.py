@@ -140,7 +140,7 @@ class ForecastCycle:
             forecasts[key] = _forecast(
                 book.labels(key), seen[key], ds, mean, upper, fit.model.name, fit.recent_error
             )
-            forecasts[key] = replace(forecasts[key], quantile=fit.quantile)
+            forecasts[key] = replace(forecasts[key], quantile=fit.quantile, headroom=fit.headroom)
             progress()
         if young:
             failures += self._forecast_young(rule, engine, book, young, seen, forecasts)

@@ -24,6 +24,7 @@ class SeriesForecast:
     model: str
     recent_error: float | None = None  # the model's backtest MAE over the lead window
     quantile: float | None = None  # share of lead-window peaks the upper band is to cover
+    headroom: float | None = None  # factor on the band that a budget's remainder bought
     lead: int | None = None  # the workload's measured lead, if any (else the rule's)
 
     def lead_for(self, rule_lead: int) -> int:

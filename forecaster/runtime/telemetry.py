@@ -256,6 +256,11 @@ class SeriesCollector(Collector):
                 "The share of lead windows whose peak the served value is to cover: the "
                 "rule's quantile, or the one its pod-minutes budget bought at the last refit.",
             ),
+            "headroom": GaugeMetricFamily(
+                "scaleahead_series_headroom",
+                "The factor (1 to 1.1) by which the upper band is raised with what its "
+                "pod-minutes budget affords beyond the band at its quantile; 1 otherwise.",
+            ),
             "model": GaugeMetricFamily(
                 "scaleahead_series_model_info", "The model forecasting the series (value 1)."
             ),
@@ -308,6 +313,7 @@ class SeriesCollector(Collector):
                         "age": fc.age(now),
                         "error": fc.recent_error,
                         "quantile": fc.quantile,
+                        "headroom": fc.headroom,
                     }
                     families["model"].add_sample(
                         families["model"].name, {**labels, "model": fc.model}, 1.0

@@ -48,6 +48,21 @@ def test_adaptive_quantile_reacts_to_misses(july):
     assert engine.level("s") < high - 0.05
 
 
+def test_under_a_budget_the_level_stays_where_the_refit_put_it(july):
+    """The same misses that raise a fixed quantile's level leave a budget's alone (holding
+    coverage would spend beyond the budget), and nothing waits to be judged."""
+    engine = ForecastEngine(step=STEP, horizon=10, lead=180, quantile=None, budget=1.1)
+    y = july[: 3 * DAYS]
+    end = end_of(y)
+    engine.forecast("s", y, end)
+    for k in range(1, 30):
+        y = np.concatenate([y, [july[:DAYS].max() * (3 + k)]])
+        engine.forecast("s", y, end + k * STEP)
+    state = engine.series["s"]
+    assert engine.level("s") == state.fit.level
+    assert not state.aci.pending
+
+
 def test_refits_are_spread_over_the_hour_on_fixed_grid_points(july):
     engine = ForecastEngine(step=STEP, horizon=10, lead=180, quantile=0.9, refit_every=3600)
     y = july[: 2 * DAYS]
