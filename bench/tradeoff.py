@@ -33,7 +33,7 @@ from forecaster.evaluation.variants import resampled, spike_shape, with_burst
 from forecaster.sources.trace import Trace, read_trace
 
 TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
-QUANTILES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+QUANTILES = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 0.95)
 BASELINES = ("reactive", "seasonal naive", "holt-winters", "crane dsp", "mstl")
 
 

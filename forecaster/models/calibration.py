@@ -37,8 +37,8 @@ QUANTILE_RANGE = (0.5, 0.995)
 FALLBACK_QUANTILE = 0.9
 """The quantile under a pod-minutes budget where there is no backtest to choose one by."""
 HEADROOM_LIMIT = 1.1
-"""The most a budget left over at the top quantile may raise the served value by: the
-HPA's default tolerance, within which a value above the pods' capacity moves no pod."""
+"""The most what is left of a budget may raise the served value by: the HPA's default
+tolerance, within which a value above the pods' capacity moves no pod."""
 
 
 def fixed_quantile(quantile: float | None) -> float:
@@ -112,23 +112,19 @@ def candidate_bands(paths: np.ndarray, actual: np.ndarray, floor: float) -> list
     return bands
 
 
-def fit_band(paths: np.ndarray, actual: np.ndarray, floor: float, quantile: float) -> Band:
-    """The sharpest of the `candidate_bands` (narrowest on average at `quantile`), or a
-    flat one where there are none."""
-    best, best_width = Band.flat(paths.shape[1], floor), np.inf
-    for band in candidate_bands(paths, actual, floor):
-        width = float(np.nanmean(band.upper(paths, quantile) - paths))
-        if width < best_width:
-            best, best_width = band, width
-    return best
+def sharpest(bands: list[Band], paths: np.ndarray, quantile: float) -> Band:
+    """Of `bands` (at least one), the narrowest on average above forecasts `paths` at
+    `quantile` (the first of equals)."""
+    return min(bands, key=lambda band: float(np.nanmean(band.upper(paths, quantile) - paths)))
 
 
 def _served_at(
-    j: int, paths: np.ndarray, band: Band, actual: np.ndarray, window: int
+    j: int, paths: np.ndarray, band: Band, actual: np.ndarray, window: int, factor: float = 1.0
 ) -> np.ndarray:
-    """What the policy serves from each calibration origin with the band at LEVELS[j]."""
+    """What the policy serves from each calibration origin with the band at LEVELS[j],
+    raised by `factor`."""
     upper = paths[:, :window] + band.zgrid[j, :window] * band.scale(paths[:, :window])
-    return serve(actual, window_peak(upper, window))
+    return serve(actual, factor * window_peak(upper, window))
 
 
 def _first(ok: Callable[[int], bool]) -> int:
@@ -211,14 +207,12 @@ def budget_headroom(
         return 1.0
     bound = budget * _foresight_time(bt, stabilization)
     j = min(int(np.searchsorted(LEVELS, level)), len(LEVELS) - 1)
-    upper = bt.paths[:, : bt.window] + band.zgrid[j, : bt.window] * band.scale(
-        bt.paths[:, : bt.window]
-    )
-    peak = window_peak(upper, bt.window)
-    factors = np.linspace(1.0, HEADROOM_LIMIT, 21)
-    costs = [pod_time(serve(bt.actual, f * peak), stabilization) for f in factors]
-    within = [f for f, c in zip(factors, costs, strict=True) if c <= bound]
-    return float(max(within, default=1.0))
+    within = [
+        float(f)
+        for f in np.linspace(1.0, HEADROOM_LIMIT, 21)
+        if pod_time(_served_at(j, bt.paths, band, bt.actual, bt.window, f), stabilization) <= bound
+    ]
+    return max(within, default=1.0)
 
 
 def _foresight_time(bt: Backtest, stabilization: int) -> float:

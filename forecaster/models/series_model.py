@@ -24,9 +24,9 @@ from forecaster.models.calibration import (
     budget_headroom,
     budget_quantile,
     candidate_bands,
-    fit_band,
     fixed_quantile,
     peak_level,
+    sharpest,
 )
 from forecaster.policy import lead_window
 from forecaster.times import format_duration
@@ -148,13 +148,15 @@ class SeriesModel:
             return Band.flat(H, floor), fixed, fixed, 1.0
         origins = np.arange(n - H - n_origins, n - H)
         bt = Backtest.of(model, ctx, origins, self.window)
-        actual = ctx.y[ctx.future(origins)]
-        band = fit_band(bt.paths, actual, floor, fixed)
+        bands = candidate_bands(bt.paths, ctx.y[ctx.future(origins)], floor)
+        if not bands:
+            return Band.flat(H, floor), fixed, fixed, 1.0
+        band = sharpest(bands, bt.paths, fixed)
         if self.budget is None:
             return band, fixed, peak_level(bt, band, fixed), 1.0
         # The band shape that buys the highest quantile; the sharpest at a tie.
         q = budget_quantile(bt, band, self.budget, self.stabilization)
-        for other in candidate_bands(bt.paths, actual, floor):
+        for other in [b for b in bands if b is not band]:
             bought = budget_quantile(bt, other, self.budget, self.stabilization)
             if bought > q:
                 band, q = other, bought
