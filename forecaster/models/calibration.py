@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import maximum_filter1d
 
 from forecaster.models.base import Model, SeriesContext
 from forecaster.models.seasonality import DAY
@@ -127,10 +128,11 @@ def _served_at(
     return serve(actual, factor * window_peak(upper, window))
 
 
-def _first(ok: Callable[[int], bool]) -> int:
-    """The lowest index of LEVELS at which `ok` holds, for an `ok` that only turns true
-    as the level rises (each zgrid column is sorted); len(LEVELS) if it never does."""
-    lo, hi = 0, len(LEVELS)
+def _first(ok: Callable[[int], bool], n: int = len(LEVELS)) -> int:
+    """The lowest index below `n` (default: of LEVELS) at which `ok` holds, for an `ok`
+    that only turns true as the index rises (each zgrid column is sorted); n if it
+    never does."""
+    lo, hi = 0, n
     while lo < hi:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if ok(mid) else (mid + 1, hi)
@@ -174,9 +176,11 @@ def pod_time(served: np.ndarray, stabilization: int) -> float:
     through the scale-down stabilization window (`stabilization` steps): the HPA's
     cost, free of its target. NaN (nothing served) holds the pods."""
     held = pd.Series(served).ffill().fillna(0.0).to_numpy()
-    if stabilization > 1 and len(held) >= stabilization:
-        window = np.lib.stride_tricks.sliding_window_view(held, stabilization).max(axis=1)
-        held = np.concatenate([np.maximum.accumulate(held[: stabilization - 1]), window])
+    if stabilization > 1 and len(held):
+        # The max over the `stabilization` steps ending at each (fewer at the start).
+        held = maximum_filter1d(
+            held, stabilization, mode="nearest", origin=(stabilization - 1) // 2
+        )
     return float(held.sum())
 
 
@@ -207,12 +211,13 @@ def budget_headroom(
         return 1.0
     bound = budget * _foresight_time(bt, stabilization)
     j = min(int(np.searchsorted(LEVELS, level)), len(LEVELS) - 1)
-    within = [
-        float(f)
-        for f in np.linspace(1.0, HEADROOM_LIMIT, 21)
-        if pod_time(_served_at(j, bt.paths, band, bt.actual, bt.window, f), stabilization) <= bound
-    ]
-    return max(within, default=1.0)
+    factors = np.linspace(1.0, HEADROOM_LIMIT, 21)
+
+    def over(i: int) -> bool:
+        served = _served_at(j, bt.paths, band, bt.actual, bt.window, float(factors[i]))
+        return pod_time(served, stabilization) > bound
+
+    return float(factors[max(_first(over, len(factors)) - 1, 0)])
 
 
 def _foresight_time(bt: Backtest, stabilization: int) -> float:
