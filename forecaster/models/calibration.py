@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 from scipy.ndimage import maximum_filter1d
 
-from forecaster.models.base import Model, SeriesContext
+from forecaster.models.base import Model, SeriesContext, ffill
 from forecaster.models.seasonality import DAY
 from forecaster.policy import serve, window_peak
 
@@ -174,8 +173,8 @@ def pod_time(served: np.ndarray, stabilization: int) -> float:
     """Pod-time an HPA spends on values `served` one per step, in units of its target,
     with as many pods as the values ask for (no rounding, no tolerance) and each held
     through the scale-down stabilization window (`stabilization` steps): the HPA's
-    cost, free of its target. NaN (nothing served) holds the pods."""
-    held = pd.Series(served).ffill().fillna(0.0).to_numpy()
+    cost, free of its target. A value missing (NaN, -inf: nothing served) holds the pods."""
+    held = ffill(served)
     if stabilization > 1 and len(held):
         # The max over the `stabilization` steps ending at each (fewer at the start).
         held = maximum_filter1d(
@@ -193,9 +192,12 @@ def budget_quantile(bt: Backtest, band: Band, budget: float, stabilization: int)
     if ok.sum() < MIN_ORIGINS:
         return FALLBACK_QUANTILE
     bound = budget * _foresight_time(bt, stabilization)
+    head = bt.paths[:, : bt.window]
+    scale = band.scale(head)
 
     def over(j: int) -> bool:
-        return pod_time(_served_at(j, bt.paths, band, bt.actual, bt.window), stabilization) > bound
+        upper = head + band.zgrid[j, : bt.window] * scale
+        return pod_time(serve(bt.actual, window_peak(upper, bt.window)), stabilization) > bound
 
     j = max(_first(over) - 1, 0)  # the highest level within budget (the lowest, if none)
     return float(np.clip(bt.covered(band, j), *QUANTILE_RANGE))
