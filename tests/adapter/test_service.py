@@ -94,6 +94,17 @@ def test_served_value_matches_independent_computation(service, prometheus):
     assert f"scaleahead_series_served{{{labels}}} " in metrics
     assert f"scaleahead_series_backtest_error{{{labels}}} " in metrics
     assert "scaleahead_series_model_info{" in metrics and 'model="' in metrics
+    # What the series' q is, and what a budget's remainder raises its band by.
+    for family, low, high in (
+        ("scaleahead_series_quantile", 0.5, 0.995),
+        ("scaleahead_series_headroom", 1.0, 1.1),
+    ):
+        [value] = [
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith(f"{family}{{{labels}}} ")
+        ]
+        assert low <= value <= high, (family, value)
 
 
 def test_selectors_namespaces_and_items(service):
