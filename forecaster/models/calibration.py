@@ -6,7 +6,7 @@ is sharpest at equal coverage). Its level is the lowest at which the served valu
 max(actual, max of the band over the lead window), covered the window's realised peak a
 `quantile` share of the time; adaptive conformal inference then moves that level online.
 Under a pod-minutes budget, the quantile itself is the coverage of the highest level
-whose served values cost no more than the budget allows (`budget_quantile`).
+whose served values cost no more than the budget allows (`Budget.quantile`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ ACI_RATE = 0.01
 """Adaptive conformal step: how fast the quantile level used reacts to misses."""
 QUANTILE_RANGE = (0.5, 0.995)
 """The quantiles a pod-minutes budget may hold a series at: no lower than the median
-(below it the forecast no longer errs toward capacity), no higher than ACI can hold."""
+(below it the forecast no longer errs toward capacity), no higher than the top of LEVELS."""
 FALLBACK_QUANTILE = 0.9
 """The quantile under a pod-minutes budget where there is no backtest to choose one by."""
 HEADROOM_LIMIT = 1.1
@@ -118,15 +118,6 @@ def sharpest(bands: list[Band], paths: np.ndarray, quantile: float) -> Band:
     return min(bands, key=lambda band: float(np.nanmean(band.upper(paths, quantile) - paths)))
 
 
-def _served_at(
-    j: int, paths: np.ndarray, band: Band, actual: np.ndarray, window: int, factor: float = 1.0
-) -> np.ndarray:
-    """What the policy serves from each calibration origin with the band at LEVELS[j],
-    raised by `factor`."""
-    upper = paths[:, :window] + band.zgrid[j, :window] * band.scale(paths[:, :window])
-    return serve(actual, factor * window_peak(upper, window))
-
-
 def _first(ok: Callable[[int], bool], n: int = len(LEVELS)) -> int:
     """The lowest index below `n` (default: of LEVELS) at which `ok` holds, for an `ok`
     that only turns true as the index rises (each zgrid column is sorted); n if it
@@ -153,11 +144,22 @@ class Backtest:
         ahead = origins[:, None] + np.arange(1, window + 1)[None, :]
         return cls(model.paths(ctx, origins), ctx.y[origins], ctx.y[ahead].max(axis=1), window)
 
-    def covered(self, band: Band, j: int) -> float:
-        """The share of realised peaks the served value covers at LEVELS[j]."""
+    def served(self, band: Band) -> Callable[[int, float], np.ndarray]:
+        """What the policy serves from each origin with `band` at LEVELS[j], raised by a
+        factor: a function of (j, factor), the band's scale computed once."""
+        head = self.paths[:, : self.window]
+        scale = band.scale(head)
+
+        def at(j: int, factor: float) -> np.ndarray:
+            upper = head + band.zgrid[j, : self.window] * scale
+            return serve(self.actual, factor * window_peak(upper, self.window))
+
+        return at
+
+    def covered(self, served: np.ndarray) -> float:
+        """The share of realised peaks that values `served` (one per origin) cover."""
         ok = np.isfinite(self.peak)
-        served = _served_at(j, self.paths[ok], band, self.actual[ok], self.window)
-        return float(np.mean(self.peak[ok] <= served))
+        return float(np.mean(self.peak[ok] <= served[ok]))
 
 
 def peak_level(bt: Backtest, band: Band, quantile: float) -> float:
@@ -165,7 +167,8 @@ def peak_level(bt: Backtest, band: Band, quantile: float) -> float:
     cover that window's realised peak at least `quantile` of the time."""
     if np.isfinite(bt.peak).sum() < MIN_ORIGINS:
         return quantile
-    j = _first(lambda j: bt.covered(band, j) >= quantile)
+    served = bt.served(band)
+    j = _first(lambda j: bt.covered(served(j, 1.0)) >= quantile)
     return float(LEVELS[min(j, len(LEVELS) - 1)])  # the top, if none covers enough
 
 
@@ -183,48 +186,40 @@ def pod_time(served: np.ndarray, stabilization: int) -> float:
     return float(held.sum())
 
 
-def budget_quantile(bt: Backtest, band: Band, budget: float, stabilization: int) -> float:
-    """The quantile a series can be held at for `budget` x the pod-time that perfect
-    foresight (serving each lead window's realised peak) would cost over the calibration
-    origins, through an HPA whose scale-down stabilization spans `stabilization` steps:
-    the coverage of the highest level within budget, within QUANTILE_RANGE."""
-    ok = np.isfinite(bt.peak)
-    if ok.sum() < MIN_ORIGINS:
-        return FALLBACK_QUANTILE
-    bound = budget * _foresight_time(bt, stabilization)
-    head = bt.paths[:, : bt.window]
-    scale = band.scale(head)
+class Budget:
+    """What a series may spend over its calibration origins: `ratio` x the pod-time that
+    perfect foresight (serving each lead window's realised peak) would cost there,
+    through an HPA whose scale-down stabilization spans `stabilization` steps."""
 
-    def over(j: int) -> bool:
-        upper = head + band.zgrid[j, : bt.window] * scale
-        return pod_time(serve(bt.actual, window_peak(upper, bt.window)), stabilization) > bound
+    def __init__(self, bt: Backtest, ratio: float, stabilization: int) -> None:
+        self.bt = bt
+        self.stabilization = stabilization
+        self.known = int(np.isfinite(bt.peak).sum()) >= MIN_ORIGINS
+        self.bound = ratio * pod_time(serve(bt.actual, bt.peak), stabilization)
 
-    j = max(_first(over) - 1, 0)  # the highest level within budget (the lowest, if none)
-    return float(np.clip(bt.covered(band, j), *QUANTILE_RANGE))
+    def _over(self, served: np.ndarray) -> bool:
+        return pod_time(served, self.stabilization) > self.bound
 
+    def quantile(self, band: Band) -> float:
+        """The quantile `band` can hold the series at: the coverage of its highest level
+        within budget (its lowest, if none is), within QUANTILE_RANGE."""
+        if not self.known:
+            return FALLBACK_QUANTILE
+        served = self.bt.served(band)
+        j = max(_first(lambda j: self._over(served(j, 1.0))) - 1, 0)
+        return float(np.clip(self.bt.covered(served(j, 1.0)), *QUANTILE_RANGE))
 
-def budget_headroom(
-    bt: Backtest, band: Band, level: float, budget: float, stabilization: int
-) -> float:
-    """The factor, up to HEADROOM_LIMIT, by which the band at `level` can be raised for
-    what is left of the `budget` (see `budget_quantile`): above 1 where the budget
-    affords more than that band (as where it affords the top level)."""
-    if np.isfinite(bt.peak).sum() < MIN_ORIGINS:
-        return 1.0
-    bound = budget * _foresight_time(bt, stabilization)
-    j = min(int(np.searchsorted(LEVELS, level)), len(LEVELS) - 1)
-    factors = np.linspace(1.0, HEADROOM_LIMIT, 21)
-
-    def over(i: int) -> bool:
-        served = _served_at(j, bt.paths, band, bt.actual, bt.window, float(factors[i]))
-        return pod_time(served, stabilization) > bound
-
-    return float(factors[max(_first(over, len(factors)) - 1, 0)])
-
-
-def _foresight_time(bt: Backtest, stabilization: int) -> float:
-    """Pod-time of serving each lead window's realised peak (perfect foresight)."""
-    return pod_time(serve(bt.actual, bt.peak), stabilization)
+    def headroom(self, band: Band, level: float) -> float:
+        """The factor, up to HEADROOM_LIMIT, by which `band` at `level` can be raised for
+        what is left of the budget: above 1 where it affords more than that band (as
+        where it affords the top level)."""
+        if not self.known:
+            return 1.0
+        j = min(int(np.searchsorted(LEVELS, level)), len(LEVELS) - 1)
+        factors = np.linspace(1.0, HEADROOM_LIMIT, 21)
+        served = self.bt.served(band)
+        i = _first(lambda i: self._over(served(j, float(factors[i]))), len(factors))
+        return float(factors[max(i - 1, 0)])
 
 
 @dataclass

@@ -21,8 +21,7 @@ from forecaster.models.calibration import (
     MIN_ORIGINS,
     Backtest,
     Band,
-    budget_headroom,
-    budget_quantile,
+    Budget,
     candidate_bands,
     fixed_quantile,
     peak_level,
@@ -42,7 +41,7 @@ class SeriesFit:
     band: Band
     quantile: float  # share of lead-window peaks the served value is to cover
     level: float  # band level at which the served value covers the peak q of the time
-    headroom: float  # factor on the band: what a budget left over at the top q bought
+    headroom: float  # factor on the band: what a budget left after its quantile bought
     recent_error: float  # backtest MAE over the steps the served value covers
     masked: float  # fraction of the history masked as outage
 
@@ -154,14 +153,15 @@ class SeriesModel:
         band = sharpest(bands, bt.paths, fixed)
         if self.budget is None:
             return band, fixed, peak_level(bt, band, fixed), 1.0
+        budget = Budget(bt, self.budget, self.stabilization)
         # The band shape that buys the highest quantile; the sharpest at a tie.
-        q = budget_quantile(bt, band, self.budget, self.stabilization)
+        q = budget.quantile(band)
         for other in [b for b in bands if b is not band]:
-            bought = budget_quantile(bt, other, self.budget, self.stabilization)
+            bought = budget.quantile(other)
             if bought > q:
                 band, q = other, bought
         level = peak_level(bt, band, q)
-        return band, q, level, budget_headroom(bt, band, level, self.budget, self.stabilization)
+        return band, q, level, budget.headroom(band, level)
 
     def forecast(
         self,
