@@ -92,6 +92,32 @@ def fit_holt_winters(
     return float(alpha[best]), float(gamma[best])
 
 
+def hw_forecasts(
+    y: np.ndarray,
+    phase: np.ndarray,
+    level: float,
+    season: np.ndarray,
+    alpha: float,
+    gamma: float,
+    horizon: int,
+    skip: int,
+) -> np.ndarray:
+    """One parameter pair's Holt-Winters (`hw_smooth`'s recursions, in plain Python floats,
+    several times faster for one pair) from the state (level, season) over y: row r is
+    the forecast for the `horizon` steps after y[skip + r], made once it is absorbed."""
+    s = season.tolist()
+    p = len(s)
+    rows = []
+    for t, (v, k) in enumerate(zip(y.tolist(), phase.tolist(), strict=True)):
+        if v == v:
+            e = v - level - s[k]
+            level += alpha * e
+            s[k] += gamma * e
+        if t >= skip:
+            rows.append([level + s[(k + h) % p] for h in range(1, horizon + 1)])
+    return np.array(rows, dtype=np.float64).reshape(-1, horizon)
+
+
 def holt_winters(
     y: np.ndarray,
     origins: np.ndarray,
@@ -110,23 +136,23 @@ def holt_winters(
     fit_len = fit_window // step
     out = np.full((len(origins), horizon), np.nan)
     phase = np.arange(len(y)) % p
-    level, season = np.zeros(1), np.zeros((1, p))
-    alpha, gamma = np.zeros(1), np.zeros(1)
-    at, last_fit = -1, None
-    for i, o in enumerate(origins):
-        if last_fit is None or o - last_fit >= refit:
-            lo = max(0, o + 1 - fit_len)
-            if o + 1 - lo < 2 * p + 1:
-                continue  # not two seasons yet: no forecast (NaN)
-            level0, season0 = hw_start(y[lo : o + 1], phase[lo : o + 1], p)
-            a, g = fit_holt_winters(y[lo : o + 1], phase[lo : o + 1], level0, season0)
-            alpha, gamma = np.array([a]), np.array([g])
-            level, season = np.array([level0]), season0[None, :].copy()
-            at = lo - 1
-            last_fit = o
-        hw_smooth(y[at + 1 : o + 1], phase[at + 1 : o + 1], level, season, alpha, gamma)
-        at = o
-        out[i] = level[0] + season[0, (o + np.arange(1, horizon + 1)) % p]
+    i = 0
+    while i < len(origins):
+        o = int(origins[i])
+        lo = max(0, o + 1 - fit_len)
+        if o + 1 - lo < 2 * p + 1:
+            i += 1
+            continue  # not two seasons yet: no forecast (NaN)
+        level0, season0 = hw_start(y[lo : o + 1], phase[lo : o + 1], p)
+        a, g = fit_holt_winters(y[lo : o + 1], phase[lo : o + 1], level0, season0)
+        # The origins until the next refit: the fitted state absorbs each step up to them.
+        j = i + int(np.searchsorted(origins[i:], o + refit))
+        last = int(origins[j - 1])
+        rows = hw_forecasts(
+            y[lo : last + 1], phase[lo : last + 1], level0, season0, a, g, horizon, o - lo
+        )
+        out[i:j] = rows[origins[i:j] - o]
+        i = j
     return np.maximum(out, 0.0)
 
 

@@ -113,26 +113,30 @@ def simulate(
     pods = [start - s.startup] * replicas
     recommendations: deque[tuple[int, int]] = deque()
     changes: deque[tuple[int, int]] = deque()  # (time, replicas added or removed)
-    out_replicas = np.empty(n_ticks, dtype=np.int64)
-    out_ready = np.empty(n_ticks, dtype=np.int64)
+    out_replicas: list[int] = []
+    out_ready: list[int] = []
+    # Plain Python numbers in the loop: numpy scalars cost several times more per tick.
+    demands = tick_demand.tolist()
+    values = [math.nan] * len(demand) if metric is None else np.asarray(metric, float).tolist()
+    period, startup, window = s.sync_period, s.startup, s.scale_down_stabilization
     # CPU used in the last sync period, in pods' requests
-    used = min(float(tick_demand[0]) / s.capacity_per_pod, replicas) if n_ticks else 0.0
+    used = min(demands[0] / s.capacity_per_pod, replicas) if n_ticks else 0.0
     for k in range(n_ticks):
-        now = int(times[k])
-        value = math.nan if metric is None else metric[k // ticks_per_step]
+        now = start + period * k
+        value = values[k // ticks_per_step]
         current = len(pods)
         wanted: list[int] = []
-        if np.isfinite(value):
+        if math.isfinite(value):
             wanted.append(_recommend(value, s.target_per_pod, current, s))
         if cpu_target is not None:
-            ready_now = bisect_right(pods, now - s.startup)
+            ready_now = bisect_right(pods, now - startup)
             cpu = _recommend(used, cpu_target, ready_now, s) if ready_now else current
             # An unavailable External metric: scale up on CPU, never down.
-            wanted.append(cpu if metric is None or np.isfinite(value) else max(cpu, current))
+            wanted.append(cpu if metric is None or math.isfinite(value) else max(cpu, current))
         if wanted:
             desired = min(max(max(wanted), s.min_replicas), s.max_replicas)
             recommendations.append((now, desired))
-            while recommendations and recommendations[0][0] <= now - s.scale_down_stabilization:
+            while recommendations and recommendations[0][0] <= now - window:
                 recommendations.popleft()
             if desired < current:
                 desired = min(current, max(r for _, r in recommendations))
@@ -148,7 +152,10 @@ def simulate(
                 pods.append(now)
             while len(pods) > desired:
                 pods.pop()  # the newest (least likely Ready) first
-        out_replicas[k] = len(pods)
-        out_ready[k] = bisect_right(pods, now - s.startup)
-        used = min(float(tick_demand[k]) / s.capacity_per_pod, float(out_ready[k]))
-    return _totals(times, tick_demand, out_replicas, out_ready, s)
+        ready = bisect_right(pods, now - startup)
+        out_replicas.append(len(pods))
+        out_ready.append(ready)
+        used = min(demands[k] / s.capacity_per_pod, float(ready))
+    return _totals(
+        times, tick_demand, np.array(out_replicas, np.int64), np.array(out_ready, np.int64), s
+    )

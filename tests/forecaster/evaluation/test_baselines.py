@@ -49,6 +49,26 @@ def test_holt_winters_is_statsmodels_recursion_and_fits_as_well(nasa: Trace, day
     assert ours[0] <= 1.02 * res.sse
 
 
+def test_holt_winters_forecasts_are_the_checked_recursion_brought_up_to_each_origin(nasa: Trace):
+    """The backtest's Holt-Winters (refit every 6 hours, absorbing each step in between in
+    plain floats) forecasts from every origin what `hw_smooth`, the recursion checked
+    against statsmodels above, gives from the same refit brought up to that origin."""
+    y = nasa.counts[-5 * DAY :] / 60
+    y[-700:-690] = np.nan  # a hole leaves the state as it is
+    origins = np.arange(len(y) - 800, len(y) - 10)
+    out = b.holt_winters(y, origins, 10, 60)
+    phase = np.arange(len(y)) % DAY
+    for i in (0, 1, 359, 360, 361, 500, 719, 720, 789):
+        o, refit = origins[i], origins[i // 360 * 360]
+        lo = refit + 1 - 3 * DAY
+        level0, season0 = b.hw_start(y[lo : refit + 1], phase[lo : refit + 1], DAY)
+        a, g = b.fit_holt_winters(y[lo : refit + 1], phase[lo : refit + 1], level0, season0)
+        level, season = np.array([level0]), season0[None, :].copy()
+        b.hw_smooth(y[lo : o + 1], phase[lo : o + 1], level, season, np.array([a]), np.array([g]))
+        expected = np.maximum(level[0] + season[0, (o + np.arange(1, 11)) % DAY], 0.0)
+        np.testing.assert_allclose(out[i], expected, rtol=1e-12, atol=1e-12)
+
+
 def lead_mae(y: np.ndarray, forecasts: np.ndarray, origins: np.ndarray, h: int) -> float:
     return float(np.nanmean(np.abs(forecasts[:, h - 1] - y[origins + h])))
 
