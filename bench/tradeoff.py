@@ -28,13 +28,35 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from forecaster.evaluation.command import BacktestOptions, run
 from forecaster.evaluation.variants import resampled, spike_shape, with_burst
 from forecaster.sources.trace import Trace, read_trace
+from forecaster.times import parse_rfc3339
 
 TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
 QUANTILES = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 0.95)
 BASELINES = ("reactive", "seasonal naive", "holt-winters", "crane dsp", "mstl")
+CLAIRVOYANT_SPANS = (900, 1800, 3600)
+"""Half-widths (seconds) of the centred means that put the median's MAE goal in scale."""
+
+
+def clairvoyant_mae(trace: Trace, scored: dict, half_width: int) -> float:
+    """MAE over the scored range of a centred mean of the rates over +-half_width seconds:
+    a smoothing that knows the future around each step, so no forecast of the average
+    demand does much better; what it leaves is noise about that average."""
+    y = trace.counts / trace.resolution
+    k = max(1, half_width // trace.resolution)
+    ok = np.isfinite(y)
+    kernel = np.ones(2 * k + 1)
+    sums = np.convolve(np.where(ok, y, 0.0), kernel, mode="same")
+    counts = np.convolve(ok.astype(float), kernel, mode="same")
+    first = (parse_rfc3339(scored["from"]) - trace.start) // trace.resolution
+    last = (parse_rfc3339(scored["to"]) - trace.start) // trace.resolution
+    sl = slice(max(first, 0), last)
+    mean = sums[sl] / np.maximum(counts[sl], 1)
+    return float(np.nanmean(np.abs(np.where(counts[sl] > 0, mean, np.nan) - y[sl])))
 
 
 def write(trace: Trace, path: Path) -> Path:
@@ -61,8 +83,8 @@ def cases(tmp: Path) -> dict[str, Path]:
     return out
 
 
-def check(data: dict) -> list[str]:
-    """The issue's goals on one run's summary."""
+def check(data: dict, trace: Trace) -> list[str]:
+    """The issue's goals on one run's summary of `trace`."""
     by = {m["method"]: m for m in data["methods"]}
     curve = data["curve"]
     default = by["scaleahead"]
@@ -101,6 +123,14 @@ def check(data: dict) -> list[str]:
             f"  median MAE at the lead: {default['mae_lead']:.4f}, "
             f"{default['mae_lead'] / min(maes):.3f}x the best baseline's (goal <= 0.85)"
         )
+        floors = [clairvoyant_mae(trace, data["range"], w) / min(maes) for w in CLAIRVOYANT_SPANS]
+        lines.append(
+            "  a clairvoyant centred mean over "
+            + ", ".join(
+                f"+-{w // 60} min: {f:.3f}x" for w, f in zip(CLAIRVOYANT_SPANS, floors, strict=True)
+            )
+            + " the best baseline's MAE"
+        )
     return lines
 
 
@@ -123,7 +153,7 @@ def main() -> None:
                 run(BacktestOptions(lead=lead, csv=path, quantiles=quantiles, json=summary))
             seconds = time.perf_counter() - started
             print(f"\n=== {name} ({seconds:.0f} s)\n{printed.getvalue()}")
-            print("\n".join(check(json.loads(summary.read_text()))))
+            print("\n".join(check(json.loads(summary.read_text()), trace)))
 
 
 if __name__ == "__main__":
