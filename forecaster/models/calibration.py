@@ -6,7 +6,8 @@ is sharpest at equal coverage). Its level is the lowest at which the served valu
 max(actual, max of the band over the lead window), covered the window's realised peak a
 `quantile` share of the time; adaptive conformal inference then moves that level online.
 Under a pod-minutes budget, the quantile itself is the coverage of the highest level
-whose served values cost no more than the budget allows (`Budget.quantile`).
+whose served values cost no more than the budget allows, with the band shape whose
+affordable values leave the least demand uncovered (`Budget.choose`).
 """
 
 from __future__ import annotations
@@ -161,6 +162,12 @@ class Backtest:
         ok = np.isfinite(self.peak)
         return float(np.mean(self.peak[ok] <= served[ok]))
 
+    def shortfall(self, served: np.ndarray) -> float:
+        """How far realised peaks rose above values `served` (one per origin), on average
+        over the origins (0 where covered): the demand those values left uncovered."""
+        ok = np.isfinite(self.peak) & np.isfinite(served)
+        return float(np.mean(np.maximum(self.peak[ok] - served[ok], 0.0))) if ok.any() else 0.0
+
 
 def peak_level(bt: Backtest, band: Band, quantile: float) -> float:
     """The lowest level of LEVELS whose bands, served by the policy over the lead window,
@@ -200,14 +207,21 @@ class Budget:
     def _over(self, served: np.ndarray) -> bool:
         return pod_time(served, self.stabilization) > self.bound
 
-    def quantile(self, band: Band) -> float:
-        """The quantile `band` can hold the series at: the coverage of its highest level
-        within budget (its lowest, if none is), within QUANTILE_RANGE."""
+    def choose(self, bands: list[Band]) -> tuple[Band, float]:
+        """Of `bands` (at least one; the preferred first, kept at a tie), the one whose
+        values at its highest level within budget leave the least of the lead windows'
+        peaks above them (the demand an HPA would not have had capacity for), and the
+        quantile it holds the series at: that level's coverage, within QUANTILE_RANGE."""
         if not self.known:
-            return FALLBACK_QUANTILE
+            return bands[0], FALLBACK_QUANTILE
+        afforded = [self._afforded(band) for band in bands]
+        best = min(range(len(bands)), key=lambda i: self.bt.shortfall(afforded[i]))
+        return bands[best], float(np.clip(self.bt.covered(afforded[best]), *QUANTILE_RANGE))
+
+    def _afforded(self, band: Band) -> np.ndarray:
+        """What `band` serves at its highest level within budget (its lowest, if none is)."""
         served = self.bt.served(band)
-        j = max(_first(lambda j: self._over(served(j, 1.0))) - 1, 0)
-        return float(np.clip(self.bt.covered(served(j, 1.0)), *QUANTILE_RANGE))
+        return served(max(_first(lambda j: self._over(served(j, 1.0))) - 1, 0), 1.0)
 
     def headroom(self, band: Band, level: float) -> float:
         """The factor, up to HEADROOM_LIMIT, by which `band` at `level` can be raised for

@@ -154,12 +154,7 @@ class SeriesModel:
         if self.budget is None:
             return band, fixed, peak_level(bt, band, fixed), 1.0
         budget = Budget(bt, self.budget, self.stabilization)
-        # The band shape that buys the highest quantile; the sharpest at a tie.
-        q = budget.quantile(band)
-        for other in [b for b in bands if b is not band]:
-            bought = budget.quantile(other)
-            if bought > q:
-                band, q = other, bought
+        band, q = budget.choose([band, *[b for b in bands if b is not band]])
         level = peak_level(bt, band, q)
         return band, q, level, budget.headroom(band, level)
 
