@@ -32,6 +32,7 @@ import numpy as np
 
 from forecaster.evaluation.command import BacktestOptions, run
 from forecaster.evaluation.variants import resampled, spike_shape, with_burst
+from forecaster.models.seasonality import centred_mean
 from forecaster.sources.trace import Trace, read_trace
 from forecaster.times import parse_rfc3339
 
@@ -47,16 +48,11 @@ def clairvoyant_mae(trace: Trace, scored: dict, half_width: int) -> float:
     a smoothing that knows the future around each step, so no forecast of the average
     demand does much better; what it leaves is noise about that average."""
     y = trace.counts / trace.resolution
-    k = max(1, half_width // trace.resolution)
-    ok = np.isfinite(y)
-    kernel = np.ones(2 * k + 1)
-    sums = np.convolve(np.where(ok, y, 0.0), kernel, mode="same")
-    counts = np.convolve(ok.astype(float), kernel, mode="same")
+    mean = centred_mean(y, 2 * max(1, half_width // trace.resolution) + 1)
     first = (parse_rfc3339(scored["from"]) - trace.start) // trace.resolution
     last = (parse_rfc3339(scored["to"]) - trace.start) // trace.resolution
     sl = slice(max(first, 0), last)
-    mean = sums[sl] / np.maximum(counts[sl], 1)
-    return float(np.nanmean(np.abs(np.where(counts[sl] > 0, mean, np.nan) - y[sl])))
+    return float(np.nanmean(np.abs(mean[sl] - y[sl])))
 
 
 def write(trace: Trace, path: Path) -> Path:

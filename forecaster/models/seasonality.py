@@ -153,7 +153,7 @@ def cycle_gain(y: np.ndarray, end: int, step: int, p: int) -> float:
     explains on the even ones, and vice versa (out of sample, so noise scores about 0)."""
     n = len(y)
     ok = np.isfinite(y)
-    d = y - _local_level(y, p)
+    d = y - centred_mean(y, p)
     idx = end // step - np.arange(n - 1, -1, -1, dtype=np.int64)
     ph, half = idx % p, (idx // p) % 2
     left = total = 0.0
@@ -194,13 +194,14 @@ def sub_daily_periods(y: np.ndarray, end: int, step: int) -> list[int]:
         found.append(p * step)
         ph = phases(end, len(rest), step, p)
         ok = np.isfinite(rest)
-        prof = _phase_medians(rest[ok] - _local_level(rest, p)[ok], ph[ok], p)
+        prof = _phase_medians(rest[ok] - centred_mean(rest, p)[ok], ph[ok], p)
         rest = rest - np.where(np.isfinite(prof), prof, 0.0)[ph]
     return found
 
 
-def _local_level(y: np.ndarray, p: int) -> np.ndarray:
-    """Centred p-step moving average of y, NaN-tolerant."""
+def centred_mean(y: np.ndarray, p: int) -> np.ndarray:
+    """Centred p-step moving average of y over its values (holes skipped; a window with
+    none gives 0), shifted inwards at the start and truncated at the end."""
     n = len(y)
     ok = np.isfinite(y)
     sums = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
