@@ -344,11 +344,25 @@ def substitute(expr: str, values: dict[str, str]) -> str:
     return expr
 
 
+def _wait_for_served_history(
+    stack: Stack, board: dict[str, Any], values: dict[str, str], seconds: float
+) -> None:
+    """Sleep until the served value has been recorded for `seconds`, so that a range over
+    it spans the every-minute schedule's inactive part as well as its active part."""
+    [served_panel] = [p for p in board["panels"] if p["title"] == "Served value against actual"]
+    expr = substitute(served_panel["targets"][0]["expr"], values)
+    now = time.time()
+    data = stack.query("/api/v1/query_range", query=expr, start=now - 300, end=now, step=1)
+    first = min((float(s["values"][0][0]) for s in data["result"]), default=now)
+    time.sleep(max(0.0, first + seconds - now))
+
+
 def test_every_panel_returns_data(stack: Stack):
     board = json.loads((REPO / "dashboards" / "scaleahead.json").read_text())
     values = resolve_variables(stack, board)
     assert values["lead_step"] == str(LEAD + STEP)
     assert values["namespace"] == NAMESPACE
+    _wait_for_served_history(stack, board, values, seconds=70)
     end = time.time()
     rows: list[tuple[str, str, int]] = []
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
