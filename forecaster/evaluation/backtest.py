@@ -115,7 +115,7 @@ class Replay:
     policy: np.ndarray  # the forecast policy's value at t, before the rule's schedules
     floor: np.ndarray  # the largest floor of the rule's active schedules (NaN: none)
     predictive: np.ndarray  # bool: a fresh forecast was used
-    mean: np.ndarray  # (n, H) point forecasts made at t for t + h * step
+    point: np.ndarray  # (n, H) point (median) forecasts made at t for t + h * step
     upper: np.ndarray  # (n, H) upper band
     quantile: np.ndarray  # the q the served value stood for at t (the rule's, or bought)
     history: RangeSeries  # everything recorded, history included
@@ -150,7 +150,7 @@ def replay(
     actual = np.full(n, np.nan)
     served = np.full(n, np.nan)
     predictive = np.zeros(n, dtype=bool)
-    mean = np.full((n, H), np.nan)
+    point = np.full((n, H), np.nan)
     upper = np.full((n, H), np.nan)
     quantile = np.full(n, np.nan)
     models: dict[str, int] = {}
@@ -181,7 +181,7 @@ def replay(
                 j = np.searchsorted(fc.ds, want)
                 ok = j < len(fc.ds)
                 ok[ok] = fc.ds[j[ok]] == want[ok]
-                mean[i, ok] = fc.mean[j[ok]]
+                point[i, ok] = fc.point[j[ok]]
                 upper[i, ok] = fc.upper[j[ok]]
     finally:
         quiet.setLevel(level)
@@ -199,7 +199,7 @@ def replay(
         policy,
         floor,
         predictive,
-        mean,
+        point,
         upper,
         quantile,
         source.series,
@@ -373,7 +373,7 @@ def score(
     for name, forecast in progress(BASELINES, "baselines"):
         paths = forecast(judge.y, judge.origins, H, step)
         methods.append(judge.method(name, baselines.served(r.actual, paths, w), paths))
-    methods.append(judge.method("scaleahead", r.policy, r.mean, predictive=r.predictive))
+    methods.append(judge.method("scaleahead", r.policy, r.point, predictive=r.predictive))
     # Layers on top of the value: the schedules' floors, a CPU metric beside it.
     layered: dict[str, tuple[np.ndarray | None, float | None]] = {}
     if r.rule.calendar is not None:
@@ -412,6 +412,6 @@ def sweep(
             fixed = rule.model_copy(update={"quantile": q, "max_pod_minutes": None})
             r = replay(fixed, source, start, end, progress)
         out.append(
-            judge.method(f"scaleahead q={q:g}", r.policy, r.mean, q, predictive=r.predictive)
+            judge.method(f"scaleahead q={q:g}", r.policy, r.point, q, predictive=r.predictive)
         )
     return out

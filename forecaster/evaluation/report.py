@@ -41,7 +41,7 @@ def write_csv(path: Path, r: Replay) -> None:
                     rfc3339(int(t)),
                     _num(r.actual[i]),
                     _num(r.served[i]),
-                    _num(r.mean[i, k]),
+                    _num(r.point[i, k]),
                     _num(r.upper[i, k]),
                     _num(r.floor[i]),
                 ]
@@ -213,16 +213,16 @@ def plot(path: Path, r: Replay, s: Scores) -> None:
     )
     # The forecast made at t for the step starting at t + lead, drawn at that step.
     lead = k  # steps
-    mean = np.concatenate([np.full(lead, np.nan), r.mean[: len(r.times) - lead, k]])
+    point = np.concatenate([np.full(lead, np.nan), r.point[: len(r.times) - lead, k]])
     upper = np.concatenate([np.full(lead, np.nan), r.upper[: len(r.times) - lead, k]])
     top.fill_between(
         when,
-        _bins(mean, size, "mean"),
+        _bins(point, size, "mean"),
         _bins(upper, size, "mean"),
         color="tab:orange",
         alpha=0.35,
         lw=0,
-        label="forecast at the lead: mean .. upper band",
+        label="forecast at the lead: median .. upper band",
     )
     top.plot(
         when, _bins(r.actual, size, "max"), color="black", lw=0.7, label="demand (peak per bin)"

@@ -72,8 +72,8 @@ class Band:
     def scale(self, forecast: np.ndarray) -> np.ndarray:
         return np.maximum(forecast, self.floor) ** self.power
 
-    def upper(self, mean: np.ndarray, level: float) -> np.ndarray:
-        """The band's upper edge above `mean` at quantile `level` (interpolated)."""
+    def quantile(self, mean: np.ndarray, level: float) -> np.ndarray:
+        """The forecast's quantile `level` (interpolated) about the model's forecast `mean`."""
         i = int(np.clip(np.searchsorted(LEVELS, level), 1, len(LEVELS) - 1))
         w = float(np.clip((level - LEVELS[i - 1]) / (LEVELS[i] - LEVELS[i - 1]), 0.0, 1.0))
         zq = (1 - w) * self.zgrid[i - 1] + w * self.zgrid[i]
@@ -116,7 +116,7 @@ def candidate_bands(paths: np.ndarray, actual: np.ndarray, floor: float) -> list
 def sharpest(bands: list[Band], paths: np.ndarray, quantile: float) -> Band:
     """Of `bands` (at least one), the narrowest on average above forecasts `paths` at
     `quantile` (the first of equals)."""
-    return min(bands, key=lambda band: float(np.nanmean(band.upper(paths, quantile) - paths)))
+    return min(bands, key=lambda band: float(np.nanmean(band.quantile(paths, quantile) - paths)))
 
 
 def _first(ok: Callable[[int], bool], n: int = len(LEVELS)) -> int:

@@ -90,7 +90,7 @@ class ForecastEngine:
     def forecast(
         self, key: Hashable, y: np.ndarray, end: int
     ) -> tuple[np.ndarray, np.ndarray, SeriesFit]:
-        """Mean and upper forecasts of one series for the steps after `end`, from its
+        """Point (median) and upper forecasts of one series for the steps after `end`, from its
         history y ending at `end`, and the fit they came from (raise ValueError if the
         series cannot be forecast at `end`)."""
         state = self.series.get(key)
@@ -110,13 +110,13 @@ class ForecastEngine:
         if adapt:
             state.aci.absorb(y, end, self.step, self.window, state.fit.level, state.fit.quantile)
         level = state.aci.level(state.fit.level)
-        mean, upper, state.fitted = self.model.forecast(state.fit, y, end, level, state.fitted)
+        point, upper, state.fitted = self.model.forecast(state.fit, y, end, level, state.fitted)
         state.done = end
         if adapt:
             last = y[-1] if np.isfinite(y[-1]) and y[-1] >= 0 else 0.0
             served = serve(float(last), window_peak(upper, self.window))
             state.aci.expect(end + self.window * self.step, float(served))
-        return mean, upper, state.fit
+        return point, upper, state.fit
 
     def _refit(self, key: Hashable, y: np.ndarray, end: int) -> SeriesState:
         """Fit on the history up to the series' latest refit point at or before `end`;

@@ -166,7 +166,7 @@ class SeriesModel:
         level: float | None = None,
         fitted: Fitted | None = None,
     ) -> tuple[np.ndarray, np.ndarray, Fitted]:
-        """(mean, upper) for the H steps after `end` from history y ending at `end`, with
+        """(median, upper) for the H steps after `end` from history y ending at `end`, with
         the upper band at quantile `level` (default: the fit's), and the fitted model
         brought up to `end` (`fitted`: a later state of fit.fitted to start from)."""
         y = as_holes(y)
@@ -181,8 +181,11 @@ class SeriesModel:
         day = y[-(sz.DAY // self.step) :]
         recent_max = max(float(np.nanmax(day)) if np.isfinite(day).any() else 0.0, fit.band.floor)
         mean = clip_mean(mean, float(observed[-1]), recent_max)
-        upper = fit.band.upper(mean, fit.level if level is None else level) * fit.headroom
-        return mean, clip_upper(upper, mean, recent_max), fitted
+        upper = fit.band.quantile(mean, fit.level if level is None else level) * fit.headroom
+        # The model's forecast is a level (spikes lift it); the point forecast is the
+        # band's median: the MAE-optimal one. The served value is unchanged by it.
+        median = np.maximum(fit.band.quantile(mean, 0.5), 0.0)
+        return median, clip_upper(upper, mean, recent_max), fitted
 
 
 def _seasonality(candidates: list[Model]) -> str:

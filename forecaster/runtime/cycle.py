@@ -132,13 +132,13 @@ class ForecastCycle:
         ds = end + rule.step * np.arange(1, rule.horizon_steps + 1)
         for key in old:
             try:
-                mean, upper, fit = engine.forecast(key, book.values(key), end)
+                point, upper, fit = engine.forecast(key, book.values(key), end)
             except Exception:
                 log.exception("rule %s %s: forecast failed", rule.name, book.labels(key))
                 failures += 1
                 continue
             forecasts[key] = _forecast(
-                book.labels(key), seen[key], ds, mean, upper, fit.model.name, fit.recent_error
+                book.labels(key), seen[key], ds, point, upper, fit.model.name, fit.recent_error
             )
             forecasts[key] = replace(forecasts[key], quantile=fit.quantile, headroom=fit.headroom)
             progress()
@@ -294,7 +294,7 @@ def _forecast(
     labels: dict[str, str],
     seen: Observed,
     ds: np.ndarray,
-    mean: np.ndarray,
+    point: np.ndarray,
     upper: np.ndarray,
     model: str,
     recent_error: float | None,
@@ -304,7 +304,7 @@ def _forecast(
         origin=seen.last,
         last_actual=seen.last_value,
         ds=np.asarray(ds, dtype=np.int64),  # the old series share one grid array
-        mean=mean,
+        point=point,
         upper=upper,
         model=model,
         recent_error=recent_error,

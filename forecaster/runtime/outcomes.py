@@ -64,14 +64,14 @@ class Outcomes:
                 return
             step = self.rule.step
             for target in [t for t in tally.pending if t <= end]:
-                served, mean = tally.pending.pop(target)
+                served, point = tally.pending.pop(target)
                 i = len(y) - 1 - (end - target) // step
                 realised = y[i - self.window + 1 : i + 1] if i - self.window + 1 >= 0 else y[:0]
                 if len(realised) != self.window or not np.isfinite(realised).all():
                     continue
                 tally.windows += 1
                 tally.covered += int(realised.max() <= served)
-                tally.abs_error += abs(mean - float(realised[-1]))
+                tally.abs_error += abs(point - float(realised[-1]))
 
     def forget(self, keep: set[SeriesKey]) -> None:
         """Drop the series no longer present."""

@@ -19,7 +19,7 @@ class SeriesForecast:
     origin: int  # grid point of the newest observation the forecast is based on
     last_actual: float  # the observation at `origin`
     ds: np.ndarray  # int64 grid points origin + step, ..., origin + horizon
-    mean: np.ndarray
+    point: np.ndarray  # the point forecast: the median of the predictive distribution
     upper: np.ndarray
     model: str
     recent_error: float | None = None  # the model's backtest MAE over the lead window
@@ -36,11 +36,11 @@ class SeriesForecast:
         return now - self.origin
 
     def at(self, t: float) -> tuple[float, float] | None:
-        """(mean, upper) of the step labelled by the first grid point >= t, if covered."""
+        """(point, upper) of the step labelled by the first grid point >= t, if covered."""
         i = int(np.searchsorted(self.ds, t, side="left"))
         if i >= len(self.ds):
             return None
-        return float(self.mean[i]), float(self.upper[i])
+        return float(self.point[i]), float(self.upper[i])
 
 
 @dataclass(frozen=True)

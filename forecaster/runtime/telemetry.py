@@ -217,9 +217,9 @@ class SeriesCollector(Collector):
                 "scaleahead_series_actual",
                 "Current value of the series (absent when it is missing or stale).",
             ),
-            "mean": GaugeMetricFamily(
+            "point": GaugeMetricFamily(
                 "scaleahead_series_forecast_at_lead",
-                "Point forecast for the step starting at now + lead.",
+                "Point (median) forecast for the step starting at now + lead.",
             ),
             "upper": GaugeMetricFamily(
                 "scaleahead_series_forecast_upper_at_lead",
@@ -306,7 +306,7 @@ class SeriesCollector(Collector):
                 if fc is not None:
                     at_lead = fc.at(now + lead + rule.step)
                     values |= {
-                        "mean": at_lead[0] if at_lead else None,
+                        "point": at_lead[0] if at_lead else None,
                         "upper": at_lead[1] if at_lead else None,
                         "window": lead_window_upper(fc, now, rule),
                         "horizon": float(fc.upper.max()),

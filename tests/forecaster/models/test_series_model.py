@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from forecaster.models import seasonality as sz
+from forecaster.models.calibration import Band
 from tests.forecaster.models.conftest import DAYS, STEP, end_of, model
 
 
@@ -57,3 +60,21 @@ def test_band_scaling_follows_how_the_noise_grows():
         mean, upper, _ = model().forecast(fit, y, end_of(y))
         widths.append(float(np.mean(upper - mean)))
     assert widths[1] > 1.5 * widths[0]
+
+
+def test_the_point_forecast_is_the_median_where_spikes_skew_the_noise():
+    """Spikes lift the model's level above the typical value; the point forecast is the
+    band's median, which errs less in absolute terms than the level does."""
+    rng = np.random.default_rng(5)
+    y = 100 + rng.exponential(10.0, 5 * DAYS)  # mean 110, median 100 + 10 ln 2
+    train = 4 * DAYS
+    fit = model().fit(y[:train], end_of(y[:train]))
+    level = replace(fit, band=Band.flat(len(fit.band.zgrid[0]), fit.band.floor))  # median = mean
+    lead = model().window - 1
+    errors: dict[str, list[float]] = {"point": [], "level": []}
+    for cut in range(train, 5 * DAYS - 10, 7):
+        point, _, _ = model().forecast(fit, y[:cut], end_of(y[:cut]))
+        unshifted, _, _ = model().forecast(level, y[:cut], end_of(y[:cut]))
+        errors["point"].append(abs(point[lead] - y[cut + lead]))
+        errors["level"].append(abs(unshifted[lead] - y[cut + lead]))
+    assert np.mean(errors["point"]) < 0.97 * np.mean(errors["level"])

@@ -36,7 +36,7 @@ def test_no_peeking_through_the_real_cycle(nasa: Trace):
             snap = store.snapshot("m")
             assert snap is not None
             [fc] = snap.values()
-            out.append(np.concatenate([fc.mean, fc.upper]))
+            out.append(np.concatenate([fc.point, fc.upper]))
         return out
 
     clean, changed = run(counts), run(perturbed)

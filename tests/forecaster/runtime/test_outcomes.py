@@ -34,7 +34,7 @@ def test_tallies_match_an_independent_count_over_real_cycles(nasa: Trace):
         if k * STEP + window * STEP <= (cycles - 1) * STEP:  # realised before the last cycle
             windows += 1
             covered += int(rate[last - window + 1 : last + 1].max() <= served)
-            abs_error += abs(float(fc.mean[window - 1]) - rate[last])
+            abs_error += abs(float(fc.point[window - 1]) - rate[last])
     [tally] = cycle.outcomes["m"].tallies()
     print(f"judged {tally.windows} windows, covered {tally.covered}")
     assert tally.labels == {"s": "a"}
