@@ -142,7 +142,8 @@ def clip_mean(
 
 
 def clip_upper(upper: np.ndarray, mean: np.ndarray, recent_max: np.ndarray | float) -> np.ndarray:
-    """The upper band made safe to serve: never below the (clipped) mean, never NaN, and
-    at most ABSURD_FACTOR x the recent maximum unless the mean itself is higher."""
+    """The upper band made safe to serve: never negative, never NaN (the clipped mean
+    instead), and at most ABSURD_FACTOR x the recent maximum unless the mean itself is
+    higher. It may lie below the mean: a quantile under 0.5 is served as calibrated."""
     cap = ABSURD_FACTOR * np.asarray(recent_max)
-    return np.clip(np.where(np.isfinite(upper), upper, mean), mean, np.maximum(cap, mean))
+    return np.clip(np.where(np.isfinite(upper), upper, mean), 0.0, np.maximum(cap, mean))
