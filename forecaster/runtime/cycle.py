@@ -138,9 +138,16 @@ class ForecastCycle:
                 failures += 1
                 continue
             forecasts[key] = _forecast(
-                book.labels(key), seen[key], ds, point, upper, fit.model.name, fit.recent_error
+                book.labels(key),
+                seen[key],
+                ds,
+                point,
+                upper,
+                fit.model.name,
+                fit.quantile,
+                recent_error=fit.recent_error,
+                headroom=fit.headroom,
             )
-            forecasts[key] = replace(forecasts[key], quantile=fit.quantile, headroom=fit.headroom)
             progress()
         if young:
             failures += self._forecast_young(rule, engine, book, young, seen, forecasts)
@@ -273,9 +280,8 @@ class ForecastCycle:
                 group["mean"].to_numpy(dtype=np.float64),
                 group["upper"].to_numpy(dtype=np.float64),
                 str(group["model"].iloc[0]),
-                None,
+                engine.young_quantile,
             )
-            out[key] = replace(out[key], quantile=engine.young_quantile)
         return failures
 
 
@@ -297,7 +303,9 @@ def _forecast(
     point: np.ndarray,
     upper: np.ndarray,
     model: str,
-    recent_error: float | None,
+    quantile: float,
+    recent_error: float | None = None,
+    headroom: float | None = None,
 ) -> SeriesForecast:
     return SeriesForecast(
         labels=labels,
@@ -308,4 +316,6 @@ def _forecast(
         upper=upper,
         model=model,
         recent_error=recent_error,
+        quantile=quantile,
+        headroom=headroom,
     )
