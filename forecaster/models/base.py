@@ -141,9 +141,10 @@ def clip_mean(
     return np.clip(np.where(np.isfinite(mean), mean, last), 0.0, cap)
 
 
-def clip_upper(upper: np.ndarray, mean: np.ndarray, recent_max: np.ndarray | float) -> np.ndarray:
-    """The upper band made safe to serve: never negative, never NaN (the clipped mean
-    instead), and at most ABSURD_FACTOR x the recent maximum unless the mean itself is
-    higher. It may lie below the mean: a quantile under 0.5 is served as calibrated."""
+def clip_band(band: np.ndarray, mean: np.ndarray, recent_max: np.ndarray | float) -> np.ndarray:
+    """A quantile of the band (the upper band, the median) made safe to serve: never
+    negative, never NaN (the clipped mean instead), and at most ABSURD_FACTOR x the recent
+    maximum unless the mean itself is higher. It may lie below the mean: a quantile under
+    0.5 is served as calibrated."""
     cap = ABSURD_FACTOR * np.asarray(recent_max)
-    return np.clip(np.where(np.isfinite(upper), upper, mean), 0.0, np.maximum(cap, mean))
+    return np.clip(np.where(np.isfinite(band), band, mean), 0.0, np.maximum(cap, mean))

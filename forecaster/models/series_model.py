@@ -13,8 +13,8 @@ from forecaster.models.base import (
     Model,
     SeriesContext,
     as_holes,
+    clip_band,
     clip_mean,
-    clip_upper,
 )
 from forecaster.models.calibration import (
     CALIBRATION_SECONDS,
@@ -182,10 +182,10 @@ class SeriesModel:
         recent_max = max(float(np.nanmax(day)) if np.isfinite(day).any() else 0.0, fit.band.floor)
         mean = clip_mean(mean, float(observed[-1]), recent_max)
         upper = fit.band.quantile(mean, fit.level if level is None else level) * fit.headroom
-        # The model's forecast is a level (spikes lift it); the point forecast is the
-        # band's median: the MAE-optimal one. The served value is unchanged by it.
-        median = np.maximum(fit.band.quantile(mean, 0.5), 0.0)
-        return median, clip_upper(upper, mean, recent_max), fitted
+        # The model's forecast is a level, which spikes lift; the point forecast is the
+        # band's median, the one with the least absolute error.
+        median = fit.band.quantile(mean, 0.5)
+        return clip_band(median, mean, recent_max), clip_band(upper, mean, recent_max), fitted
 
 
 def _seasonality(candidates: list[Model]) -> str:

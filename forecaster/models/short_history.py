@@ -14,7 +14,7 @@ import pandas as pd
 from statsforecast import StatsForecast
 from statsforecast.models import AutoETS
 
-from forecaster.models.base import as_holes, clip_mean, clip_upper
+from forecaster.models.base import as_holes, clip_band, clip_mean
 from forecaster.models.ladder import MIN_POINTS
 
 FIT_WINDOW = 360
@@ -118,10 +118,10 @@ class ShortHistoryForecaster:
 
 
 def _clean(forecasts: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
-    """The models' output made safe to serve (`clip_mean`, `clip_upper`), per series."""
+    """The models' output made safe to serve (`clip_mean`, `clip_band`), per series."""
     stats = data.groupby("unique_id", sort=False)["y"].agg(["last", "max"])
     last = forecasts["unique_id"].map(stats["last"]).to_numpy(dtype=np.float64)
     recent_max = forecasts["unique_id"].map(stats["max"]).to_numpy(dtype=np.float64)
     mean = clip_mean(forecasts["mean"].to_numpy(dtype=np.float64), last, recent_max)
-    upper = clip_upper(forecasts["upper"].to_numpy(dtype=np.float64), mean, recent_max)
+    upper = clip_band(forecasts["upper"].to_numpy(dtype=np.float64), mean, recent_max)
     return forecasts.assign(mean=mean, upper=upper)[OUTPUT_COLUMNS]
