@@ -1,5 +1,5 @@
-"""Errors scaleahead reports: those the API answers as Kubernetes `Status` objects, and
-the command line's `UsageError`."""
+"""Errors scaleahead reports: those its APIs answer (as a Kubernetes `Status` over HTTP,
+as a status code over gRPC), and the command line's `UsageError`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from typing import Any
 
 
 class StatusError(Exception):
-    """An error with the HTTP code and Kubernetes reason it is answered with."""
+    """An error with what it is answered with: over HTTP its code and Kubernetes reason,
+    over gRPC its status code (a name of grpc.StatusCode). Subclasses inherit them."""
 
     code = 500
     reason = "InternalError"
+    grpc_code = "INTERNAL"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -22,16 +24,19 @@ class StatusError(Exception):
 class BadRequest(StatusError):
     code = 400
     reason = "BadRequest"
+    grpc_code = "INVALID_ARGUMENT"
 
 
 class NotFound(StatusError):
     code = 404
     reason = "NotFound"
+    grpc_code = "NOT_FOUND"
 
 
 class Unavailable(StatusError):
     code = 503
     reason = "ServiceUnavailable"
+    grpc_code = "UNAVAILABLE"
 
 
 class UsageError(Exception):

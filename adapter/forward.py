@@ -4,7 +4,6 @@ metrics server (the one that owned the APIService before), as the aggregator wou
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -13,8 +12,9 @@ from urllib.parse import quote
 import httpx
 
 from adapter.errors import Unavailable
-from adapter.kube import User
+from adapter.security.identity import User
 from forecaster.config import ForwardConfig
+from forecaster.sources.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,7 @@ class Forwarder:
 
     def __init__(self, config: ForwardConfig) -> None:
         self.config = config
-        context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
-        if config.client_cert_file and config.client_key_file:
-            context.load_cert_chain(config.client_cert_file, config.client_key_file)
+        context = client_context(config.ca_file, config.client_cert_file, config.client_key_file)
         self._client = httpx.AsyncClient(
             base_url=config.url, verify=context, timeout=config.timeout
         )

@@ -38,7 +38,8 @@ import httpx
 import numpy as np
 
 from forecaster.sources.trace import demo_trace
-from tests.controlplane import ControlPlane, free_port
+from harness.controlplane import ControlPlane
+from harness.net import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 METRIC = "bench_requests_forecast"
@@ -224,7 +225,7 @@ def main() -> None:
     server = None
     try:
         port = free_port()
-        from tests.adapter.test_secure import registration
+        from harness.aggregation import registration
 
         plane.apply(registration(port))
         plane.apply(

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from bench.forecast_accuracy import lead_for
 from forecaster.config import Rule
-from forecaster.evaluation.backtest import default_capacity, record, replay, score
+from forecaster.evaluation.backtest import replay
 from forecaster.evaluation.hpa_sim import HPASettings
+from forecaster.evaluation.recorded import record
+from forecaster.evaluation.scoring import default_capacity, score
 from forecaster.selector import EVERYTHING
 from forecaster.sources.trace import TraceSource, read_trace
 

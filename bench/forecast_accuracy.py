@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from forecaster.evaluation import backtest, baselines
-from forecaster.evaluation.backtest import Baseline
+from forecaster.evaluation import baselines
+from forecaster.evaluation.scoring import BASELINES as SCORED_BASELINES
+from forecaster.evaluation.scoring import Baseline
 from forecaster.models import ForecastEngine
-from forecaster.models.seasonality import DAY
 from forecaster.policy import lead_window, serve, window_peak
 from forecaster.sources.trace import read_trace
+from forecaster.times import DAY
 
 TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
 HISTORY = 15 * DAY  # what the engine is given at each origin (two weeks for weekly cycles)
@@ -115,7 +116,7 @@ def baseline(forecast: Baseline) -> Callable[[Series, np.ndarray, int], np.ndarr
 
 BASELINES = (
     ("reactive", reactive),
-    *((name, baseline(forecast)) for name, forecast in backtest.BASELINES),
+    *((name, baseline(forecast)) for name, forecast in SCORED_BASELINES),
 )
 
 

@@ -33,7 +33,8 @@ from forecaster.sources import prometheus as prom
 from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
 from forecaster.sources.trace import read_trace
 from forecaster.times import SETTLE, grid_floor
-from tests.conftest import PrometheusServer, free_port, system_tool, write_blocks
+from harness.net import free_port
+from harness.prometheus import PrometheusServer, system_tool, write_blocks
 
 TRACE = Path(__file__).resolve().parent.parent.parent / "shared" / "traces" / "nasa_http_1995.csv"
 STEP = 60

@@ -15,29 +15,18 @@ from forecaster.config import Rule
 from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.serving import ServingView
 from forecaster.runtime.store import ForecastStore
-from forecaster.sources.base import InstantSample, RangeSeries, SourceError
+from forecaster.sources.fake import FakeSource
 
 QUERY = "sum by (namespace, service) (rate(x{<<.LabelMatchers>>}[2m]))"
 START = 1_795_000_000  # 2026-11-18
 
 
-class Actuals:
+def actuals(n: int) -> FakeSource:
     """Current values for `n` series (the served value is then each one's actual)."""
-
-    def __init__(self, n: int) -> None:
-        self.samples = [
-            InstantSample({"namespace": "shop", "service": f"svc-{i}"}, 10.0 + i % 7)
-            for i in range(n)
-        ]
-
-    def describe(self) -> str:
-        return "actuals"
-
-    def fetch_range(self, *args: object, **kwargs: object) -> list[RangeSeries]:
-        raise SourceError("not used")
-
-    def fetch_current(self, rule: Rule, selector: object, at: float) -> list[InstantSample]:
-        return self.samples
+    source = FakeSource("actuals")
+    for i in range(n):
+        source.set_current({"namespace": "shop", "service": f"svc-{i}"}, 10.0 + i % 7)
+    return source
 
 
 def definitions(n: int) -> dict[str, list[dict[str, object]]]:
@@ -65,7 +54,7 @@ def definitions(n: int) -> dict[str, list[dict[str, object]]]:
 def measure(rule: Rule, series: int, instants: int) -> float:
     """Seconds per ServingView.rule over `instants` instants a day apart / instants."""
     clock = [float(START)]
-    current = CurrentValues([rule], Actuals(series), lambda: clock[0], 10**9, 15)
+    current = CurrentValues([rule], actuals(series), lambda: clock[0], 10**9, 15)
     current.refresh(rule)
     view = ServingView(ForecastStore(), current, lambda: clock[0])
     view.rule(rule)  # the index and the windows' cache

@@ -33,7 +33,8 @@ from forecaster.sources.base import series_key
 from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
 from forecaster.sources.trace import read_trace
 from forecaster.times import SETTLE
-from tests.conftest import PrometheusServer, free_port, system_tool, write_blocks
+from harness.net import free_port
+from harness.prometheus import PrometheusServer, system_tool, write_blocks
 
 TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
 FILES = {

@@ -1,10 +1,11 @@
 """Forecasting half of scaleahead: Prometheus history in, per-series QPS forecasts out.
 
 Knows nothing of HTTP serving or of the Kubernetes API; usable alone as a library. The
-packages follow the data flow: `sources` (Prometheus, traces) → `models` (the engine and
-the cold-start ladder) → `runtime` (history, cycle, store, scheduler, telemetry), with
-`policy` (the served-value rule) used by all, and `evaluation` (backtest, baselines, HPA
-simulator) on the side.
+packages follow the data flow: `sources` (Prometheus, traces, a fake) → `models` (the
+engine and the cold-start ladder) → `runtime` (history, cycle, store, scheduler,
+telemetry) → `evaluation` (backtest, baselines, HPA simulator). Below them all, importing
+nothing above them: `config`, `times`, `selector`, `promql`, `schedules`, `forecast` and
+`policy` (the serving policy every stage calls).
 
 The public names below are imported on first use, so that `import forecaster.config`
 does not load the models.
@@ -23,15 +24,16 @@ _PUBLIC = {
     "load_config": "forecaster.config",
     "ForecastEngine": "forecaster.models",
     "Served": "forecaster.policy",
+    "ServingPolicy": "forecaster.policy",
     "lead_window": "forecaster.policy",
     "serve": "forecaster.policy",
-    "served_value": "forecaster.policy",
     "ForecastCycle": "forecaster.runtime.cycle",
     "ForecastStore": "forecaster.runtime.store",
-    "SeriesForecast": "forecaster.runtime.store",
+    "SeriesForecast": "forecaster.forecast",
     "LabelSelector": "forecaster.selector",
     "SelectorError": "forecaster.selector",
     "parse_selector": "forecaster.selector",
+    "FakeSource": "forecaster.sources.fake",
     "InstantSample": "forecaster.sources.base",
     "RangeSeries": "forecaster.sources.base",
     "Source": "forecaster.sources.base",
@@ -46,6 +48,7 @@ _PUBLIC = {
 __all__ = [
     "Config",
     "ConfigError",
+    "FakeSource",
     "ForecastCycle",
     "ForecastEngine",
     "ForecastStore",
@@ -59,6 +62,7 @@ __all__ = [
     "SelectorError",
     "SeriesForecast",
     "Served",
+    "ServingPolicy",
     "Source",
     "SourceError",
     "Trace",
@@ -68,17 +72,18 @@ __all__ = [
     "parse_selector",
     "read_trace",
     "serve",
-    "served_value",
 ]
 
 if TYPE_CHECKING:
     from forecaster.config import Config, ConfigError, PrometheusConfig, Rule, load_config
+    from forecaster.forecast import SeriesForecast
     from forecaster.models import ForecastEngine
-    from forecaster.policy import Served, lead_window, serve, served_value
+    from forecaster.policy import Served, ServingPolicy, lead_window, serve
     from forecaster.runtime.cycle import ForecastCycle
-    from forecaster.runtime.store import ForecastStore, SeriesForecast
+    from forecaster.runtime.store import ForecastStore
     from forecaster.selector import LabelSelector, SelectorError, parse_selector
     from forecaster.sources.base import InstantSample, RangeSeries, Source, SourceError
+    from forecaster.sources.fake import FakeSource
     from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
     from forecaster.sources.trace import Trace, TraceSource, read_trace
 

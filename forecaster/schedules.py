@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from forecaster.times import DAY, WEEK, format_duration
+
 if TYPE_CHECKING:
     from forecaster.selector import LabelSelector
-
-DAY = 86400
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -139,12 +140,94 @@ class Cron:
         start = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())  # a leap year, a Monday
         times: list[int] = []
         for week in range(0, 105):
-            lo = start + week * 7 * DAY
-            times += self.firings(UTC, lo, lo + 7 * DAY)
+            lo = start + week * WEEK
+            times += self.firings(UTC, lo, lo + WEEK)
             if len(times) >= 10_000:
                 break
         gaps = np.diff(np.asarray(times, dtype=np.int64))
         return int(gaps.min()) if len(gaps) else None
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA time zone `name`; ValueError naming what was expected."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: expected an IANA name such as Europe/Berlin, "
+            "America/New_York or UTC"
+        ) from None
+
+
+class Windows(Protocol):
+    """When a definition's windows open, and for how long each stays open."""
+
+    @property
+    def duration(self) -> int:
+        """Seconds each window lasts."""
+        ...
+
+    def openings(self, start: int, end: int) -> list[int]:
+        """Unix seconds at which a window opens, for every window opening in [start, end)."""
+        ...
+
+    def timing(self) -> tuple[object, ...]:
+        """What makes two definitions open the same windows."""
+        ...
+
+
+@dataclass(frozen=True)
+class Recurring:
+    """A window at each firing of `cron`, read on the clocks of `zone`, `duration` long."""
+
+    cron: Cron
+    zone: ZoneInfo
+    duration: int
+
+    @classmethod
+    def of(cls, cron: str, zone_name: str, duration: int) -> Recurring:
+        """The windows a schedule describes; ValueError if they would overlap each other."""
+        parsed = Cron.parse(cron)
+        gap = parsed.shortest_gap()
+        if gap is not None and duration > gap:
+            raise ValueError(
+                f"duration: {format_duration(duration)} is longer than the "
+                f"{format_duration(gap)} between two firings of {cron!r}, so its "
+                "windows would overlap each other; shorten it or fire less often"
+            )
+        return cls(parsed, zone(zone_name), duration)
+
+    def openings(self, start: int, end: int) -> list[int]:
+        return self.cron.firings(self.zone, start, end)
+
+    def timing(self) -> tuple[object, ...]:
+        """The cron as parsed (not as spelled), the zone and the duration."""
+        return (replace(self.cron, text=""), self.zone.key, self.duration)
+
+
+@dataclass(frozen=True)
+class OneOff:
+    """One window from `start` to `end` (Unix seconds)."""
+
+    start: int
+    end: int
+
+    @property
+    def duration(self) -> int:
+        return self.end - self.start
+
+    def openings(self, start: int, end: int) -> list[int]:
+        return [self.start] if start <= self.start < end else []
+
+    def timing(self) -> tuple[object, ...]:
+        return (self.start, self.end)
+
+
+def next_window(windows: Windows, now: int, within: int = 366 * DAY) -> tuple[int, int] | None:
+    """(opens, closes) of the window open at `now`, else of the next one to open within
+    `within` seconds; None if there is none."""
+    opens = windows.openings(now - windows.duration + 1, now + within)
+    return (opens[0], opens[0] + windows.duration) if opens else None
 
 
 class Definition(Protocol):
@@ -159,11 +242,7 @@ class Definition(Protocol):
     @property
     def label_selector(self) -> LabelSelector: ...
     @property
-    def duration_seconds(self) -> int: ...
-
-    def openings(self, start: int, end: int) -> list[int]:
-        """Unix seconds at which a window opens, for every window opening in [start, end)."""
-        ...
+    def windows(self) -> Windows: ...
 
 
 def floor_for(definition: Definition, value: float | np.ndarray) -> float | np.ndarray:
@@ -196,13 +275,13 @@ class _Windows:
         start, end, opens = self._span  # one read: another thread may replace it
         if not (start <= lo and hi <= end):
             start, end = lo - DAY, hi + 2 * DAY
-            opens = self.definition.openings(start, end)
+            opens = self.definition.windows.openings(start, end)
             self._span = (start, end, opens)
         return opens
 
     def active_at(self, t: int, lead: int) -> bool:
         """Whether t lies in [opening - lead, opening + duration) of a window."""
-        duration = self.definition.duration_seconds
+        duration = self.definition.windows.duration
         opens = self._openings(t - duration, t + lead + 1)
         # The newest window opening by t + lead; an older one closed no later.
         i = bisect_right(opens, t + lead) - 1

@@ -8,6 +8,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+MINUTE = 60
+HOUR = 3600
+DAY = 86400
+WEEK = 7 * DAY
+
 SETTLE = 10
 """Seconds a sample may take to reach Prometheus after its timestamp (a scrape's timeout
 by default). Queries ask about times at least this old, on a fixed grid, so that every
@@ -80,3 +85,8 @@ def grid_floor(t: float, step: int, phase: int = 0) -> int:
 def grid_ceil(t: float, step: int, phase: int = 0) -> int:
     """The oldest grid point (`phase` past a multiple of `step`) at or after t."""
     return -int(-(t - phase) // step) * step + phase
+
+
+def first_point(end: int, points: int, step: int) -> int:
+    """The oldest of `points` consecutive grid points `step` apart that end at `end`."""
+    return end - (points - 1) * step

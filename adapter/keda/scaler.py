@@ -13,11 +13,11 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
-from adapter.errors import BadRequest, NotFound, StatusError, Unavailable
+from adapter.errors import BadRequest, NotFound, StatusError
 from adapter.keda import externalscaler_pb2 as pb
 from adapter.keda import externalscaler_pb2_grpc as pb_grpc
+from adapter.metrics import ServerMetrics
 from adapter.provider import ExternalMetricsProvider, check_namespace
-from forecaster.runtime.telemetry import Telemetry
 from forecaster.selector import LabelSelector, SelectorError, parse_selector
 
 log = logging.getLogger(__name__)
@@ -30,12 +30,6 @@ KEDAS = ("scalerAddress", "enableTLS", "unsafeSsl")
 
 STREAM_CHECK_INTERVAL = 5.0
 """How often (seconds) an open StreamIsActive re-evaluates its trigger."""
-
-_CODES = {
-    BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    Unavailable: grpc.StatusCode.UNAVAILABLE,
-}
 
 
 @dataclass(frozen=True)
@@ -103,11 +97,11 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     def __init__(
         self,
         provider: ExternalMetricsProvider,
-        telemetry: Telemetry | None = None,
+        metrics: ServerMetrics | None = None,
         check_interval: float = STREAM_CHECK_INTERVAL,
     ) -> None:
         self.provider = provider
-        self.telemetry = telemetry
+        self.metrics = metrics
         self.check_interval = check_interval
 
     def _trigger(self, ref: pb.ScaledObjectRef) -> Trigger:
@@ -136,14 +130,14 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     async def _abort(
         self, method: str, context: grpc.aio.ServicerContext, err: StatusError
     ) -> NoReturn:
-        code = _CODES.get(type(err), grpc.StatusCode.INTERNAL)
+        code = grpc.StatusCode[err.grpc_code]
         self._count(method, code)
         await context.abort(code, err.message)
         raise AssertionError("unreachable: abort raises")
 
     def _count(self, method: str, code: grpc.StatusCode) -> None:
-        if self.telemetry is not None:
-            self.telemetry.keda_requests.labels(method, code.name).inc()
+        if self.metrics is not None:
+            self.metrics.keda_requests.labels(method, code.name).inc()
 
     async def IsActive(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
@@ -204,8 +198,8 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             return trigger, self._active(trigger)
 
         trigger, last = await self._answer("StreamIsActive", context, first)
-        if self.telemetry is not None:
-            self.telemetry.keda_streams.inc()
+        if self.metrics is not None:
+            self.metrics.keda_streams.inc()
         failing = False
         try:
             yield pb.IsActiveResponse(result=last)
@@ -229,5 +223,5 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
                     last = active
                     yield pb.IsActiveResponse(result=active)
         finally:
-            if self.telemetry is not None:
-                self.telemetry.keda_streams.dec()
+            if self.metrics is not None:
+                self.metrics.keda_streams.dec()

@@ -11,8 +11,8 @@ import warnings
 import numpy as np
 
 from forecaster.models.base import ffill
-from forecaster.models.seasonality import DAY
 from forecaster.policy import serve, window_peak
+from forecaster.times import DAY
 
 
 def served(actual: np.ndarray, paths: np.ndarray, window: int) -> np.ndarray:

@@ -19,17 +19,9 @@ from forecaster.config import (
     load_config,
     read_yaml,
 )
-from forecaster.evaluation.backtest import (
-    BacktestError,
-    Judge,
-    RecordedSource,
-    default_capacity,
-    record,
-    replay,
-    score,
-    sweep,
-)
+from forecaster.evaluation.backtest import replay
 from forecaster.evaluation.hpa_sim import HPASettings
+from forecaster.evaluation.recorded import BacktestError, RangeError, RecordedSource, record
 from forecaster.evaluation.report import (
     plot,
     plot_tradeoff,
@@ -38,7 +30,7 @@ from forecaster.evaluation.report import (
     write_csv,
     write_json,
 )
-from forecaster.models.seasonality import DAY
+from forecaster.evaluation.scoring import Judge, default_capacity, score, sweep
 from forecaster.selector import EVERYTHING, LabelSelector, SelectorError, parse_selector
 from forecaster.sources.base import Source, SourceError
 from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
@@ -49,13 +41,14 @@ from forecaster.sources.trace import (
     demo_trace,
     read_trace,
 )
+from forecaster.times import DAY
 
 
 @dataclass(frozen=True)
 class BacktestOptions:
     """What to replay and how to score it (the command's flags, parsed)."""
 
-    lead: int  # seconds
+    lead: int | None = None  # seconds; default: the rule's
     csv: Path | None = None
     config: Path | None = None
     metric: str | None = None
@@ -91,25 +84,32 @@ def _schedules(path: Path) -> dict[str, object]:
     return {"schedules": [], "events": [], **data}
 
 
-def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, int]:
+def _rule_and_source(options: BacktestOptions) -> tuple[Rule, Source, LabelSelector, int]:
     """The rule to replay, where its history comes from, the selector, and the end."""
-    overrides: dict[str, object] = {"lead": o.lead}
-    if o.quantile is not None and o.max_pod_minutes is not None:
+    overrides: dict[str, object] = {} if options.lead is None else {"lead": options.lead}
+    if options.quantile is not None and options.max_pod_minutes is not None:
         raise BacktestError("give --quantile or --max-pod-minutes, not both")
-    if o.quantile is not None:
-        overrides |= {"quantile": o.quantile, "max_pod_minutes": None}
-    if o.max_pod_minutes is not None:
-        overrides |= {"quantile": None, "max_pod_minutes": o.max_pod_minutes}
-    if o.schedules is not None:
-        overrides |= _schedules(o.schedules)
-    source_name = str(o.schedules) if o.schedules is not None else "backtest flags"
+    if options.quantile is not None:
+        overrides |= {"quantile": options.quantile, "max_pod_minutes": None}
+    if options.max_pod_minutes is not None:
+        overrides |= {"quantile": None, "max_pod_minutes": options.max_pod_minutes}
+    if options.schedules is not None:
+        overrides |= _schedules(options.schedules)
+    source_name = str(options.schedules) if options.schedules is not None else "backtest flags"
     try:
-        if o.csv is not None or o.demo:
-            if o.config or o.metric or o.selector or (o.csv and o.demo):
-                flag = "--demo" if o.demo else "--csv"
+        if options.csv is not None or options.demo:
+            if (
+                options.config
+                or options.metric
+                or options.selector
+                or (options.csv and options.demo)
+            ):
+                flag = "--demo" if options.demo else "--csv"
                 raise BacktestError(f"{flag} replaces --csv, --config, --metric and --selector")
             trace, name = (
-                (demo_trace(), DEMO_TRACE) if o.csv is None else (read_trace(o.csv), o.csv.name)
+                (demo_trace(), DEMO_TRACE)
+                if options.csv is None
+                else (read_trace(options.csv), options.csv.name)
             )
             base = {
                 "name": "backtest",
@@ -120,25 +120,23 @@ def _rule_and_source(o: BacktestOptions) -> tuple[Rule, Source, LabelSelector, i
             }
             rule = Rule.model_validate({**base, **overrides})
             source: Source = TraceSource(trace, {"csv": name})
-            return rule, source, EVERYTHING, trace.end if o.end is None else o.end
-        if not (o.config and o.metric):
+            return rule, source, EVERYTHING, trace.end if options.end is None else options.end
+        if not (options.config and options.metric):
             raise BacktestError("give --csv FILE, or --config FILE with --metric NAME")
-        config = load_config(o.config)
-        found = config.rule(o.metric)
+        config = load_config(options.config)
+        found = config.rule(options.metric)
         if found is None:
             raise BacktestError(
-                f"--metric {o.metric}: no such rule in {o.config} "
+                f"--metric {options.metric}: no such rule in {options.config} "
                 f"(rules: {', '.join(r.name for r in config.rules)})"
             )
-        derived = {"horizon"} if found.horizon_derived else set()
-        dumped = found.model_dump(exclude=derived, by_alias=True)
-        rule = Rule.model_validate({**dumped, **overrides})
+        rule = found.changed(**overrides)
         try:
-            selector = parse_selector(o.selector)
+            selector = parse_selector(options.selector)
         except SelectorError as err:
             raise BacktestError(f"--selector: {err}") from None
         source = PrometheusSource(PrometheusClient(config.prometheus))
-        return rule, source, selector, int(time.time()) if o.end is None else o.end
+        return rule, source, selector, int(time.time()) if options.end is None else options.end
     except ValidationError as err:
         raise BacktestError(describe_validation_error(source_name, err)) from None
     except TraceError as err:
@@ -163,42 +161,44 @@ def _progress(items: Sequence[T], phase: str) -> Iterable[T]:
     )
 
 
-def run(o: BacktestOptions) -> None:
+def run(options: BacktestOptions) -> None:
     """Record, replay, score and report; raise BacktestError (or ConfigError) with a
     message for the user."""
-    for flag, wanted in (("--plot", o.plot), ("--tradeoff", o.tradeoff)):
+    for flag, wanted in (("--plot", options.plot), ("--tradeoff", options.tradeoff)):
         if wanted is not None and importlib.util.find_spec("matplotlib") is None:
             raise BacktestError(f"{flag} needs matplotlib: pip install 'scaleahead[backtest]'")
-    if o.tradeoff is not None and not o.quantiles:
+    if options.tradeoff is not None and not options.quantiles:
         raise BacktestError("--tradeoff draws the curve of --quantiles: give them too")
-    rule, source, selector, end = _rule_and_source(o)
-    start = end - 7 * DAY if o.start is None else o.start
+    rule, source, selector, end = _rule_and_source(options)
+    start = end - 7 * DAY if options.start is None else options.start
     try:
         recorded: RecordedSource = record(source, rule, selector, start, end)
     except SourceError as err:
         raise BacktestError(str(err)) from None
+    except RangeError as err:
+        raise BacktestError(f"--from/--to: {err}") from None
     started = time.perf_counter()
     result = replay(rule, recorded, start, end, _progress)
     seconds = time.perf_counter() - started
-    capacity = o.capacity_per_pod or default_capacity(result.actual)
+    capacity = options.capacity_per_pod or default_capacity(result.actual)
     hpa = HPASettings(
-        target_per_pod=o.target_per_pod or capacity,
+        target_per_pod=options.target_per_pod or capacity,
         capacity_per_pod=capacity,
-        startup=o.lead,
-        **o.hpa,  # type: ignore[arg-type]
+        startup=rule.lead,
+        **options.hpa,  # type: ignore[arg-type]
     )
-    scores = score(result, hpa, o.cpu_target, _progress)
-    curve = sweep(recorded, start, end, o.quantiles, Judge(result, hpa), _progress)
+    scores = score(result, hpa, options.cpu_target, _progress)
+    curve = sweep(recorded, start, end, options.quantiles, Judge(result, hpa), _progress)
     data = summary(result, scores, seconds, curve)
     print(table(data))
-    if o.output:
-        write_csv(o.output, result)
-    if o.json:
-        write_json(o.json, data)
-    if o.plot:
-        plot(o.plot, result, scores)
-    if o.tradeoff:
-        plot_tradeoff(o.tradeoff, data)
+    if options.output:
+        write_csv(options.output, result)
+    if options.json:
+        write_json(options.json, data)
+    if options.plot:
+        plot(options.plot, result, scores)
+    if options.tradeoff:
+        plot_tradeoff(options.tradeoff, data)
 
 
 __all__ = ["BacktestError", "BacktestOptions", "run"]

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.evaluation.backtest import MethodScore, Replay, Scores
+from forecaster.evaluation.backtest import Replay
+from forecaster.evaluation.scoring import MethodScore, Scores
 from forecaster.times import rfc3339
 
 CSV_COLUMNS = [
@@ -85,7 +86,7 @@ def summary(
         "schedules": {
             "names": r.rule.calendar.names if r.rule.calendar is not None else [],
             "active_share": float(np.mean(np.isfinite(r.floor))),
-            "lifted_share": float(np.mean(r.served > r.policy)),
+            "lifted_share": float(np.mean(r.served > r.before_floors)),
         },
         "models": dict(sorted(r.models.items(), key=lambda kv: -kv[1])),
         "hpa": {k: getattr(s.hpa, k) for k in s.hpa.__dataclass_fields__},

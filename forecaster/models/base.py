@@ -17,7 +17,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from forecaster.models import seasonality as sz
-from forecaster.times import format_duration
+from forecaster.times import DAY, WEEK, format_duration
 
 LEVEL_WINDOW = 2000
 """Steps of history a level-type forecast reads (enough for alpha >= 0.005)."""
@@ -73,7 +73,7 @@ class Model(ABC):
         and backtests show)."""
         if not self.period:
             return self.kind
-        cycles = [{sz.DAY: "day", sz.WEEK: "week"}.get(self.period, format_duration(self.period))]
+        cycles = [{DAY: "day", WEEK: "week"}.get(self.period, format_duration(self.period))]
         return f"{self.kind}/" + "+".join(cycles + [format_duration(c) for c in self.layers])
 
     @abstractmethod
@@ -105,11 +105,6 @@ class Fitted:
             assert self.profile is not None
             ctx.profiles[self.model.season] = self.profile
         return self.model.paths(ctx, np.array([len(y) - 1]))[0]
-
-
-def as_holes(y: np.ndarray) -> np.ndarray:
-    """The series with every sample that cannot be a rate (NaN, infinite, negative) as NaN."""
-    return np.where(np.isfinite(y) & (y >= 0), y, np.nan)
 
 
 def ffill(x: np.ndarray) -> np.ndarray:

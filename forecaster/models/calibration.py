@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
+from forecaster.config import QUANTILE_RANGE
 from forecaster.models.base import Model, SeriesContext, ffill
-from forecaster.models.seasonality import DAY
 from forecaster.policy import serve, window_peak
+from forecaster.times import DAY
 
-LEVELS = np.linspace(0.05, 0.995, 190)
-"""Quantile levels at which each fit keeps its calibration residual quantiles."""
+LEVELS = np.linspace(*QUANTILE_RANGE, 190)
+"""Quantile levels at which each fit keeps its calibration residual quantiles: every
+quantile a rule may ask for (forecaster.config.QUANTILE_RANGE)."""
 SCALE_POWERS = (0.0, 0.5, 1.0)
 """How residuals may grow with the forecast: constant, like counts (sqrt), proportionally."""
 CALIBRATION_SECONDS = 3 * DAY
@@ -32,9 +34,9 @@ MIN_ORIGINS = 10
 """Fewer calibration origins than this: no band is learnt (the quantile is used as is)."""
 ACI_RATE = 0.01
 """Adaptive conformal step: how fast the quantile level used reacts to misses."""
-QUANTILE_RANGE = (0.5, 0.995)
-"""The quantiles a pod-minutes budget may hold a series at: no lower than the median
-(below it the forecast no longer errs toward capacity), no higher than the top of LEVELS."""
+BUDGET_MIN_QUANTILE = 0.5
+"""The lowest quantile a pod-minutes budget may hold a series at: the median (below it
+the forecast no longer errs toward capacity). The highest is the top of LEVELS."""
 FALLBACK_QUANTILE = 0.9
 """The quantile under a pod-minutes budget where there is no backtest to choose one by."""
 HEADROOM_LIMIT = 1.1
@@ -211,12 +213,15 @@ class Budget:
         """Of `bands` (at least one; the preferred first, kept at a tie), the one whose
         values at its highest level within budget leave the least of the lead windows'
         peaks above them (the demand an HPA would not have had capacity for), and the
-        quantile it holds the series at: that level's coverage, within QUANTILE_RANGE."""
+        quantile it holds the series at: that level's coverage, from BUDGET_MIN_QUANTILE
+        to the top of LEVELS."""
         if not self.known:
             return bands[0], FALLBACK_QUANTILE
         afforded = [self._afforded(band) for band in bands]
         best = min(range(len(bands)), key=lambda i: self.bt.shortfall(afforded[i]))
-        return bands[best], float(np.clip(self.bt.covered(afforded[best]), *QUANTILE_RANGE))
+        return bands[best], float(
+            np.clip(self.bt.covered(afforded[best]), BUDGET_MIN_QUANTILE, QUANTILE_RANGE[1])
+        )
 
     def _afforded(self, band: Band) -> np.ndarray:
         """What `band` serves at its highest level within budget (its lowest, if none is)."""

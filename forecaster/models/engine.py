@@ -32,7 +32,7 @@ from forecaster.models.base import Fitted
 from forecaster.models.calibration import AdaptiveLevel, fixed_quantile, per_step_quantile
 from forecaster.models.series_model import SeriesFit, SeriesModel
 from forecaster.models.short_history import ShortHistoryForecaster
-from forecaster.policy import serve, window_peak
+from forecaster.policy import is_rate, last_rate, served_from, window_peak
 
 REFIT_STEPS = 60
 """Steps between refits at least; also the most a restart replays per series."""
@@ -113,9 +113,12 @@ class ForecastEngine:
         point, upper, state.fitted = self.model.forecast(state.fit, y, end, level, state.fitted)
         state.done = end
         if adapt:
-            last = y[-1] if np.isfinite(y[-1]) and y[-1] >= 0 else 0.0
-            served = serve(float(last), window_peak(upper, self.window))
-            state.aci.expect(end + self.window * self.step, float(served))
+            # What the policy serves right after this cycle (the current value may be
+            # missing; then the newest one seen).
+            actual = float(y[-1]) if is_rate(float(y[-1])) else None
+            peak = float(window_peak(upper, self.window))
+            served = served_from(actual, last_rate(y) or 0.0, peak)
+            state.aci.expect(end + self.window * self.step, served)
         return point, upper, state.fit
 
     def _refit(self, key: Hashable, y: np.ndarray, end: int) -> SeriesState:

@@ -19,7 +19,7 @@ from forecaster.models.base import Model
 from forecaster.models.holt_winters import HoltWinters
 from forecaster.models.level import ExponentialLevel, Naive
 from forecaster.models.profile import ProfileAdditive, ProfileMultiplicative, SeasonalNaive
-from forecaster.models.seasonality import DAY, WEEK
+from forecaster.times import DAY, WEEK
 
 MIN_POINTS = 30
 """Fewer observations than this: the last value is the forecast."""

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DAY = 86400
-WEEK = 7 * DAY
+from forecaster.times import DAY
 
 OUTAGE_RATIO = 0.1
 """A run below this fraction of the seasonal profile is an outage, not demand..."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from forecaster.models.base import Model, SeriesContext
-from forecaster.models.seasonality import DAY
+from forecaster.times import DAY
 
 EVALUATION_SECONDS = DAY
 """History over which candidates are compared (at most a third of what there is)."""

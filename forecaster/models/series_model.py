@@ -12,7 +12,6 @@ from forecaster.models.base import (
     Fitted,
     Model,
     SeriesContext,
-    as_holes,
     clip_band,
     clip_mean,
 )
@@ -27,8 +26,8 @@ from forecaster.models.calibration import (
     peak_level,
     sharpest,
 )
-from forecaster.policy import lead_window
-from forecaster.times import format_duration
+from forecaster.policy import as_rates, lead_window
+from forecaster.times import DAY, WEEK, format_duration
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class SeriesModel:
     def _prepare(self, y: np.ndarray, end: int) -> tuple[SeriesContext, int, float]:
         """The series from its first observation, outages masked; its number of
         observations and the share masked."""
-        y = as_holes(y)
+        y = as_rates(y)
         observed = np.flatnonzero(np.isfinite(y))
         if observed.size == 0:
             raise ValueError("no observation")
@@ -107,8 +106,8 @@ class SeriesModel:
         ctx = SeriesContext(y.copy(), end, self.step, self.horizon)
         masked = 0.0
         if ladder.can_mask_outages(len(y) * self.step):
-            rough = sz.profile(y, end, self.step, sz.DAY)
-            ph = sz.phases(end, len(y), self.step, sz.DAY // self.step)
+            rough = sz.profile(y, end, self.step, DAY)
+            ph = sz.phases(end, len(y), self.step, DAY // self.step)
             mask = sz.outage_mask(y, rough[ph], self.step)
             masked = float(mask.mean())
             ctx.y[mask] = np.nan
@@ -131,7 +130,7 @@ class SeriesModel:
         shorter cycles layered on it."""
         base = ctx.profiles.get((period, ()))
         if base is None:
-            smooth = sz.PROFILE_SMOOTHING if period >= sz.DAY else 0
+            smooth = sz.PROFILE_SMOOTHING if period >= DAY else 0
             base = ctx.profiles[period, ()] = sz.profile(ctx.y, ctx.end, self.step, period, smooth)
         return sz.layered_profile(ctx.y, ctx.end, self.step, base, layers) if layers else base
 
@@ -169,7 +168,7 @@ class SeriesModel:
         """(median, upper) for the H steps after `end` from history y ending at `end`, with
         the upper band at quantile `level` (default: the fit's), and the fitted model
         brought up to `end` (`fitted`: a later state of fit.fitted to start from)."""
-        y = as_holes(y)
+        y = as_rates(y)
         start = fit.fitted if fitted is None else fitted
         fitted = start.advance(y, end, self.step)
         steps = fitted.model.history_steps
@@ -178,7 +177,7 @@ class SeriesModel:
         if observed.size == 0:
             raise ValueError("no recent observation")
         mean = fitted.predict(recent, end, self.step, self.horizon)
-        day = y[-(sz.DAY // self.step) :]
+        day = y[-(DAY // self.step) :]
         recent_max = max(float(np.nanmax(day)) if np.isfinite(day).any() else 0.0, fit.band.floor)
         mean = clip_mean(mean, float(observed[-1]), recent_max)
         upper = fit.band.quantile(mean, fit.level if level is None else level) * fit.headroom
@@ -193,6 +192,6 @@ def _seasonality(candidates: list[Model]) -> str:
     longest = max(candidates, key=lambda c: (c.period, len(c.layers)))
     if not longest.period:
         return "none"
-    named = {sz.DAY: "daily", sz.WEEK: "weekly"}.get(longest.period)
+    named = {DAY: "daily", WEEK: "weekly"}.get(longest.period)
     cycles = [named or format_duration(longest.period)]
     return "+".join(cycles + [format_duration(c) for c in longest.layers])

@@ -14,8 +14,9 @@ import pandas as pd
 from statsforecast import StatsForecast
 from statsforecast.models import AutoETS
 
-from forecaster.models.base import as_holes, clip_band, clip_mean
+from forecaster.models.base import clip_band, clip_mean
 from forecaster.models.ladder import MIN_POINTS
+from forecaster.policy import as_rates
 
 FIT_WINDOW = 360
 """Newest steps each series is fitted on (6 hours at one-minute steps)."""
@@ -33,7 +34,7 @@ def prepare(history: pd.DataFrame, fit_window: int = FIT_WINDOW) -> pd.DataFrame
     fill interior holes linearly. Series with no observation are dropped."""
     parts = []
     for uid, group in history.groupby("unique_id", sort=False):
-        y = as_holes(group["y"].to_numpy(dtype=np.float64))
+        y = as_rates(group["y"].to_numpy(dtype=np.float64))
         observed = np.flatnonzero(np.isfinite(y))
         if observed.size == 0:
             continue

@@ -5,7 +5,6 @@ a rule it has nothing for yet."""
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -13,22 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from forecaster.config import Rule
+from forecaster.policy import is_rate
 from forecaster.selector import EVERYTHING
 from forecaster.sources.base import SeriesKey, Source, SourceError, series_key
 from forecaster.times import SETTLE, grid_floor, rfc3339
 
 log = logging.getLogger(__name__)
 
-MAX_RATE = 1e12
-"""Larger current values are not request rates (a float32 overflow, a broken exporter)."""
-
 ON_DEMAND_MIN_INTERVAL = 2.0
 """Readers cannot make a rule's instant query run more often than this (seconds)."""
-
-
-def is_rate(value: float) -> bool:
-    """Whether a number can be served as a request rate."""
-    return math.isfinite(value) and 0.0 <= value <= MAX_RATE
 
 
 @dataclass(frozen=True)
@@ -123,7 +115,7 @@ class CurrentValues:
         if previous.error is not None:
             log.info("rule %s: current values available again (%d series)", rule.name, len(values))
 
-    def request(self, rule: str) -> None:
+    def refresh_soon(self, rule: str) -> None:
         """Ask for a refresh in the background, at most every ON_DEMAND_MIN_INTERVAL s."""
         now = time.monotonic()
         with self._lock:

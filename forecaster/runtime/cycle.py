@@ -10,11 +10,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from forecaster.config import Rule
+from forecaster.forecast import SeriesForecast
 from forecaster.models import ForecastEngine, ladder
 from forecaster.runtime.demand import Selection, SeriesDemand
 from forecaster.runtime.history import HistoryBook, Observed
 from forecaster.runtime.outcomes import Outcomes
-from forecaster.runtime.store import ForecastStore, SeriesForecast
+from forecaster.runtime.store import ForecastStore
 from forecaster.runtime.telemetry import Telemetry
 from forecaster.selector import LabelSelector, Op, Requirement
 from forecaster.sources.base import RangeSeries, SeriesKey, Source, series_key
@@ -53,12 +54,14 @@ class ForecastCycle:
         telemetry: Telemetry | None = None,
         spread_refits: bool = True,
         demand: SeriesDemand | None = None,
+        log_cycles: bool = True,
     ) -> None:
         self.rules = {r.name: r for r in rules}
         self.source = source
         self.store = store
         self.telemetry = telemetry
         self.demand = demand
+        self.log_cycles = log_cycles  # one line per cycle (a replay runs thousands)
         self._engines = {
             r.name: ForecastEngine(
                 step=r.step,
@@ -174,7 +177,8 @@ class ForecastCycle:
             fit_failures=failures,
             seconds=time.perf_counter() - started,
         )
-        log.info(
+        log.log(
+            logging.INFO if self.log_cycles else logging.DEBUG,
             "rule %s: cycle fetched %d points (%s .. %s), forecast %d series, %d failed, in %.2fs",
             rule.name,
             report.fetched_points,
@@ -215,7 +219,7 @@ class ForecastCycle:
         out = [s for k, s in by_key.items() if k not in missing]
         for key in missing:
             exact = LabelSelector(tuple(Requirement(name, Op.EQ, (value,)) for name, value in key))
-            history = self.source.fetch_range(rule, end - (book.slots - 1) * book.step, end, exact)
+            history = self.source.fetch_range(rule, book.first(end), end, exact)
             same = [s for s in history if series_key(s.labels) == key]
             out += same or [by_key[key]]
         if missing:

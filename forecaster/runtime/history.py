@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from forecaster.policy import as_rates
 from forecaster.sources.base import RangeSeries, SeriesKey, series_key
+from forecaster.times import first_point
 
 REFETCH_STEPS = 2
 """Each fetch re-reads this many already-seen steps: the newest points of a rate may still
@@ -48,7 +50,7 @@ class HistoryBook:
     """The last `window` seconds of every series of one rule, on the grid `phase` past
     multiples of `step`.
 
-    Slot i of every series holds the grid point `end - (slots - 1 - i) * step`.
+    Slot i of every series holds the grid point `first(end) + i * step`.
     """
 
     step: int
@@ -60,6 +62,10 @@ class HistoryBook:
     @property
     def slots(self) -> int:
         return self.window // self.step
+
+    def first(self, end: int) -> int:
+        """The grid point in the oldest slot when the newest holds `end`."""
+        return first_point(end, self.slots, self.step)
 
     def __len__(self) -> int:
         return len(self._series)
@@ -74,7 +80,7 @@ class HistoryBook:
 
     def fetch_start(self, end: int) -> int:
         """The first grid point a fetch ending at `end` must ask for (only what is new)."""
-        oldest = end - (self.slots - 1) * self.step
+        oldest = self.first(end)
         if self.end is None:
             return oldest
         return max(oldest, min(end, self.end - (REFETCH_STEPS - 1) * self.step))
@@ -95,7 +101,7 @@ class HistoryBook:
                     s.values[-shift:] = s.values[:shift]
                     s.values[:-shift] = np.nan
         self.end = end
-        first = end - (self.slots - 1) * self.step
+        first = self.first(end)
         for rs in fetched:
             key = series_key(rs.labels)
             entry = self._series.get(key)
@@ -103,8 +109,9 @@ class HistoryBook:
                 entry = _Series(dict(rs.labels), np.full(self.slots, np.nan, dtype=np.float32))
                 self._series[key] = entry
             idx = (rs.timestamps - first) // self.step
-            good = (idx >= 0) & (idx < self.slots) & np.isfinite(rs.values) & (rs.values >= 0)
-            entry.values[idx[good]] = rs.values[good]
+            values = as_rates(rs.values)
+            good = (idx >= 0) & (idx < self.slots) & ~np.isnan(values)
+            entry.values[idx[good]] = values[good]
         for key in [k for k, s in self._series.items() if np.isnan(s.values).all()]:
             del self._series[key]
 
@@ -116,7 +123,7 @@ class HistoryBook:
         values = self._series[key].values
         idx = np.flatnonzero(~np.isnan(values))
         assert self.end is not None
-        oldest = self.end - (self.slots - 1) * self.step
+        oldest = self.first(self.end)
         first, last = int(idx[0]), int(idx[-1])
         return Observed(oldest + first * self.step, oldest + last * self.step, float(values[last]))
 
@@ -134,7 +141,7 @@ class HistoryBook:
         """A tidy (unique_id, ds, y) frame of the given series past every warm-up, NaN for
         holes."""
         assert self.end is not None
-        ds = self.end - (self.slots - 1 - np.arange(self.slots, dtype=np.int64)) * self.step
+        ds = self.first(self.end) + np.arange(self.slots, dtype=np.int64) * self.step
         return pd.DataFrame(
             {
                 "unique_id": np.repeat(np.asarray(unique_ids, dtype=object), self.slots),

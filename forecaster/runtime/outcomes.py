@@ -4,8 +4,9 @@ After each cycle, every series' served value (as a request right after the cycle
 get it, floored at the last actual) and its point forecast at lead wait for their lead
 window to be realised; a later cycle then judges them against the history it fetched:
 whether the served value covered the window's realised peak (the quantile's promise),
-and the point forecast's absolute error at lead. Windows with a missing point are not
-judged, and neither are those of cycles that did not run.
+and the point forecast's absolute error at lead. The window is the one the policy serves
+the series for (its measured lead, where its workload has one). Windows with a missing
+point are not judged, and neither are those of cycles that did not run.
 """
 
 from __future__ import annotations
@@ -16,9 +17,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from forecaster.config import Rule
-from forecaster.policy import lead_window, served_value
-from forecaster.runtime.store import SeriesForecast
+from forecaster.forecast import SeriesForecast
+from forecaster.policy import ServingPolicy
 from forecaster.sources.base import SeriesKey
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A value served for one lead window, waiting for the window to be realised."""
+
+    served: float
+    point: float  # the point forecast for the window's last step
+    steps: int  # the window's length
 
 
 @dataclass
@@ -29,8 +39,7 @@ class Tally:
     windows: int = 0  # lead windows realised and judged
     covered: int = 0  # of those, windows whose realised peak the served value covered
     abs_error: float = 0.0  # sum over judged windows of |point forecast - actual| at lead
-    pending: dict[int, tuple[float, float]] = field(default_factory=dict)
-    # grid point ending a lead window -> (value served for it, point forecast for it)
+    pending: dict[int, Pending] = field(default_factory=dict)  # by the window's last step
 
 
 class Outcomes:
@@ -38,22 +47,22 @@ class Outcomes:
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
-        self.window = lead_window(rule.lead, rule.step)
+        self.policy = ServingPolicy(rule)
         self._tallies: dict[SeriesKey, Tally] = {}
         self._lock = threading.Lock()
 
     def expect(self, key: SeriesKey, forecast: SeriesForecast, end: int) -> None:
         """Remember what a forecast made at grid point `end` serves for its lead window."""
-        served = served_value(None, forecast, end, self.rule)
-        target = end + self.window * self.rule.step
-        at_lead = forecast.at(target)
+        served = self.policy.value(None, forecast, end)
+        at_lead = self.policy.at_lead(forecast, end)
         if served is None or not served.predictive or at_lead is None:
             return
+        steps = self.policy.window(forecast)
         with self._lock:
             tally = self._tallies.get(key)
             if tally is None:
                 tally = self._tallies[key] = Tally(forecast.labels)
-            tally.pending[target] = (served.value, at_lead[0])
+            tally.pending[end + steps * self.rule.step] = Pending(served.value, at_lead[0], steps)
 
     def judge(self, key: SeriesKey, y: np.ndarray, end: int) -> None:
         """Judge every pending window of a series that history y, ending at grid point
@@ -62,16 +71,16 @@ class Outcomes:
             tally = self._tallies.get(key)
             if tally is None:
                 return
-            step = self.rule.step
-            for target in [t for t in tally.pending if t <= end]:
-                served, point = tally.pending.pop(target)
-                i = len(y) - 1 - (end - target) // step
-                realised = y[i - self.window + 1 : i + 1] if i - self.window + 1 >= 0 else y[:0]
-                if len(realised) != self.window or not np.isfinite(realised).all():
+            for last in [t for t in tally.pending if t <= end]:
+                expected = tally.pending.pop(last)
+                i = len(y) - 1 - (end - last) // self.rule.step
+                first = i - expected.steps + 1
+                realised = y[first : i + 1] if first >= 0 else y[:0]
+                if len(realised) != expected.steps or not np.isfinite(realised).all():
                     continue
                 tally.windows += 1
-                tally.covered += int(realised.max() <= served)
-                tally.abs_error += abs(point - float(realised[-1]))
+                tally.covered += int(realised.max() <= expected.served)
+                tally.abs_error += abs(expected.point - float(realised[-1]))
 
     def forget(self, keep: set[SeriesKey]) -> None:
         """Drop the series no longer present."""

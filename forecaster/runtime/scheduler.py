@@ -67,8 +67,10 @@ class Jobs:
         current: CurrentValues,
         clock: Clock,
         monotonic: Clock = time.monotonic,
+        retry_first: float = RETRY_FIRST,
     ) -> None:
         self.cycle = cycle
+        self.retry_first = retry_first
         self.current = current
         self.clock = clock
         self.monotonic = monotonic
@@ -106,9 +108,11 @@ class Jobs:
         self._started = True
 
     def stop(self) -> None:
-        """Stop scheduling; a job that is running is abandoned, not waited for."""
+        """Stop scheduling and the on-demand refreshes; a job that is running is
+        abandoned, not waited for."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        self.current.close()
 
     def _beat(self, job: str, running: bool | None = None) -> None:
         with self._lock:
@@ -147,7 +151,7 @@ class Jobs:
             )
 
     def _failed(self, rule: Rule, err: Exception, failures: int) -> None:
-        delay = min(RETRY_FIRST * 2 ** (failures - 1), float(rule.interval))
+        delay = min(self.retry_first * 2 ** (failures - 1), float(rule.interval))
         soonest = self.clock() + delay
         regular = self.scheduler.get_job(f"cycle:{rule.name}") if self.scheduler.running else None
         retry_at: float | None

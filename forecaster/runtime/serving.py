@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from forecaster.config import Rule
-from forecaster.policy import Fallback, Served, fallback_reason, served_value, with_floors
-from forecaster.runtime.current import CurrentValues, RuleCurrent, is_rate
-from forecaster.runtime.store import CycleFailure, ForecastStore, SeriesForecast
+from forecaster.forecast import SeriesForecast
+from forecaster.policy import Fallback, Served, ServingPolicy
+from forecaster.runtime.current import CurrentValues, RuleCurrent
+from forecaster.runtime.store import CycleFailure, ForecastStore
 from forecaster.schedules import ActiveFloor
 from forecaster.selector import EVERYTHING, LabelSelector, Op
 from forecaster.sources.base import SeriesKey
@@ -78,6 +79,7 @@ class ServingView:
         self.current = current
         self.clock = clock
         self._indexes: dict[str, _Index] = {}
+        self._policies: dict[str, ServingPolicy] = {}
         self._lock = threading.Lock()
 
     def _index_of(self, rule: Rule) -> _Index:
@@ -91,6 +93,13 @@ class ServingView:
                 self._indexes[rule.name] = index
         return index
 
+    def policy(self, rule: Rule) -> ServingPolicy:
+        """The serving policy of `rule`."""
+        policy = self._policies.get(rule.name)
+        if policy is None or policy.rule is not rule:
+            policy = self._policies[rule.name] = ServingPolicy(rule)
+        return policy
+
     def rule(
         self, rule: Rule, selector: LabelSelector = EVERYTHING, now: float | None = None
     ) -> RuleServing:
@@ -100,7 +109,6 @@ class ServingView:
         current = index.current
         fresh = current.fresh(now, self.current.max_age)
         forecasts = index.forecasts or {}
-        refused = self.store.refused(rule.name)
         candidates: list[SeriesKey] | None = None
         for r in selector.requirements:  # narrow by the most selective equality
             if r.op is Op.EQ and r.values[0]:
@@ -108,7 +116,8 @@ class ServingView:
                 if candidates is None or len(hits) < len(candidates):
                     candidates = hits
         keys: Iterable[SeriesKey] = index.labels if candidates is None else candidates
-        calendar = rule.calendar
+        policy = self.policy(rule)
+        refused = self.store.refused(rule.name)
         series = []
         for key in keys:
             series_labels = index.labels[key]
@@ -116,23 +125,17 @@ class ServingView:
                 continue
             actual = current.values.get(key) if fresh else None
             forecast = forecasts.get(key)
-            served = served_value(actual, forecast, now, rule)
-            if served is None:
-                fallback = fallback_reason(forecast, now, rule)
-            elif forecast is None and key in refused:
-                served = Served(served.value, Fallback.SERIES_CAP)
-                fallback = served.fallback
-            elif not is_rate(served.value):
-                served = None  # a forecast gone absurd is not served; the others still are
-                fallback = Fallback.INVALID_VALUE
-            else:
-                fallback = served.fallback
-            floors: tuple[ActiveFloor, ...] = ()
-            if calendar is not None and served is not None:
-                lead = rule.lead if forecast is None else forecast.lead_for(rule.lead)
-                floors = calendar.floors(series_labels, now, lead, served.value)
-                served = with_floors(served, floors)
-            series.append(SeriesServing(series_labels, actual, forecast, served, fallback, floors))
+            decided = policy.decide(series_labels, actual, forecast, now, key in refused)
+            series.append(
+                SeriesServing(
+                    series_labels,
+                    actual,
+                    forecast,
+                    decided.served,
+                    decided.fallback,
+                    decided.floors,
+                )
+            )
         return RuleServing(
             rule,
             now,

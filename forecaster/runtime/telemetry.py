@@ -1,6 +1,7 @@
-"""Everything scaleahead exports to Prometheus: its own cycles, queries and API requests
+"""What the forecaster exports to Prometheus: its own cycles, queries and fallbacks
 (`Telemetry`) and, per rule and forecast series, the settings, actual, forecast, band,
-served value and realised outcomes (`SeriesCollector`).
+served value and realised outcomes (`SeriesCollector`). The API's own request metrics
+are the adapter's (adapter.metrics).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from forecaster.config import Rule
-from forecaster.policy import Fallback, lead_window_upper
+from forecaster.policy import Fallback
 from forecaster.runtime.outcomes import Outcomes
 from forecaster.runtime.serving import ServingView
 from forecaster.sources.prometheus import ERROR_KINDS
@@ -23,7 +24,7 @@ QUERY_ENDPOINTS = ("/api/v1/query", "/api/v1/query_range")
 
 
 class Telemetry:
-    """The service's own metrics, registered on the given registry; the counters of each
+    """The forecaster's own metrics, registered on the given registry; the counters of each
     rule and Prometheus endpoint start at 0, so that a rate over them is 0, not absent."""
 
     def __init__(self, registry: CollectorRegistry, rules: list[str]) -> None:
@@ -86,31 +87,6 @@ class Telemetry:
             registry=registry,
         )
 
-        self.api_requests = Counter(
-            "scaleahead_api_requests_total",
-            "HTTP requests answered, by route and status code (including refused ones).",
-            ["route", "code"],
-            registry=registry,
-        )
-        self.api_duration = Histogram(
-            "scaleahead_api_request_duration_seconds",
-            "Time from a request's arrival to its response's last byte, by route.",
-            ["route"],
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=registry,
-        )
-        self.keda_requests = Counter(
-            "scaleahead_keda_requests_total",
-            "Calls of the KEDA external scaler answered, by method and gRPC status code "
-            "(a stream counts once, when it opens).",
-            ["method", "code"],
-            registry=registry,
-        )
-        self.keda_streams = Gauge(
-            "scaleahead_keda_streams",
-            "StreamIsActive streams open.",
-            registry=registry,
-        )
         for endpoint in QUERY_ENDPOINTS:
             self.query_duration.labels(endpoint)
             for kind in ERROR_KINDS:
@@ -277,6 +253,7 @@ class SeriesCollector(Collector):
             ),
         }
         for rule in self.rules:
+            policy = self.view.policy(rule)
             state = self.view.rule(rule)
             now = state.now
             for series in state.series:
@@ -298,17 +275,16 @@ class SeriesCollector(Collector):
                     families["floor"].add_sample(
                         families["floor"].name, {**labels, "schedule": active.name}, active.floor
                     )
-                lead = rule.lead if fc is None else fc.lead_for(rule.lead)
                 source = "configured" if fc is None or fc.lead is None else "measured"
                 families["lead"].add_sample(
-                    families["lead"].name, {**labels, "source": source}, float(lead)
+                    families["lead"].name, {**labels, "source": source}, float(policy.lead(fc))
                 )
                 if fc is not None:
-                    at_lead = fc.at(now + lead + rule.step)
+                    at_lead = policy.at_lead(fc, now)
                     values |= {
                         "point": at_lead[0] if at_lead else None,
                         "upper": at_lead[1] if at_lead else None,
-                        "window": lead_window_upper(fc, now, rule),
+                        "window": policy.window_upper(fc, now),
                         "horizon": float(fc.upper.max()),
                         "age": fc.age(now),
                         "error": fc.recent_error,

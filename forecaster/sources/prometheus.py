@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -15,10 +14,12 @@ from typing import Any
 import httpx
 import numpy as np
 
+from forecaster import promql
 from forecaster.config import PrometheusConfig, Rule
+from forecaster.policy import as_rates, is_rate
 from forecaster.selector import EVERYTHING, LabelSelector
-from forecaster.sources import promql
 from forecaster.sources.base import InstantSample, RangeSeries, SeriesKey, SourceError, series_key
+from forecaster.sources.tls import client_context
 from forecaster.times import grid_ceil, grid_floor
 
 MAX_POINTS_PER_QUERY = 10_000
@@ -75,7 +76,7 @@ class PrometheusClient:
             base_url=config.url,
             timeout=float(config.timeout),
             auth=auth,
-            verify=ssl.create_default_context(cafile=config.ca_file) if config.ca_file else True,
+            verify=client_context(config.ca_file),
             transport=transport,
             headers={"User-Agent": "scaleahead"},
         )
@@ -216,8 +217,9 @@ class PrometheusClient:
         for key, (tss, vss) in merged.items():
             ts = np.concatenate(tss)
             vs = np.concatenate(vss)
-            finite = np.isfinite(vs) & (vs >= 0)
-            out.append(RangeSeries(dict(key), ts[finite], vs[finite]))
+            vs = as_rates(vs)
+            rates = ~np.isnan(vs)
+            out.append(RangeSeries(dict(key), ts[rates], vs[rates]))
         return out
 
 
@@ -286,4 +288,4 @@ class PrometheusSource:
 
     def fetch_current(self, rule: Rule, selector: LabelSelector, at: float) -> list[InstantSample]:
         samples = self.client.query(promql.render(rule.query, selector), at)
-        return [s for s in samples if math.isfinite(s.value) and s.value >= 0]
+        return [s for s in samples if is_rate(s.value)]

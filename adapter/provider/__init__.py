@@ -1,0 +1,62 @@
+"""What the API asks of whatever computes the values, as kubernetes-sigs/
+custom-metrics-apiserver separates its provider interface from the API plumbing: the
+interface here, scaleahead's provider in `forecast`, an in-memory one in `fake`.
+
+The API layer asks a provider; it never builds PromQL nor reads forecasts itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from adapter.errors import BadRequest
+from forecaster.selector import LabelSelector
+
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+
+
+def check_namespace(namespace: str) -> None:
+    """BadRequest unless `namespace` is a valid namespace name (a DNS-1123 label)."""
+    if len(namespace) > 63 or not _NAMESPACE.match(namespace):
+        raise BadRequest(
+            f'invalid namespace "{namespace}": expected a DNS-1123 label '
+            "(lower-case alphanumerics and '-', at most 63 characters)"
+        )
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One item of an ExternalMetricValueList."""
+
+    metric: str
+    labels: dict[str, str]
+    timestamp: float
+    value: float
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of /readyz or /livez: a named check, whether it passed, and why."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class ExternalMetricsProvider(Protocol):
+    """What the external metrics API needs from whatever computes the values. Every
+    method is called on the server's event loop: answer from memory, never block."""
+
+    def metric_names(self) -> list[str]:
+        """Every external metric served."""
+        ...
+
+    def values(self, namespace: str, metric: str, selector: LabelSelector) -> list[MetricValue]:
+        """One value per matching series; raise NotFound or Unavailable, never return []."""
+        ...
+
+    def readiness(self) -> list[Check]:
+        """One check per thing the provider needs to serve; ready when all pass."""
+        ...

@@ -1,0 +1,84 @@
+"""`scaleahead check-config` as users run it: a good file described, a bad one refused
+naming the key, and each rule's query run against a real Prometheus."""
+
+from __future__ import annotations
+
+import subprocess
+
+from forecaster.config import load_config
+from tests.conftest import RULE_QUERY, clean_env, scaleahead_cmd
+from tests.unit.forecaster.test_config import GOOD, write
+
+
+def test_check_config_command(tmp_path):
+    good = write(tmp_path, GOOD)
+    ok = subprocess.run(
+        [*scaleahead_cmd(), "check-config", str(good)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    assert ok.returncode == 0
+    assert ok.stdout.splitlines()[1] == (
+        "  rule http_requests_forecast: step 1m, lead 3m, horizon 10m, forecasts fresh for 6m, "
+        "every 1m, q 0.9, new series forecast after a 2m warm-up"
+    )
+    bad = write(tmp_path, GOOD.replace("    step: 1m\n", "    step: 1 m\n"))
+    got = subprocess.run(
+        [*scaleahead_cmd(), "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    assert got.returncode == 2
+    assert f"{bad}: rules[0].step: expected a duration" in got.stderr
+
+
+def test_check_config_against_prometheus_counts_series_and_explains_none(tmp_path, prometheus):
+    rule = "  - name: {name}\n    query: '{query}'\n"
+    text = f"prometheus:\n  url: {prometheus.url}\n  timeout: 5s\nrules:\n" + "".join(
+        rule.format(name=name, query=query)
+        for name, query in [
+            ("good", RULE_QUERY),
+            ("typo", RULE_QUERY.replace("http_requests_total", "http_request_total")),
+            ("filtered", RULE_QUERY.replace("{<<", '{service="nope",<<')),
+            (
+                "no_namespace",
+                "sum by (service) (rate(http_requests_total{<<.LabelMatchers>>}[1m])) * 1",
+            ),
+        ]
+    )
+    path = write(tmp_path, text)
+    assert load_config(path)  # every rule is well-formed; only Prometheus can tell
+    got = subprocess.run(
+        [*scaleahead_cmd(), "check-config", "--prometheus", str(path)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    assert got.returncode == 2, got
+    assert "rule good: 3 series now (labels: namespace, service)" in got.stdout
+    assert "rule typo: 0 series now" in got.stdout
+    errors = got.stderr.splitlines()
+    assert errors == [
+        f"scaleahead: {path}: rule typo: the query yields no series (Prometheus has no metric "
+        "http_request_total; similar names: http_requests_total)",
+        f"{path}: rule filtered: the query yields no series (http_requests_total exists, so "
+        "the query's matchers or functions drop it all)",
+        f"{path}: rule no_namespace: its series carry no 'namespace' label (namespace_label), "
+        "so no request could match one: keep it in the query, or set namespace_label: null",
+    ]
+    # Prometheus unreachable: an error naming it, not a traceback.
+    down = write(tmp_path, text.replace(prometheus.url, "http://127.0.0.1:1"))
+    got = subprocess.run(
+        [*scaleahead_cmd(), "check-config", "--prometheus", str(down)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    assert got.returncode == 2
+    assert "rule good: cannot reach http://127.0.0.1:1/api/v1/query" in got.stderr

@@ -1,0 +1,256 @@
+"""The Prometheus client against the real server: chunked ranges, auth, TLS, failures."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from forecaster.config import BasicAuth, PrometheusConfig, Rule
+from forecaster.selector import parse_selector
+from forecaster.sources.prometheus import (
+    MAX_POINTS_PER_QUERY,
+    PARALLEL_CHUNKS,
+    PrometheusClient,
+    PrometheusError,
+    PrometheusSource,
+)
+from harness.net import free_port, wait_http
+from harness.pki import CA
+from harness.prometheus import PrometheusServer
+from tests.conftest import RULE_QUERY, STEP
+
+QUERY = 'sum by (service) (rate(http_requests_total{namespace="default",service="checkout"}[1m]))'
+
+
+def test_long_range_is_chunked_and_exact(prometheus: PrometheusServer):
+    n = 12_960  # 9 days of minutes: over Prometheus' 11,000-point limit for one call
+    end = prometheus.end
+    start = end - (n - 1) * STEP
+    refused = httpx.post(
+        f"{prometheus.url}/api/v1/query_range",
+        data={"query": QUERY, "start": start, "end": end, "step": STEP},
+    )
+    assert refused.status_code == 400 and "11,000" in refused.text  # why we chunk
+
+    calls: list[str] = []
+    client = PrometheusClient(
+        PrometheusConfig(url=prometheus.url), observer=lambda ep, s, ok: calls.append(ep)
+    )
+    [series] = client.query_range(QUERY, start + 17, end + 59, STEP)  # unaligned on purpose
+    assert len(calls) == -(-n // MAX_POINTS_PER_QUERY)
+    # Aligned to the step, no duplicate or missing point at the chunk borders.
+    assert series.timestamps[0] == start + STEP  # start rounded up to the grid
+    assert series.timestamps[-1] == end
+    assert (np.diff(series.timestamps) == STEP).all()
+    # The first minute's rate needs the sample before it, so it starts one later.
+    expected = prometheus.series_by(namespace="default", service="checkout").rates(end, n - 1)
+    np.testing.assert_allclose(series.values, expected, rtol=1e-12)
+
+
+def test_refused_query_is_named(prometheus: PrometheusServer):
+    kinds: list[str | None] = []
+    client = PrometheusClient(
+        PrometheusConfig(url=prometheus.url), observer=lambda ep, s, kind: kinds.append(kind)
+    )
+    with pytest.raises(PrometheusError, match=r"refused the query.*bad_data"):
+        client.query("rate(http_requests_total[1m]", prometheus.end)
+    assert kinds == ["refused"]
+
+
+def test_unreachable_is_named_after_retries():
+    url = f"http://127.0.0.1:{free_port()}"
+    calls: list[str | None] = []
+    client = PrometheusClient(
+        PrometheusConfig(url=url, retries=2), observer=lambda ep, s, kind: calls.append(kind)
+    )
+    with pytest.raises(PrometheusError, match=f"cannot reach {url}.*after 3 attempts"):
+        client.check_reachable()
+    assert calls == ["unreachable"] * 3
+
+
+@contextlib.contextmanager
+def hung_server() -> Iterator[str]:
+    """A server that accepts connections and never answers (a Prometheus stopped with
+    SIGSTOP looks like this: the kernel completes the handshake)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_hung_prometheus_times_out_within_the_configured_bound():
+    kinds: list[str | None] = []
+    with hung_server() as url:
+        client = PrometheusClient(
+            PrometheusConfig(url=url, timeout=1, retries=1),
+            observer=lambda ep, s, kind: kinds.append(kind),
+        )
+        started = time.monotonic()
+        with pytest.raises(PrometheusError, match=r"timed out after 1s \(after 2 attempts"):
+            client.query("up", time.time())
+        took = time.monotonic() - started
+    assert kinds == ["timeout", "timeout"]
+    assert took < 2 * 1 + 1.5  # two attempts of 1 s and the pause between them
+
+
+def test_a_backfill_stops_asking_after_its_first_failed_chunk():
+    with hung_server() as url:
+        calls: list[str | None] = []
+        client = PrometheusClient(
+            PrometheusConfig(url=url, timeout=1, retries=0),
+            observer=lambda ep, s, kind: calls.append(kind),
+            points_per_response=10,  # 10-step chunks: 100 of them for 1000 steps
+        )
+        started = time.monotonic()
+        with pytest.raises(PrometheusError, match="timed out"):
+            client.query_range("up", 0, 60 * 1000, 60)
+        took = time.monotonic() - started
+    # The chunks in flight time out together; none of the 96 others is asked for.
+    assert len(calls) == PARALLEL_CHUNKS
+    assert took < 2.5
+
+
+def test_bearer_token_is_reread_from_its_file(tmp_path):
+    # Prometheus itself does not check bearer tokens (a proxy in front of it does), so
+    # this test records what the client sends.
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization", ""))
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "vector", "result": []}}
+        )
+
+    client = PrometheusClient(
+        PrometheusConfig(url="http://prometheus:9090", bearer_token_file=token),
+        transport=httpx.MockTransport(handler),
+    )
+    client.query("up", 0)
+    token.write_text("rotated")
+    client.query("up", 0)
+    assert seen == ["Bearer first", "Bearer rotated"]
+
+
+@pytest.fixture(scope="module")
+def secured_prometheus(prometheus: PrometheusServer, tmp_path_factory):
+    """A second real Prometheus on the same data, behind TLS and basic auth."""
+    root: Path = tmp_path_factory.mktemp("secured")
+    authority = CA("prometheus-ca", root)
+    pair = authority.issue(
+        "prometheus", "prometheus", hosts=("127.0.0.1", "localhost"), server=True
+    )
+    ca, cert, key = authority.cert, pair.cert, pair.key
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # bcrypt via glibc; deprecated, still in 3.11 and 3.12
+
+        hashed = crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH))
+    web = root / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+        f"basic_auth_users:\n  scaleahead: '{hashed}'\n"
+    )
+    # A snapshot copy: two servers must not share one TSDB directory.
+    data = root / "data"
+    subprocess.run(["cp", "-r", str(prometheus.data), str(data)], check=True)
+    (data / "lock").unlink(missing_ok=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            prometheus.binary,
+            f"--config.file={prometheus.config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.config.file={web}",
+            "--storage.tsdb.retention.time=60d",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(f"https://127.0.0.1:{port}/-/ready", ok=(200, 401), timeout=60)
+    password = root / "password"
+    password.write_text("s3cret\n")
+    yield f"https://127.0.0.1:{port}", ca, password
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_basic_auth_and_ca_file_against_real_tls(secured_prometheus, prometheus):
+    url, ca, password = secured_prometheus
+    good = PrometheusClient(
+        PrometheusConfig(
+            url=url, ca_file=ca, basic_auth=BasicAuth(username="scaleahead", password_file=password)
+        )
+    )
+    [sample] = good.query(QUERY, prometheus.end - 60)
+    assert sample.value == pytest.approx(
+        prometheus.series_by(namespace="default", service="checkout").rate_at(prometheus.end - 60)
+    )
+    no_auth = PrometheusClient(PrometheusConfig(url=url, ca_file=ca, retries=0))
+    with pytest.raises(PrometheusError, match="401"):
+        no_auth.query(QUERY, prometheus.end)
+    no_ca = PrometheusClient(
+        PrometheusConfig(
+            url=url, retries=0, basic_auth=BasicAuth(username="scaleahead", password_file=password)
+        )
+    )
+    with pytest.raises(PrometheusError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+        no_ca.query(QUERY, prometheus.end)
+
+
+def test_many_series_are_fetched_in_bounded_answers(prometheus: PrometheusServer):
+    """With a point budget per answer, a long backfill of 3 series takes more, smaller
+    chunks, and gives exactly what one big fetch gives."""
+    rule = Rule(name="r", query=RULE_QUERY, history="9d")
+    end = prometheus.end - 3600
+    start = end - 9 * 86400 + STEP
+    calls: list[str] = []
+    small = PrometheusSource(
+        PrometheusClient(
+            PrometheusConfig(url=prometheus.url),
+            observer=lambda ep, s, ok: calls.append(ep),
+            points_per_response=3 * 1000,
+        )
+    )
+    got = small.fetch_range(rule, start, end)
+    steps = (end - start) // STEP + 1
+    assert len(calls) == 1 + -(-steps // 1000)  # a one-step probe, then 1,000 steps a chunk
+    reference = PrometheusSource(PrometheusClient(PrometheusConfig(url=prometheus.url)))
+    want = {tuple(sorted(s.labels.items())): s for s in reference.fetch_range(rule, start, end)}
+    assert len(got) == len(want) == 3
+    for s in got:
+        w = want[tuple(sorted(s.labels.items()))]
+        np.testing.assert_array_equal(s.timestamps, w.timestamps)
+        np.testing.assert_array_equal(s.values, w.values)
+    calls.clear()
+    small.fetch_range(rule, start, end)  # the series count is now known: no probe
+    assert len(calls) == -(-steps // 1000)
+
+
+def test_a_rule_with_a_phase_is_evaluated_on_its_own_grid(prometheus: PrometheusServer):
+    """Prometheus evaluates a range query at start + k * step: a rule whose grid lies
+    20 s past each minute gets its points there, each the rate over the minute ending
+    then, between the wall clock's neighbours."""
+    source = PrometheusSource(PrometheusClient(PrometheusConfig(url=prometheus.url)))
+    aligned = Rule(name="r", query=RULE_QUERY, history="1d")
+    phased = aligned.model_copy(update={"phase": 20})
+    end = prometheus.end - 3600
+    start = end - 86400
+    one = parse_selector("namespace=default,service=checkout")
+    [got] = source.fetch_range(phased, start, end, one)
+    [ref] = source.fetch_range(aligned, start, end, one)
+    assert (got.timestamps % STEP == 20).all() and (np.diff(got.timestamps) == STEP).all()
+    assert got.timestamps[-1] == end - STEP + 20  # the newest at or before `end`
+    assert not np.allclose(got.values[:100], ref.values[:100])  # other windows, other rates

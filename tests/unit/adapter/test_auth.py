@@ -1,0 +1,155 @@
+"""Authentication and request attributes without a cluster: real certificates, real
+signature checks; the Kubernetes API calls themselves are tested in test_secure."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from adapter.errors import UsageError
+from adapter.security.authn import Authenticator
+from adapter.security.authz import Authorizer
+from adapter.security.identity import Attributes, User
+from adapter.security.options import AuthenticationSettings, AuthorizationSettings
+from adapter.security.request_info import request_attributes
+from harness.pki import CA
+
+BASE = "/apis/external.metrics.k8s.io/v1beta1"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        # What the HPA controller asks: a list of the metric in its namespace.
+        (
+            "GET",
+            f"{BASE}/namespaces/shop/qps",
+            Attributes(
+                "list",
+                f"{BASE}/namespaces/shop/qps",
+                "qps",
+                "shop",
+                *("external.metrics.k8s.io", "v1beta1"),
+            ),
+        ),
+        (
+            "GET",
+            f"{BASE}/namespaces/shop/qps/one",
+            Attributes(
+                "get",
+                f"{BASE}/namespaces/shop/qps/one",
+                "qps",
+                "shop",
+                "external.metrics.k8s.io",
+                "v1beta1",
+                "one",
+            ),
+        ),
+        (
+            "GET",
+            f"{BASE}/qps",
+            Attributes("list", f"{BASE}/qps", "qps", "", "external.metrics.k8s.io", "v1beta1"),
+        ),
+        # The namespace object itself.
+        (
+            "GET",
+            f"{BASE}/namespaces/shop",
+            Attributes(
+                "get",
+                f"{BASE}/namespaces/shop",
+                "namespaces",
+                "",
+                "external.metrics.k8s.io",
+                "v1beta1",
+                "shop",
+            ),
+        ),
+        # Discovery and everything else: non-resource URLs with the method as verb.
+        ("GET", BASE, Attributes("get", BASE)),
+        ("GET", "/apis", Attributes("get", "/apis")),
+        ("GET", "/metrics", Attributes("get", "/metrics")),
+        (
+            "POST",
+            f"{BASE}/namespaces/shop/qps",
+            Attributes(
+                "post",
+                f"{BASE}/namespaces/shop/qps",
+                "qps",
+                "shop",
+                "external.metrics.k8s.io",
+                "v1beta1",
+            ),
+        ),
+    ],
+)
+def test_request_attributes_follow_the_api_servers_request_info(method, path, expected):
+    assert request_attributes(method, path) == expected
+
+
+def test_always_allowed_paths_match_exactly_or_by_prefix():
+    authorizer = Authorizer(AuthorizationSettings(), kube=None)  # type: ignore[arg-type]
+    assert authorizer.always_allowed("/healthz")
+    assert authorizer.always_allowed("/openapi/v3/apis/external.metrics.k8s.io/v1beta1")
+    assert not authorizer.always_allowed("/healthz/extra")
+    assert not authorizer.always_allowed("/metrics")
+    assert not authorizer.always_allowed(BASE)
+
+
+@pytest.fixture
+def pki(tmp_path):
+    return {
+        "cluster": CA("cluster-ca", tmp_path / "cluster"),
+        "front": CA("front-proxy-ca", tmp_path / "front"),
+        "other": CA("other-ca", tmp_path / "other"),
+    }
+
+
+def der(pair) -> bytes:
+    return x509.load_pem_x509_certificate(pair.cert.read_bytes()).public_bytes(Encoding.DER)
+
+
+def test_certificates_prove_users_only_when_a_trusted_ca_signed_them(pki):
+    settings = AuthenticationSettings(
+        client_ca_file=pki["cluster"].cert,
+        requestheader_client_ca_file=pki["front"].cert,
+        requestheader_allowed_names=("front-proxy-client",),
+    )
+    authn = Authenticator(settings, kube=None)
+    headers = [
+        (b"x-remote-user", b"alice"),
+        (b"x-remote-group", b"dev"),
+        (b"x-remote-group", b"ops"),
+        (b"x-remote-extra-scopes%2Fa", b"x"),
+    ]
+    proxy = der(pki["front"].issue("proxy", "front-proxy-client"))
+    assert authn.from_certificate(proxy, headers) == User(
+        "alice", ("dev", "ops", "system:authenticated"), "", (("scopes/a", ("x",)),)
+    )
+    assert authn.from_certificate(proxy, []) is None  # no user header: proves nobody
+    # A front-proxy-CA certificate with a name that is not allowed.
+    stranger = der(pki["front"].issue("stranger", "someone-else"))
+    assert authn.from_certificate(stranger, headers) is None
+    # A cluster-CA certificate is its CN and O; the headers are not read.
+    bob = der(pki["cluster"].issue("bob", "bob", orgs=("team-a", "team-b")))
+    assert authn.from_certificate(bob, headers) == User(
+        "bob", ("team-a", "team-b", "system:authenticated")
+    )
+    # The same names signed by a CA nobody trusts prove nothing.
+    forged = der(pki["other"].issue("forged", "front-proxy-client"))
+    assert authn.from_certificate(forged, headers) is None
+    assert authn.from_certificate(None, headers) is None
+    # The TLS layer is told to trust exactly the two CAs.
+    assert authn.client_cas_pem().count(b"BEGIN CERTIFICATE") == 2
+
+
+def test_an_unreadable_ca_file_is_refused_naming_the_flag(tmp_path):
+    bad = tmp_path / "ca.crt"
+    bad.write_text("not a certificate")
+    with pytest.raises(UsageError, match="--client-ca-file"):
+        Authenticator(AuthenticationSettings(client_ca_file=bad), kube=None)
+    with pytest.raises(UsageError, match=r"--requestheader-client-ca-file .*cannot read"):
+        Authenticator(
+            AuthenticationSettings(requestheader_client_ca_file=tmp_path / "missing.crt"),
+            kube=None,
+        )

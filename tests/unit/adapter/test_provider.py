@@ -1,0 +1,110 @@
+"""scaleahead's provider over the serving view: readiness per rule, errors that name the
+problem, fallbacks counted and logged once per change, and what requests ask for."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from adapter.errors import NotFound, Unavailable
+from adapter.provider.forecast import ForecastProvider
+from forecaster.config import Rule
+from forecaster.forecast import SeriesForecast
+from forecaster.runtime.current import CurrentValues
+from forecaster.runtime.demand import SeriesDemand
+from forecaster.runtime.serving import ServingView
+from forecaster.runtime.store import ForecastStore
+from forecaster.runtime.telemetry import Telemetry
+from forecaster.selector import parse_selector
+from forecaster.sources.base import series_key
+from forecaster.sources.fake import FakeSource
+from tests.conftest import Clock
+
+RULE = Rule(name="qps", query="x{<<.LabelMatchers>>}")
+ORIGIN = 1_700_000_040
+A = {"namespace": "shop", "service": "a"}
+
+
+def forecast(labels: dict[str, str]) -> SeriesForecast:
+    ds = ORIGIN + 60 * np.arange(1, RULE.horizon_steps + 1)
+    upper = np.full(RULE.horizon_steps, 8.0)
+    return SeriesForecast(labels, ORIGIN, 5.0, ds.astype(np.int64), upper / 2, upper, "m")
+
+
+@dataclass
+class Parts:
+    clock: Clock
+    store: ForecastStore
+    current: CurrentValues
+    telemetry: Telemetry
+    demand: SeriesDemand
+    provider: ForecastProvider
+
+
+@pytest.fixture
+def parts() -> Iterator[Parts]:
+    source = FakeSource()
+    source.set_current(A, 3.0)
+    clock = Clock(ORIGIN + 20)
+    store = ForecastStore()
+    current = CurrentValues([RULE], source, clock, max_age=60, interval=15)
+    telemetry = Telemetry(CollectorRegistry(), [RULE.name])
+    demand = SeriesDemand([RULE])
+    provider = ForecastProvider([RULE], ServingView(store, current, clock), telemetry, demand)
+    yield Parts(clock, store, current, telemetry, demand, provider)
+    current.close()
+
+
+def test_readiness_says_what_a_rule_waits_for(parts):
+    clock, store, current, provider = parts.clock, parts.store, parts.current, parts.provider
+    [check] = provider.readiness()
+    assert not check.ok and check.detail == "no forecast cycle has completed yet"
+    store.put("qps", {})
+    current.refresh(RULE)
+    [check] = provider.readiness()
+    assert check.ok and check.detail == "1 series, 0 served from forecasts"
+    store.put("qps", {series_key(A): forecast(A)})
+    assert provider.readiness()[0].detail == "1 series, 1 served from forecasts"
+    store.failed("qps", "prometheus down", 3, retry_at=clock() + 20)
+    detail = provider.readiness()[0].detail
+    assert detail.endswith("the last 3 cycle(s) failed (prometheus down), next attempt in 20s")
+
+
+def test_errors_name_the_metric_the_namespace_and_the_selector(parts):
+    current, provider = parts.current, parts.provider
+    with pytest.raises(NotFound, match='"nope" is not served here; served metrics: qps'):
+        provider.values("shop", "nope", parse_selector(""))
+    with pytest.raises(Unavailable, match="has no values yet"):
+        provider.values("shop", "qps", parse_selector(""))
+    current.refresh(RULE)
+    with pytest.raises(NotFound, match='in namespace "other" matches the selector'):
+        provider.values("other", "qps", parse_selector(""))
+
+
+def test_a_fallback_is_counted_every_time_and_logged_once_per_change(parts, caplog):
+    store, current, provider = parts.store, parts.current, parts.provider
+    current.refresh(RULE)
+    caplog.set_level(logging.INFO, logger="adapter.provider.forecast")
+    for _ in range(3):  # no forecast yet: the actual alone
+        [value] = provider.values("shop", "qps", parse_selector("service=a"))
+        assert value.value == 3.0
+    store.put("qps", {series_key(A): forecast(A)})
+    [value] = provider.values("shop", "qps", parse_selector("service=a"))
+    assert value.value == 8.0
+    fallbacks = parts.telemetry.fallbacks.labels("qps", "no_forecast")._value.get()
+    assert fallbacks == 3
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("reactive fallback" in line for line in lines) == 1
+    assert sum("forecast available again" in line for line in lines) == 1
+    # Every answered series counts as asked for: the cycle keeps forecasting it after it
+    # stops being new, and only that one.
+    b = {"namespace": "shop", "service": "b"}
+    both = {series_key(A): A, series_key(b): b}
+    parts.demand.select(RULE, both, parts.clock() - RULE.drop_after)  # first seen then
+    wanted = parts.demand.select(RULE, both, parts.clock() + 60).wanted
+    assert list(wanted) == [series_key(A)]

@@ -1,0 +1,184 @@
+"""A pod-minutes budget instead of a quantile: what it costs is what the HPA would spend,
+and each series is held at the quantile its own backtest says the budget buys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+
+from forecaster.config import QUANTILE_RANGE, Rule
+from forecaster.evaluation.backtest import Replay, replay
+from forecaster.evaluation.hpa_sim import HPASettings, simulate
+from forecaster.evaluation.recorded import record
+from forecaster.evaluation.scoring import Judge, default_capacity, score
+from forecaster.models import SeriesModel
+from forecaster.models.calibration import HEADROOM_LIMIT, pod_time
+from forecaster.policy import serve
+from forecaster.selector import EVERYTHING
+from forecaster.sources.trace import Trace, TraceSource
+from tests.conftest import shared_trace
+from tests.unit.forecaster.models.conftest import DAYS, STEP, end_of
+
+
+def test_pod_time_is_what_the_simulated_hpa_spends_with_many_pods(july: np.ndarray):
+    """Two days of NASA, served as is and as its 5-minute peak ahead: pod_time (in
+    target units, with the 300 s scale-down window held) is the simulated HPA's
+    pod-minutes to 1 % when pods are fine-grained and react at once."""
+    y = july[3 * DAYS : 5 * DAYS]
+    ahead = np.lib.stride_tricks.sliding_window_view(np.append(y, [y[-1]] * 4), 5).max(axis=1)
+    target = float(y.mean()) / 2000  # thousands of pods: rounding up is negligible
+    hpa = HPASettings(
+        target_per_pod=target,
+        capacity_per_pod=target,
+        tolerance=0.0,
+        scale_up_pods=10**9,
+        max_replicas=10**9,
+    )
+    held = 300 // STEP + 1  # the window reaches into the sixth step back
+    for served in (y, ahead):
+        simulated = simulate(0, STEP, y, served, hpa).pod_minutes
+        assert pod_time(served, held) * STEP / 60 / target == pytest.approx(simulated, rel=0.01)
+    # Without the hold, the cost of bursty values is understated.
+    unheld = pod_time(y, 1) * STEP / 60 / target
+    assert unheld < 0.97 * simulate(0, STEP, y, y, hpa).pod_minutes
+
+
+def test_a_larger_budget_buys_a_higher_quantile(july: np.ndarray):
+    """Fitted on two weeks of NASA: the quantile grows with the budget, from below the
+    usual 0.9 for no extra pod-minutes to what the top band covers for three times them."""
+    y = july[: 14 * DAYS]
+    bought = []
+    for budget in (1.0, 1.05, 1.2, 3.0):
+        m = SeriesModel(step=STEP, horizon=10, lead=180, quantile=None, budget=budget)
+        fit = m.fit(y, end_of(y))
+        assert fit.level > 0
+        bought.append(fit.quantile)
+    assert bought == sorted(bought)
+    assert bought[0] < 0.9 < bought[2]
+    assert bought[1] < bought[2]
+    assert 0.95 < bought[3] <= QUANTILE_RANGE[1]  # the top band's coverage
+
+
+def test_fixed_quantile_or_budget_not_both():
+    with pytest.raises(ValueError, match="not both"):
+        SeriesModel(step=STEP, horizon=10, lead=180, quantile=0.9, budget=1.1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A replayed week through the simulated HPA, against perfect foresight's."""
+
+    cost: float  # the HPA's pod-minutes over perfect foresight's
+    modelled: float  # the same by `pod_time`, the budget's own measure
+    beyond: float  # share of requests beyond Ready capacity
+    quantile: float  # mean quantile held
+
+
+def _last_week(trace: Trace, **quantile: float) -> Replay:
+    """The last week of a trace replayed at its own step and phase."""
+    rule = Rule(
+        name="b",
+        query="x{<<.LabelMatchers>>}",
+        step=trace.resolution,
+        phase=trace.phase,
+        history="15d",
+        **quantile,
+    )
+    end = trace.end
+    start = end - 7 * 86400
+    return replay(
+        rule, record(TraceSource(trace, {"s": "a"}), rule, EVERYTHING, start, end), start, end
+    )
+
+
+def _hpa(r: Replay) -> HPASettings:
+    """The simulated HPA of `scaleahead backtest`: a pod serves a tenth of the p99 demand
+    and is Ready after the lead."""
+    capacity = default_capacity(r.actual)
+    return HPASettings(capacity, capacity, startup=r.rule.lead)
+
+
+def _through_the_hpa(trace: Trace, **quantile: float) -> Outcome:
+    """The last week of a trace replayed and judged through the simulated HPA."""
+    r = _last_week(trace, **quantile)
+    judge = Judge(r, _hpa(r))
+    hpa = judge.method("scaleahead", r.before_floors).hpa
+    held = 300 // r.rule.step + 1
+    perfect = serve(r.actual, judge.window_max)
+    ok = np.isfinite(perfect) & np.isfinite(r.before_floors)
+    return Outcome(
+        hpa.pod_minutes / judge.bound.pod_minutes,
+        pod_time(r.before_floors[ok], held) / pod_time(perfect[ok], held),
+        hpa.beyond_capacity_share,
+        float(r.quantile.mean()),
+    )
+
+
+def test_the_budget_holds_through_the_simulated_hpa_on_traces_it_never_saw():
+    """On bursty ELB traffic, q = 0.9 costs 1.4x perfect foresight's pod-minutes; the
+    default budget of 1.1x holds each series to about that, at a lower quantile. On the
+    smooth ISP backbone, the same budget buys the top quantile and headroom on it: it
+    drops a small fraction of what q = 0.9 drops (the band alone dropped two thirds)."""
+    elb = shared_trace("nab_aws_elb_request_count_5min.csv")
+    fixed = _through_the_hpa(elb, quantile=0.9)
+    budget = _through_the_hpa(elb)
+    assert fixed.cost > 1.3
+    assert 1.0 < budget.cost < 1.15 and budget.quantile < 0.85
+    assert fixed.beyond < budget.beyond  # fewer pods, more dropped: the budget's side
+    isp = shared_trace("isp_uk_academic_backbone_5min.csv")
+    fixed = _through_the_hpa(isp, quantile=0.9)
+    budget = _through_the_hpa(isp)
+    assert budget.quantile > 0.95 and budget.cost < 1.1
+    assert budget.beyond < 0.25 * fixed.beyond
+
+
+def test_on_bursty_traffic_the_default_drops_half_what_the_best_baseline_drops():
+    """ELB's last week through the simulated HPA, every baseline scored beside: at its
+    default budget scaleahead drops at most half the requests the best baseline drops,
+    within 1.1x perfect foresight's pod-minutes. Which band shape to spend the budget on
+    is decided by the demand its affordable values leave uncovered; keeping the shape
+    that covers the most peaks instead dropped 0.51x."""
+    r = _last_week(shared_trace("nab_aws_elb_request_count_5min.csv"))
+    scores = score(r, _hpa(r))
+    by = {m.name: m.hpa for m in scores.methods}
+    ours = by.pop("scaleahead")
+    best = min(hpa.beyond_capacity_share for hpa in by.values())
+    assert set(by) == {"reactive", "seasonal naive", "holt-winters", "crane dsp", "mstl"}
+    assert ours.beyond_capacity_share <= 0.5 * best
+    assert ours.pod_minutes <= 1.1 * scores.bound.pod_minutes
+
+
+def test_the_budget_is_kept_out_of_sample_on_a_week_of_nasa():
+    """A week of NASA at 1-minute steps, each series' level fixed by its refit's costing:
+    what it spends, by the budget's own measure and through the HPA, stays within the
+    1.1x it was bought for (holding coverage online instead spent 1.12x and 1.11x)."""
+    outcome = _through_the_hpa(shared_trace("nasa_http_1995.csv"), max_pod_minutes=1.1)
+    assert outcome.modelled < 1.105
+    assert outcome.cost < 1.1
+    assert 0.75 < outcome.quantile < 0.9
+
+
+def test_leftover_budget_buys_headroom_up_to_the_hpa_tolerance(july: np.ndarray):
+    """On two weeks of NASA, a budget of three times perfect foresight's affords more
+    than the top band: the remainder raises it, by at most the HPA's tolerance. A budget
+    that the band exhausts, and a fixed quantile, leave it as is."""
+    y = july[: 14 * DAYS]
+    fits = {
+        budget: SeriesModel(step=STEP, horizon=10, lead=180, quantile=None, budget=budget).fit(
+            y, end_of(y)
+        )
+        for budget in (1.05, 3.0)
+    }
+    assert 1.0 < fits[3.0].headroom <= HEADROOM_LIMIT
+    assert fits[1.05].headroom == pytest.approx(1.0, abs=0.01)
+    assert (
+        SeriesModel(step=STEP, horizon=10, lead=180, quantile=0.99).fit(y, end_of(y)).headroom
+        == 1.0
+    )
+    # The headroom is in what is served: the upper band is raised by it.
+    model = SeriesModel(step=STEP, horizon=10, lead=180, quantile=None, budget=3.0)
+    _, upper, _ = model.forecast(fits[3.0], y, end_of(y))
+    _, plain, _ = model.forecast(replace(fits[3.0], headroom=1.0), y, end_of(y))
+    np.testing.assert_allclose(upper, plain * fits[3.0].headroom)

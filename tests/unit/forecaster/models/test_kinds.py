@@ -1,0 +1,71 @@
+"""The contract every model kind keeps: rolling-origin paths of the right shape, finite,
+from data up to each origin only, and a fit that forecasts what its paths would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecaster.models import seasonality as sz
+from forecaster.models.base import Model, SeriesContext
+from forecaster.models.ladder import candidates_for
+from forecaster.times import DAY, WEEK
+from tests.unit.forecaster.models.conftest import STEP, end_of
+
+H = 10
+KINDS = candidates_for(15 * DAY, {DAY: 1.0, WEEK: 1.0}, sub_daily=(3600,))
+
+
+def context(y: np.ndarray) -> SeriesContext:
+    ctx = SeriesContext(y.copy(), end_of(y), STEP, H)
+    for period in (DAY, WEEK):
+        base = ctx.profiles[period, ()] = sz.profile(y, ctx.end, STEP, period)
+        ctx.profiles[period, (3600,)] = sz.layered_profile(y, ctx.end, STEP, base, (3600,))
+    return ctx
+
+
+def test_the_ladder_offers_every_kind():
+    assert {m.kind for m in KINDS} == {
+        "naive",
+        "level",
+        "snaive",
+        "profile-add",
+        "profile-mult",
+        "hw",
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=[f"{m.name}-{i}" for i, m in enumerate(KINDS)])
+def test_paths_use_only_data_up_to_each_origin(july, kind: Model):
+    y = july[: 15 * 1440]
+    ctx = context(y)
+    origins = np.arange(len(y) - 3 * 1440, len(y) - H, 97)
+    paths = kind.paths(ctx, origins)
+    assert paths.shape == (len(origins), H) and np.isfinite(paths).all()
+    # Change everything after one origin (profiles stay: they are learnt at the refit).
+    o = int(origins[len(origins) // 2])
+    later = ctx.y.copy()
+    later[o + 1 :] *= 5.0
+    moved = kind.paths(SeriesContext(later, ctx.end, STEP, H, ctx.profiles), origins)
+    keep = origins <= o
+    np.testing.assert_array_equal(moved[keep], paths[keep])
+    # ...and later origins see it (a seasonal naive only once its lag reaches past o).
+    reaches = (
+        origins[~keep] + H - kind.period // STEP > o if kind.kind == "snaive" else ~keep[~keep]
+    )
+    if reaches.any():  # a weekly lag never reaches past o within these three days
+        assert not np.array_equal(moved[~keep][reaches], paths[~keep][reaches])
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=[f"{m.name}-{i}" for i, m in enumerate(KINDS)])
+def test_a_fit_forecasts_what_the_last_path_says(july, kind: Model):
+    y = july[: 15 * 1440]
+    ctx = context(y)
+    fitted = kind.fit(ctx)
+    steps = kind.history_steps
+    recent = y if steps is None else y[-steps:]
+    mean = fitted.advance(y, ctx.end, STEP).predict(recent, ctx.end, STEP, H)
+    expected = kind.paths(ctx, np.array([len(y) - 1]))[0]
+    # Profiles are kept as float32. Holt-Winters' fit smooths through the last three
+    # periods, its paths from two periods before the first origin: close, not equal.
+    np.testing.assert_allclose(mean, expected, rtol=0.05 if kind.kind == "hw" else 1e-4)

@@ -1,0 +1,141 @@
+"""The real apscheduler drives the cycle: never two runs of a rule at once, failed cycles
+retried with backoff, and a stop in progress noticed."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from forecaster.config import Rule
+from forecaster.runtime.current import CurrentValues
+from forecaster.runtime.cycle import ForecastCycle
+from forecaster.runtime.scheduler import STALL_AFTER, Jobs
+from forecaster.runtime.store import ForecastStore
+from forecaster.sources.base import SourceError
+from forecaster.sources.trace import DEMO_LABELS, TraceSource, demo_trace
+
+
+class DemoSource(TraceSource):
+    """The bundled trace, looped: what the demo serves."""
+
+    def __init__(self) -> None:
+        super().__init__(demo_trace(), DEMO_LABELS, loop=True)
+
+
+class SlowSource(DemoSource):
+    """The bundled trace, but every fetch takes longer than the rule's interval."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = 0
+        self.most_at_once = 0
+        self.fetches = 0
+        self.lock = threading.Lock()
+
+    def fetch_range(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.active += 1
+            self.fetches += 1
+            self.most_at_once = max(self.most_at_once, self.active)
+        try:
+            time.sleep(1.5)
+            return super().fetch_range(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+class DownSource(DemoSource):
+    """The bundled trace behind a switch: down, every fetch fails (and is timed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+        self.attempts: list[float] = []
+
+    def fetch_range(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.attempts.append(time.monotonic())
+        if self.down:
+            raise SourceError("cannot reach the source")
+        return super().fetch_range(*args, **kwargs)
+
+
+class BlockedSource(DemoSource):
+    """Every fetch blocks until released: a call hung past every timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def fetch_range(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.release.wait()
+        return super().fetch_range(*args, **kwargs)
+
+
+def jobs_for(rule: Rule, source: TraceSource, **kwargs) -> tuple[Jobs, ForecastStore]:  # type: ignore[no-untyped-def]
+    store = ForecastStore()
+    current = CurrentValues([rule], source, time.time, max_age=60, interval=30)
+    return Jobs(ForecastCycle([rule], source, store), current, time.time, **kwargs), store
+
+
+def test_a_slow_cycle_is_never_run_twice_at_once():
+    rule = Rule(name="demo", query="x{<<.LabelMatchers>>}", interval="1s", history="2d")
+    source = SlowSource()
+    jobs, store = jobs_for(rule, source)
+    jobs.start()
+    try:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        jobs.scheduler.shutdown(wait=True)
+    assert source.fetches >= 2  # it kept running on its interval...
+    assert source.most_at_once == 1  # ...but never overlapped itself
+    assert store.snapshot("demo") is not None
+
+
+def test_a_failed_cycle_is_retried_with_backoff_before_its_interval():
+    rule = Rule(name="demo", query="x{<<.LabelMatchers>>}", interval="10m", history="2d")
+    source = DownSource()
+    first = 0.5  # seconds before the first retry (RETRY_FIRST in a service)
+    jobs, store = jobs_for(rule, source, retry_first=first)
+    jobs.start()
+    try:
+        deadline = time.monotonic() + 3 * first + 5
+        while len(source.attempts) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        failure = store.failure("demo")
+        assert failure is not None and failure.failures >= 2
+        assert "cannot reach the source" in failure.error
+        assert failure.retry_at is not None and failure.retry_at > time.time()
+        source.down = False  # the source is back: the next retry succeeds
+        deadline = time.monotonic() + 4 * first + 5
+        while store.snapshot("demo") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        jobs.stop()
+    gaps = [b - a for a, b in zip(source.attempts, source.attempts[1:], strict=False)]
+    # Retried long before the 10-minute interval, each wait twice the one before.
+    assert abs(gaps[0] - first) < 0.25, gaps
+    assert abs(gaps[1] - 2 * first) < 0.25, gaps
+    assert store.snapshot("demo") is not None and store.failure("demo") is None
+
+
+def test_a_job_that_stops_making_progress_and_a_stopped_scheduler_are_stalls():
+    rule = Rule(name="demo", query="x{<<.LabelMatchers>>}", interval="1m", history="2d")
+    source = BlockedSource()
+    now = [1000.0]
+    jobs, _ = jobs_for(rule, source, monotonic=lambda: now[0])
+    assert jobs.stalls() == []  # not started: driven by hand, nothing to watch
+    jobs.start()
+    try:
+        time.sleep(0.5)  # the first cycle is now blocked in its fetch
+        now[0] += 60 + STALL_AFTER - 1
+        assert "cycle:demo" not in {s.job for s in jobs.stalls()}
+        now[0] += 2
+        stalls = {s.job: s.message for s in jobs.stalls()}
+        assert stalls["cycle:demo"] == "cycle:demo: running without progress for 11m1s"
+    finally:
+        source.release.set()
+        jobs.stop()
+    assert [s.message for s in jobs.stalls()] == ["the scheduler has stopped"]
