@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench.forecast_accuracy import lead_for
 from forecaster.config import Rule
 from forecaster.evaluation.backtest import replay
 from forecaster.evaluation.hpa_sim import HPASettings
@@ -27,14 +26,11 @@ def main() -> None:
     print(f"\n{'trace':40s} {'steps':>7s} {'replay (s)':>11s} {'steps/s':>8s} {'score (s)':>10s}")
     for path in sorted(TRACES.glob("*.csv")):
         trace = read_trace(path)
-        lead = lead_for(trace.resolution)
+        # The lead a rule derives from its step: 3 minutes, rounded up to whole steps.
         rule = Rule(
-            name="b",
-            query="x{<<.LabelMatchers>>}",
-            step=trace.resolution,
-            phase=trace.phase,
-            lead=lead,
+            name="b", query="x{<<.LabelMatchers>>}", step=trace.resolution, phase=trace.phase
         )
+        lead = rule.lead
         end = trace.end
         start = end - 7 * 86400
         recorded = record(TraceSource(trace, {"trace": path.stem}), rule, EVERYTHING, start, end)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from forecaster.config import PrometheusConfig, Rule
-from forecaster.policy import served_value
+from forecaster.policy import ServingPolicy
 from forecaster.runtime.cycle import ForecastCycle
 from forecaster.runtime.store import ForecastStore
 from forecaster.selector import EVERYTHING
@@ -126,6 +126,7 @@ def run(url: str, birth: int, truth: dict[str, tuple[str, np.ndarray]]) -> None:
         source = PrometheusSource(client)
         store = ForecastStore()
         cycle = ForecastCycle([rule], source, store)
+        policy = ServingPolicy(rule)
         by_need: dict[tuple[str, int], list[float]] = {}
         by_twin: dict[tuple[str, int], list[float]] = {}
         twin_need: dict[tuple[str, int], list[float]] = {}
@@ -140,7 +141,7 @@ def run(url: str, birth: int, truth: dict[str, tuple[str, np.ndarray]]) -> None:
             forecasts = store.snapshot("m") or {}
             served: dict[str, float] = {}
             for key, actual in current.items():
-                s = served_value(actual, forecasts.get(key), now, rule)
+                s = policy.value(actual, forecasts.get(key), now)
                 if s is not None:
                     served[dict(key)["service"]] = s.value
             for service, (group, rates) in truth.items():

@@ -134,6 +134,8 @@ class ServingPolicy:
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
+        # Read once: every request asks for them, once per series it serves.
+        self.step, self.ttl, self.calendar = rule.step, rule.ttl, rule.calendar
 
     def lead(self, forecast: SeriesForecast | None) -> int:
         """The lead a series is served for: its workload's measured one, else the rule's."""
@@ -143,11 +145,11 @@ class ServingPolicy:
 
     def window(self, forecast: SeriesForecast | None) -> int:
         """Steps of the lead window a series is served for."""
-        return lead_window(self.lead(forecast), self.rule.step)
+        return lead_window(self.lead(forecast), self.step)
 
     def window_end(self, forecast: SeriesForecast | None, now: float) -> float:
         """The label of the last step the value served at `now` covers: now + lead + step."""
-        return now + self.lead(forecast) + self.rule.step
+        return now + self.lead(forecast) + self.step
 
     def window_upper(self, forecast: SeriesForecast, now: float) -> float | None:
         """The largest upper forecast over the steps labelled (now, window_end], if the
@@ -164,7 +166,7 @@ class ServingPolicy:
 
     def fresh(self, forecast: SeriesForecast, now: float) -> bool:
         """Whether a forecast may still be served from at `now` (within the TTL)."""
-        return forecast.age(now) <= self.rule.ttl
+        return forecast.age(now) <= self.ttl
 
     def fallback(self, forecast: SeriesForecast | None, now: float) -> Fallback | None:
         """Why `forecast` cannot be served from at `now`; None if it can."""
@@ -206,8 +208,7 @@ class ServingPolicy:
             served = Served(served.value, Fallback.SERIES_CAP)
         elif not is_rate(served.value):  # a forecast gone absurd; the others still serve
             return Decision(None, Fallback.INVALID_VALUE)
-        calendar = self.rule.calendar
-        if calendar is None:
+        if self.calendar is None:
             return Decision(served, served.fallback)
-        floors = calendar.floors(labels, now, self.lead(forecast), served.value)
+        floors = self.calendar.floors(labels, now, self.lead(forecast), served.value)
         return Decision(with_floors(served, floors), served.fallback, floors)

@@ -70,7 +70,7 @@ def replay(
     store = ForecastStore()
     policy = ServingPolicy(rule)
     # One series: its refits on the hour, whatever its labels (CSV and Prometheus agree).
-    cycle = ForecastCycle([rule], source, store, spread_refits=False, log_cycles=False)
+    cycle = ForecastCycle([rule], source, store, spread_refits=False, live=False)
     labels = source.series.labels
     n = len(times)
     actual = np.full(n, np.nan)

@@ -54,14 +54,16 @@ class ForecastCycle:
         telemetry: Telemetry | None = None,
         spread_refits: bool = True,
         demand: SeriesDemand | None = None,
-        log_cycles: bool = True,
+        live: bool = True,
     ) -> None:
         self.rules = {r.name: r for r in rules}
         self.source = source
         self.store = store
         self.telemetry = telemetry
         self.demand = demand
-        self.log_cycles = log_cycles  # one line per cycle (a replay runs thousands)
+        # A replay (not live) runs thousands of cycles over recorded data: no line per
+        # cycle, and no warning meant for an operator (a recorded gap is no broken query).
+        self.live = live
         self._engines = {
             r.name: ForecastEngine(
                 step=r.step,
@@ -178,7 +180,7 @@ class ForecastCycle:
             seconds=time.perf_counter() - started,
         )
         log.log(
-            logging.INFO if self.log_cycles else logging.DEBUG,
+            logging.INFO if self.live else logging.DEBUG,
             "rule %s: cycle fetched %d points (%s .. %s), forecast %d series, %d failed, in %.2fs",
             rule.name,
             report.fetched_points,
@@ -244,7 +246,7 @@ class ForecastCycle:
 
     def _note_empty(self, rule: Rule, empty: bool) -> None:
         """Log once when a rule's query starts or stops yielding series."""
-        if _flip(self._empty, rule.name, empty):
+        if _flip(self._empty, rule.name, empty) and self.live:
             if empty:
                 log.warning(
                     "rule %s: the query yields no series, so every request for it is answered "

@@ -5,6 +5,7 @@ the forecaster never imports the adapter, and the API layer never reaches Promet
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,9 @@ def test_no_module_is_over_350_lines(path: Path):
 @pytest.mark.parametrize("path", sorted((REPO / "bench").glob("*.py")), ids=lambda p: p.stem)
 def test_benchmarks_do_not_import_the_tests(path: Path):
     assert not any(m == "tests" or m.startswith("tests.") for m in _imports(path))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "bench").glob("*.py")), ids=lambda p: p.stem)
+def test_every_benchmark_imports(path: Path):
+    """A benchmark no test runs must still match the code it measures."""
+    importlib.import_module(f"bench.{path.stem}")
