@@ -121,10 +121,10 @@ class Rule(Strict):
     @field_validator("max_pod_minutes")
     @classmethod
     def _a_budget(cls, value: float | None) -> float | None:
-        if value is not None and not 1.0 <= value <= 10.0:
+        if value is not None and not 0.5 <= value <= 10.0:
             raise ValueError(
                 "expected how many times perfect foresight's pod-minutes the rule may cost, "
-                f"at least 1 and at most 10, e.g. 1.1 for 10 % more; got {value}"
+                f"at least 0.5 and at most 10, e.g. 1.1 for 10 % more; got {value}"
             )
         return value
 

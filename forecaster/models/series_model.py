@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,10 +44,45 @@ class SeriesFit:
     headroom: float  # factor on the band: what a budget left after its quantile bought
     recent_error: float  # backtest MAE over the steps the served value covers
     masked: float  # fraction of the history masked as outage
+    # The point forecast's own model and band where the least point error chose another
+    # model than the outcome did (None: the point is the median of the served model).
+    point: tuple[Fitted, Band] | None = None
 
     @property
     def model(self) -> Model:
         return self.fitted.model
+
+
+OUTCOME_MARGIN = 0.9
+"""A model chosen by outcome must leave at most this share of the demand the one with the
+least point error leaves uncovered (else the point error's choice stands: a difference
+within noise is no reason to give up the better median)."""
+SHORTLIST = 2
+"""Under a budget, how many of the candidates with the least point error are calibrated
+and compared by the demand they leave uncovered at what the budget affords."""
+ALWAYS_TRIED = ("snaive", "hw")
+"""Kinds compared by that outcome whatever their point error: the simple methods a user
+would otherwise run, which a point error ranks low where their noise hides their timing."""
+
+
+class Evidence(NamedTuple):
+    """A model's calibration backtest: its forecasts from every origin, what followed, and
+    the bands of its errors there (one per residual scaling, at least one)."""
+
+    bt: Backtest
+    future: np.ndarray  # origins x horizon: what happened after each origin
+    bands: list[Band]
+
+
+class Calibrated(NamedTuple):
+    """What calibrating one model bought: its band, quantile, level and headroom, and
+    the demand its values left uncovered over the calibration origins (inf: not judged)."""
+
+    band: Band
+    quantile: float
+    level: float
+    headroom: float
+    shortfall: float
 
 
 class SeriesModel:
@@ -78,11 +114,35 @@ class SeriesModel:
         self.stabilization = stabilization // step + 1  # steps a held value spans
 
     def fit(self, y: np.ndarray, end: int) -> SeriesFit:
-        """Choose and calibrate a model from history y (NaN holes) ending at grid point end."""
+        """Choose and calibrate a model from history y (NaN holes) ending at grid point end.
+
+        Under a fixed quantile the model is the one with the least point error; under a
+        budget, of the SHORTLIST with the least point error (and seasonal naive and
+        Holt-Winters, where offered), the one whose values at what the budget affords
+        leave the least demand uncovered (the outcome users pay for)."""
         ctx, points, masked = self._prepare(y, end)
         candidates = self._candidates(ctx, points)
-        best, error = selection.choose(candidates, ctx, self.window)
-        band, quantile, level, headroom = self._calibrate(best, ctx)
+        ranked = selection.rank(candidates, ctx, self.window)
+        best, error = ranked[0]
+        floor = 0.05 * max(float(np.nanmean(ctx.y)), 1e-9)  # the least scale a band reads
+        point: tuple[Fitted, Band] | None = None
+        if self.budget is not None and len(ranked) > 1 and np.isfinite(error):
+            shortlist = ranked[:SHORTLIST] + [
+                (m, e) for m, e in ranked[SHORTLIST:] if m.kind in ALWAYS_TRIED
+            ]
+            trials = [(m, e, self._evidence(m, ctx, floor)) for m, e in shortlist]
+            outcomes = [self._calibrate(ev, self.budget, floor).shortfall for *_, ev in trials]
+            # The least point error keeps it (and the best median) unless another model
+            # leaves materially less demand uncovered.
+            winner = int(np.argmin(outcomes))
+            evidence = trials[0][2]
+            if outcomes[winner] < OUTCOME_MARGIN * outcomes[0]:
+                if evidence is not None:  # the point forecast stays the least error's
+                    point = (best.fit(ctx), sharpest(evidence.bands, evidence.bt.paths, 0.5))
+                best, error, evidence = trials[winner]
+        else:
+            evidence = self._evidence(best, ctx, floor)
+        band, quantile, level, headroom, _ = self._calibrate(evidence, self.budget, floor)
         return SeriesFit(
             best.fit(ctx),
             end,
@@ -93,6 +153,7 @@ class SeriesModel:
             headroom,
             error,
             masked,
+            point,
         )
 
     def _prepare(self, y: np.ndarray, end: int) -> tuple[SeriesContext, int, float]:
@@ -134,28 +195,39 @@ class SeriesModel:
             base = ctx.profiles[period, ()] = sz.profile(ctx.y, ctx.end, self.step, period, smooth)
         return sz.layered_profile(ctx.y, ctx.end, self.step, base, layers) if layers else base
 
-    def _calibrate(self, model: Model, ctx: SeriesContext) -> tuple[Band, float, float, float]:
-        """The band from the model's errors over the calibration history, the quantile,
-        the level at which the band covers the lead window's peak that often, and the
-        headroom what is left of a budget buys on top of it."""
+    def _evidence(
+        self, model: Model, ctx: SeriesContext, floor: float, seconds: int = CALIBRATION_SECONDS
+    ) -> Evidence | None:
+        """The model's forecasts from every origin of the last `seconds` and the bands of
+        its errors there; None with too few origins (or errors) to learn a band from."""
         n, H = len(ctx.y), self.horizon
-        n_origins = min(CALIBRATION_SECONDS // self.step, max(0, n - H - 1))
-        floor = 0.05 * max(float(np.nanmean(ctx.y)), 1e-9)
-        fixed = fixed_quantile(self.quantile)
+        n_origins = min(seconds // self.step, max(0, n - H - 1))
         if n_origins < MIN_ORIGINS:
-            return Band.flat(H, floor), fixed, fixed, 1.0
+            return None
         origins = np.arange(n - H - n_origins, n - H)
         bt = Backtest.of(model, ctx, origins, self.window)
-        bands = candidate_bands(bt.paths, ctx.y[ctx.future(origins)], floor)
-        if not bands:
-            return Band.flat(H, floor), fixed, fixed, 1.0
+        future = ctx.y[ctx.future(origins)]
+        bands = candidate_bands(bt.paths, future, floor)
+        return Evidence(bt, future, bands) if bands else None
+
+    def _calibrate(
+        self, evidence: Evidence | None, asked: float | None, floor: float
+    ) -> Calibrated:
+        """From the model's evidence: the band, the quantile, the level at which the band
+        covers the lead window's peak that often, the headroom what is left of a budget
+        of `asked` buys on top of it (None: the rule's fixed quantile), and then the
+        demand its values would have left uncovered."""
+        fixed = fixed_quantile(self.quantile)
+        if evidence is None:
+            return Calibrated(Band.flat(self.horizon, floor), fixed, fixed, 1.0, np.inf)
+        bt, bands = evidence.bt, evidence.bands
         band = sharpest(bands, bt.paths, fixed)
-        if self.budget is None:
-            return band, fixed, peak_level(bt, band, fixed), 1.0
-        budget = Budget(bt, self.budget, self.stabilization)
-        band, q = budget.choose([band, *[b for b in bands if b is not band]])
+        if asked is None:
+            return Calibrated(band, fixed, peak_level(bt, band, fixed), 1.0, np.inf)
+        budget = Budget(bt, asked, self.stabilization)
+        band, q, shortfall = budget.choose([band, *[b for b in bands if b is not band]])
         level = peak_level(bt, band, q)
-        return band, q, level, budget.headroom(band, level)
+        return Calibrated(band, q, level, budget.headroom(band, level), shortfall)
 
     def forecast(
         self,
@@ -182,9 +254,24 @@ class SeriesModel:
         mean = clip_mean(mean, float(observed[-1]), recent_max)
         upper = fit.band.quantile(mean, fit.level if level is None else level) * fit.headroom
         # The model's forecast is a level, which spikes lift; the point forecast is the
-        # band's median, the one with the least absolute error.
-        median = fit.band.quantile(mean, 0.5)
-        return clip_band(median, mean, recent_max), clip_band(upper, mean, recent_max), fitted
+        # band's median, the one with the least absolute error (of the model with the
+        # least point error, where the outcome chose another for the band).
+        point_mean, point_band = mean, fit.band
+        if fit.point is not None:
+            point_fit = fit.point[0].advance(y, end, self.step)
+            point_steps = point_fit.model.history_steps
+            point_recent = y if point_steps is None else y[-point_steps:]
+            point_mean = point_fit.predict(point_recent, end, self.step, self.horizon)
+            point_mean, point_band = (
+                clip_mean(point_mean, float(observed[-1]), recent_max),
+                fit.point[1],
+            )
+        median = point_band.quantile(point_mean, 0.5)
+        return (
+            clip_band(median, point_mean, recent_max),
+            clip_band(upper, mean, recent_max),
+            fitted,
+        )
 
 
 def _seasonality(candidates: list[Model]) -> str:

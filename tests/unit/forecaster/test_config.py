@@ -77,7 +77,7 @@ def test_good_config_loads_with_units(tmp_path):
         ),
         (
             "    quantile: 0.9\n",
-            "    max_pod_minutes: 0.9\n",
+            "    max_pod_minutes: 0.4\n",
             "rules[0].max_pod_minutes: expected how many times perfect foresight's pod-minutes",
         ),
         (

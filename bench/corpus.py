@@ -1,0 +1,226 @@
+"""Judge the forecaster on every trace of a folder, the way users meet it: the default,
+a budget sweep and every baseline through two simulated HPAs, in one run.
+
+For each trace (its last 7 days, the lead the rule derives from its step):
+- scaleahead at the default budget and at each budget of BUDGETS, and every baseline
+  (reactive, seasonal naive, Holt-Winters, Crane's DSP, MSTL), each replayed once;
+- each through two HPAs: `own`, the project's simulator (target = capacity = the range's
+  p99 demand / 10), and `user`, as users configure theirs (target 0.7 of a pod's
+  capacity, pods five times finer: capacity = p99 / 50), Kubernetes defaults otherwise.
+
+It prints per trace and HPA: the default's dropped share (requests beyond Ready capacity)
+and cost (pod-minutes over perfect foresight's under the same HPA), the best baseline
+(fewest dropped), the baselines no point of scaleahead's curve dominates (drops no more
+and costs no more), and each budget realised against the budget asked. One summary line
+per HPA: traces with an undominated baseline (goal 0), the worst realised/asked ratio
+(goal <= 1.02), and the mean dropped share against the mean of each trace's best
+baseline (goal <= 0.5x). Traces run in parallel, one process per core.
+
+Run: python -m bench.corpus [--traces DIR] [--only NAME] [--budgets 1.0,1.1,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from forecaster.config import Rule
+from forecaster.evaluation import baselines
+from forecaster.evaluation.backtest import replay
+from forecaster.evaluation.hpa_sim import HPASettings
+from forecaster.evaluation.recorded import record
+from forecaster.evaluation.scoring import BASELINES, Judge
+from forecaster.selector import EVERYTHING
+from forecaster.sources.trace import TraceSource, read_trace
+from forecaster.times import DAY
+
+TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
+BUDGETS = (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.4)
+DEFAULT = "default"
+HPAS = {
+    "own": {"share": 1.0, "pods_at_p99": 10},
+    "user": {"share": 0.7, "pods_at_p99": 50},
+}
+"""Each HPA: the target as a share of a pod's capacity, and how many pods serve the p99."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One method through one HPA: the share of requests beyond Ready capacity and the
+    pod-minutes over perfect foresight's under the same HPA."""
+
+    dropped: float
+    cost: float
+
+
+def _hpa(actual: np.ndarray, lead: int, share: float, pods_at_p99: int) -> HPASettings:
+    finite = actual[np.isfinite(actual)]
+    capacity = max(float(np.percentile(finite, 99)) / pods_at_p99, 1e-9)
+    return HPASettings(target_per_pod=share * capacity, capacity_per_pod=capacity, startup=lead)
+
+
+def judge_trace(path: Path, budgets: tuple[float, ...]) -> dict[str, object]:
+    """Every method's point under each HPA on the trace's last 7 days."""
+    started = time.perf_counter()
+    trace = read_trace(path)
+    base = Rule.model_validate(
+        {
+            "name": "corpus",
+            "query": "csv{<<.LabelMatchers>>}",
+            "step": trace.resolution,
+            "phase": trace.phase,
+            "history": "15d",
+        }
+    )
+    end = trace.end
+    start = end - 7 * DAY
+    source = record(TraceSource(trace, {"trace": path.stem}), base, EVERYTHING, start, end)
+    replays = {DEFAULT: replay(base, source, start, end)}
+    for budget in budgets:
+        rule = base.changed(max_pod_minutes=budget, quantile=None)
+        replays[f"budget {budget:g}"] = replay(rule, source, start, end)
+    first = replays[DEFAULT]
+    points: dict[str, dict[str, Point]] = {}
+    for name, spec in HPAS.items():
+        judge = Judge(first, _hpa(first.actual, base.lead, spec["share"], spec["pods_at_p99"]))
+        bound = judge.bound.pod_minutes
+
+        def point(served: np.ndarray, judge: Judge = judge, bound: float = bound) -> Point:
+            hpa = judge.simulate(served)
+            return Point(hpa.beyond_capacity_share, hpa.pod_minutes / bound)
+
+        got = {label: point(r.before_floors) for label, r in replays.items()}
+        got["reactive"] = point(first.actual)
+        H, w = base.horizon_steps, first.window
+        for label, forecast in BASELINES:
+            paths = forecast(judge.y, judge.origins, H, base.step)
+            got[label] = point(baselines.served(first.actual, paths, w))
+        points[name] = got
+    return {
+        "trace": path.stem,
+        "step": base.step,
+        "lead": base.lead,
+        "models": first.models,
+        "seconds": time.perf_counter() - started,
+        "points": {h: {m: asdict(p) for m, p in got.items()} for h, got in points.items()},
+    }
+
+
+def _baselines() -> list[str]:
+    return ["reactive", *(label for label, _ in BASELINES)]
+
+
+def forecasting(points: dict[str, dict[str, float]]) -> list[str]:
+    """The baselines that forecast: not reactive, nor one that served what reactive serves
+    (MSTL with too little history). scaleahead never serves less than the actual (DESIGN.md:
+    a forecast may scale up early, never hold below today's demand), so reactive scaling
+    is the one point no budget can reach below; it is shown, not counted."""
+    reactive = points["reactive"]
+    return [b for b in _baselines()[1:] if points[b] != reactive]
+
+
+def undominated(points: dict[str, dict[str, float]]) -> list[str]:
+    """The forecasting baselines no point of scaleahead's (the default and every budget)
+    dominates: none drops no more and costs no more."""
+    ours = [p for label, p in points.items() if label == DEFAULT or label.startswith("budget")]
+    return [
+        b
+        for b in forecasting(points)
+        if not any(
+            p["dropped"] <= points[b]["dropped"] and p["cost"] <= points[b]["cost"] for p in ours
+        )
+    ]
+
+
+def best_baseline(points: dict[str, dict[str, float]]) -> str:
+    return min(_baselines(), key=lambda b: (points[b]["dropped"], points[b]["cost"]))
+
+
+def _fmt(point: dict[str, float]) -> str:
+    return f"{point['dropped']:.2%}/{point['cost']:.3f}"
+
+
+def realised(points: dict[str, dict[str, float]], budgets: tuple[float, ...]) -> dict[str, float]:
+    """Each budget's cost over the budget asked (the default's: 1.1), where it can be met:
+    at or above what reactive scaling costs, the least any budget can spend."""
+    floor = points["reactive"]["cost"]
+    asked = {DEFAULT: 1.1} | {f"budget {b:g}": b for b in budgets}
+    return {k: points[k]["cost"] / x for k, x in asked.items() if x >= floor}
+
+
+def report(results: list[dict[str, object]], budgets: tuple[float, ...]) -> str:
+    lines = []
+    for hpa in HPAS:
+        lines.append(f"\n== HPA {hpa}: {HPAS[hpa]}")
+        lines.append(
+            f"{'trace':32s} {'default':>15s} {'best baseline':>29s}  {'worst real/asked':>22s}"
+            "  undominated baselines"
+        )
+        worst: tuple[float, str] = (0.0, "")
+        undominated_traces = 0
+        ours, theirs = [], []
+        for r in results:
+            points = r["points"][hpa]  # type: ignore[index]
+            d = points[DEFAULT]
+            best = best_baseline(points)
+            left = undominated(points)
+            undominated_traces += bool(left)
+            ratios = realised(points, budgets)
+            key = max(ratios, key=lambda k: ratios[k])
+            worst = max(worst, (ratios[key], f"{r['trace']} {key}"))
+            ours.append(d["dropped"])
+            theirs.append(points[best]["dropped"])
+            lines.append(
+                f"{r['trace']:32s} {_fmt(d):>15s} {best:>14s} {_fmt(points[best]):>14s}  "
+                f"{key:>14s} {ratios[key]:.3f}  {', '.join(left) or '-'}"
+            )
+        for r in results:
+            points = r["points"][hpa]  # type: ignore[index]
+            curve = " ".join(f"{x:g}:{_fmt(points[f'budget {x:g}'])}" for x in budgets)
+            base = " ".join(f"{b}:{_fmt(points[b])}" for b in _baselines())
+            lines.append(f"  {r['trace']}: {curve} | {base}")
+        mean_ours, mean_theirs = float(np.mean(ours)), float(np.mean(theirs))
+        lines.append(
+            f"SUMMARY {hpa}: {undominated_traces} of {len(results)} traces with an undominated "
+            f"forecasting baseline (goal 0); worst realised/asked budget {worst[0]:.3f}, "
+            f"{worst[1]} (goal <= 1.02); mean dropped {mean_ours:.2%} against the best "
+            f"baselines' {mean_theirs:.2%} "
+            f"({mean_ours / mean_theirs if mean_theirs else float('nan'):.2f}x, goal <= 0.5x)"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--traces", type=Path, default=TRACES)
+    ap.add_argument("--only", help="substring of the trace file names to run")
+    ap.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS))
+    ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--json", type=Path, help="write every point here")
+    args = ap.parse_args()
+    budgets = tuple(float(b) for b in args.budgets.split(","))
+    paths = sorted(args.traces.glob("*.csv"), key=lambda p: -p.stat().st_size)  # longest first
+    paths = [p for p in paths if not args.only or args.only in p.name]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(judge_trace, paths, [budgets] * len(paths)))
+    results.sort(key=lambda r: str(r["trace"]))
+    print(report(results, budgets))
+    seconds = {str(r["trace"]): round(float(r["seconds"]), 1) for r in results}  # type: ignore[arg-type]
+    print(
+        f"\n{len(results)} traces in {time.perf_counter() - started:.0f} s on {args.jobs} "
+        f"processes; per trace: {seconds}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
