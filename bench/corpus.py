@@ -2,8 +2,9 @@
 a budget sweep and every baseline through two simulated HPAs, in one run.
 
 For each trace (its last 7 days, the lead the rule derives from its step):
-- scaleahead at the default budget and at each budget of BUDGETS, and every baseline
-  (reactive, seasonal naive, Holt-Winters, Crane's DSP, MSTL), each replayed once;
+- scaleahead at the default budget, at each budget of BUDGETS and at each forecasting
+  baseline's own cost (under either HPA), and every baseline (reactive, seasonal naive,
+  Holt-Winters, Crane's DSP, MSTL), each replayed once;
 - each through two HPAs: `own`, the project's simulator (target = capacity = the range's
   p99 demand / 10), and `user`, as users configure theirs (target 0.7 of a pod's
   capacity, pods five times finer: capacity = p99 / 50), Kubernetes defaults otherwise.
@@ -82,32 +83,40 @@ def judge_trace(path: Path, budgets: tuple[float, ...]) -> dict[str, object]:
     end = trace.end
     start = end - 7 * DAY
     source = record(TraceSource(trace, {"trace": path.stem}), base, EVERYTHING, start, end)
-    replays = {DEFAULT: replay(base, source, start, end)}
-    for budget in budgets:
+    first = replay(base, source, start, end)
+    judges = {
+        name: Judge(first, _hpa(first.actual, base.lead, spec["share"], spec["pods_at_p99"]))
+        for name, spec in HPAS.items()
+    }
+    # What each method serves (the baselines' do not depend on the HPA), and its point.
+    served = {DEFAULT: first.before_floors, "reactive": first.actual}
+    some = next(iter(judges.values()))
+    for label, forecast in BASELINES:
+        paths = forecast(some.y, some.origins, base.horizon_steps, base.step)
+        served[label] = baselines.served(first.actual, paths, first.window)
+
+    def point(hpa: str, values: np.ndarray) -> Point:
+        judge = judges[hpa]
+        result = judge.simulate(values)
+        return Point(result.beyond_capacity_share, result.pod_minutes / judge.bound.pod_minutes)
+
+    # The sweep, and a budget at each forecasting baseline's own cost under each HPA:
+    # "some budget drops no more and costs no more" is asked of that budget first.
+    asked = set(budgets)
+    for hpa in HPAS:
+        for label, _ in BASELINES:
+            cost = round(point(hpa, served[label]).cost, 3)
+            asked.add(min(max(cost, 0.5), 10.0))
+    for budget in sorted(asked):
         rule = base.changed(max_pod_minutes=budget, quantile=None)
-        replays[f"budget {budget:g}"] = replay(rule, source, start, end)
-    first = replays[DEFAULT]
-    points: dict[str, dict[str, Point]] = {}
-    for name, spec in HPAS.items():
-        judge = Judge(first, _hpa(first.actual, base.lead, spec["share"], spec["pods_at_p99"]))
-        bound = judge.bound.pod_minutes
-
-        def point(served: np.ndarray, judge: Judge = judge, bound: float = bound) -> Point:
-            hpa = judge.simulate(served)
-            return Point(hpa.beyond_capacity_share, hpa.pod_minutes / bound)
-
-        got = {label: point(r.before_floors) for label, r in replays.items()}
-        got["reactive"] = point(first.actual)
-        H, w = base.horizon_steps, first.window
-        for label, forecast in BASELINES:
-            paths = forecast(judge.y, judge.origins, H, base.step)
-            got[label] = point(baselines.served(first.actual, paths, w))
-        points[name] = got
+        served[f"budget {budget:g}"] = replay(rule, source, start, end).before_floors
+    points = {hpa: {label: point(hpa, values) for label, values in served.items()} for hpa in HPAS}
     return {
         "trace": path.stem,
         "step": base.step,
         "lead": base.lead,
         "models": first.models,
+        "budgets": sorted(asked),
         "seconds": time.perf_counter() - started,
         "points": {h: {m: asdict(p) for m, p in got.items()} for h, got in points.items()},
     }
@@ -147,11 +156,11 @@ def _fmt(point: dict[str, float]) -> str:
     return f"{point['dropped']:.2%}/{point['cost']:.3f}"
 
 
-def realised(points: dict[str, dict[str, float]], budgets: tuple[float, ...]) -> dict[str, float]:
+def realised(points: dict[str, dict[str, float]]) -> dict[str, float]:
     """Each budget's cost over the budget asked (the default's: 1.1), where it can be met:
     at or above what reactive scaling costs, the least any budget can spend."""
     floor = points["reactive"]["cost"]
-    asked = {DEFAULT: 1.1} | {f"budget {b:g}": b for b in budgets}
+    asked = {DEFAULT: 1.1} | {k: float(k.split()[1]) for k in points if k.startswith("budget")}
     return {k: points[k]["cost"] / x for k, x in asked.items() if x >= floor}
 
 
@@ -172,7 +181,7 @@ def report(results: list[dict[str, object]], budgets: tuple[float, ...]) -> str:
             best = best_baseline(points)
             left = undominated(points)
             undominated_traces += bool(left)
-            ratios = realised(points, budgets)
+            ratios = realised(points)
             key = max(ratios, key=lambda k: ratios[k])
             worst = max(worst, (ratios[key], f"{r['trace']} {key}"))
             ours.append(d["dropped"])
