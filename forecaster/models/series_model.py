@@ -116,10 +116,12 @@ class SeriesModel:
     def fit(self, y: np.ndarray, end: int) -> SeriesFit:
         """Choose and calibrate a model from history y (NaN holes) ending at grid point end.
 
-        Under a fixed quantile the model is the one with the least point error; under a
+        Under a fixed quantile the model is the one with the least point error. Under a
         budget, of the SHORTLIST with the least point error (and seasonal naive and
         Holt-Winters, where offered), the one whose values at what the budget affords
-        leave the least demand uncovered (the outcome users pay for)."""
+        leave the least demand uncovered (the outcome users pay for) serves the band, if
+        it beats the least point error's by OUTCOME_MARGIN; the point forecast stays the
+        least point error's."""
         ctx, points, masked = self._prepare(y, end)
         candidates = self._candidates(ctx, points)
         ranked = selection.rank(candidates, ctx, self.window)
@@ -130,19 +132,20 @@ class SeriesModel:
             shortlist = ranked[:SHORTLIST] + [
                 (m, e) for m, e in ranked[SHORTLIST:] if m.kind in ALWAYS_TRIED
             ]
-            trials = [(m, e, self._evidence(m, ctx, floor)) for m, e in shortlist]
-            outcomes = [self._calibrate(ev, self.budget, floor).shortfall for *_, ev in trials]
-            # The least point error keeps it (and the best median) unless another model
-            # leaves materially less demand uncovered.
-            winner = int(np.argmin(outcomes))
-            evidence = trials[0][2]
-            if outcomes[winner] < OUTCOME_MARGIN * outcomes[0]:
-                if evidence is not None:  # the point forecast stays the least error's
-                    point = (best.fit(ctx), sharpest(evidence.bands, evidence.bt.paths, 0.5))
-                best, error, evidence = trials[winner]
+            evidence = [self._evidence(m, ctx, floor) for m, _ in shortlist]
+            trials = [self._calibrate(ev, self.budget, floor) for ev in evidence]
+            winner = int(np.argmin([t.shortfall for t in trials]))  # the first of equals
+            if trials[winner].shortfall < OUTCOME_MARGIN * trials[0].shortfall:
+                first = evidence[0]
+                if first is not None:  # the point forecast stays the least error's
+                    point = (best.fit(ctx), sharpest(first.bands, first.bt.paths, 0.5))
+                best, error = shortlist[winner]
+            else:
+                winner = 0
+            calibrated = trials[winner]
         else:
-            evidence = self._evidence(best, ctx, floor)
-        band, quantile, level, headroom, _ = self._calibrate(evidence, self.budget, floor)
+            calibrated = self._calibrate(self._evidence(best, ctx, floor), self.budget, floor)
+        band, quantile, level, headroom, _ = calibrated
         return SeriesFit(
             best.fit(ctx),
             end,
