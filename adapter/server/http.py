@@ -1,5 +1,11 @@
 """The HTTP server under the app: uvicorn with the client certificate of each TLS
-connection in the request's state, bounded connections, and deadlines for slow clients."""
+connection in the request's state, bounded connections, and deadlines for slow clients.
+
+Every request, its head and its body, must arrive whole within REQUEST_TIMEOUT of its
+first byte (the first request within it of the connection opening), whichever request of
+the connection it is. Near the connection limit, the connections idle longest (between
+requests, or sending one too slowly) are closed to make room, so that idle or slow
+clients never keep a probe or the HPA out."""
 
 from __future__ import annotations
 
@@ -14,8 +20,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from adapter.asgi import PEER_CERT
 
-REQUEST_HEADER_TIMEOUT = 10.0
-"""A connection that has not sent a whole request head this long after it opened is closed."""
+REQUEST_TIMEOUT = 10.0
+"""Seconds a request may take to arrive whole (head and body), from its first byte, or
+from the connection opening for its first: beyond, the connection is closed."""
 
 KEEP_ALIVE_TIMEOUT = 30
 """Idle keep-alive connections are closed after this many seconds (the aggregator reuses
@@ -24,26 +31,68 @@ its connections; a client that holds one without asking loses it)."""
 CONNECTION_LIMIT = 1000
 """Concurrent connections plus requests; beyond it new requests get 503 at once."""
 
+SHED_AT = 900
+"""Connections open from which each new one closes the one idle longest (in no request,
+or in one still arriving): room for probes and the HPA is made before the limit."""
+
 
 class PeerCertProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol, recording the verified client certificate (DER) in
-    every request's state and closing connections that never finish a request head."""
+    every request's state, closing connections whose request does not arrive whole in
+    time, and shedding the longest idle connections near the limit."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         self.app_state = {**self.app_state, PEER_CERT: der}
-        self._head_deadline = asyncio.get_running_loop().call_later(
-            REQUEST_HEADER_TIMEOUT, self._head_timeout
-        )
+        self._idle_since = self.loop.time()
+        self._arriving = True  # a request (the first) is awaited: the deadline runs
+        self._deadline = self.loop.call_later(REQUEST_TIMEOUT, self._too_slow)
+        if len(self.connections) > SHED_AT:
+            self._shed()
 
-    def _head_timeout(self) -> None:
-        if self.cycle is None and not self.transport.is_closing():
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._deadline.cancel()
+        self._arriving = True
+        self._deadline = self.loop.call_later(REQUEST_TIMEOUT, self._too_slow)
+
+    def on_message_complete(self) -> None:
+        self._deadline.cancel()
+        self._arriving = False
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        self._idle_since = self.loop.time()
+        super().on_response_complete()
+
+    def idle_since(self) -> float | None:
+        """When the connection opened or last finished a response, if it holds nothing
+        the server is working on (no request, or one that has not arrived whole yet);
+        None while a request is being answered."""
+        idle = self._arriving or self.cycle is None or self.cycle.response_complete
+        return self._idle_since if idle else None
+
+    def _too_slow(self) -> None:
+        if not self.transport.is_closing():
             self.transport.close()
 
+    def _shed(self) -> None:
+        """Close the connections idle longest until SHED_AT remain open."""
+        open_ = [c for c in self.connections if not c.transport.is_closing()]
+        idle = [
+            (since, id(c), c)
+            for c in open_
+            if c is not self
+            and isinstance(c, PeerCertProtocol)
+            and (since := c.idle_since()) is not None
+        ]
+        for _, _, connection in sorted(idle)[: len(open_) - SHED_AT]:
+            connection.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self._head_deadline.cancel()
+        self._deadline.cancel()
         super().connection_lost(exc)
 
 

@@ -1,0 +1,98 @@
+"""Slow and idle clients against the real server: every request of a connection must
+arrive whole in time, and idle connections near the limit make room for probes and the
+HPA instead of keeping them out (issue 29, item 1)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from adapter.server.http import CONNECTION_LIMIT, REQUEST_TIMEOUT
+from harness.net import free_port, wait_http
+from tests.integration.adapter.test_cli import running
+
+METRIC = (
+    "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/http_requests_forecast"
+    "?labelSelector=service%3Dnasa-http"
+)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    port = free_port()
+    with running(["serve", "--port", str(port)], tmp_path_factory.mktemp("slow") / "log"):
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=90)
+        yield port
+
+
+def seconds_until_closed(sock: socket.socket, dribble: bytes, limit: float = 40.0) -> float:
+    """Send `dribble` a byte a second until the server closes the connection; how long
+    that took."""
+    started = time.monotonic()
+    sock.settimeout(1.0)
+    for byte in dribble:
+        try:
+            if sock.recv(1024) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except OSError:
+            return time.monotonic() - started
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return time.monotonic() - started
+        assert time.monotonic() - started < limit, "the server never closed it"
+    raise AssertionError("dribbled everything without being cut off")
+
+
+@pytest.mark.parametrize(
+    ("head", "dribble"),
+    [
+        # The second request's head, a byte a second, after a first one was answered.
+        (b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 60),
+        # A whole head announcing a body that then comes a byte a second.
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", b"b" * 60),
+    ],
+    ids=["second-head", "body"],
+)
+def test_every_request_of_a_connection_must_arrive_in_time(demo: int, head: bytes, dribble: bytes):
+    with socket.create_connection(("127.0.0.1", demo), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in sock.recv(4096)  # the first request is answered
+        sock.sendall(head)
+        waited = seconds_until_closed(sock, dribble)
+    assert REQUEST_TIMEOUT - 2 < waited < REQUEST_TIMEOUT + 5
+
+
+def test_idle_connections_never_keep_probes_or_the_hpa_out(demo: int):
+    """More idle connections than the server takes (half silent, half half-sending a
+    head): the ones idle longest are closed as new ones arrive, and the probes and the
+    metric are answered at once, not with 503."""
+    held: list[socket.socket] = []
+    try:
+        for i in range(CONNECTION_LIMIT + 50):
+            sock = socket.create_connection(("127.0.0.1", demo), timeout=10)
+            if i % 2:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            held.append(sock)
+        started = time.monotonic()
+        with httpx.Client(base_url=f"http://127.0.0.1:{demo}", timeout=5) as client:
+            for path in ("/healthz", "/livez", "/readyz", METRIC):
+                assert client.get(path).status_code == 200, path
+        assert time.monotonic() - started < REQUEST_TIMEOUT - 2  # before any deadline ran
+        shed = 0
+        for sock in held[:100]:  # the oldest: shed to make room
+            sock.settimeout(2.0)
+            try:
+                shed += sock.recv(1) == b""
+            except OSError:
+                shed += 1
+        assert shed == 100
+    finally:
+        for sock in held:
+            sock.close()
