@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
 _TOKEN = re.compile(r"\s*(==|!=|=|\(|\)|,|!|[^\s=!(),]+)")
+
+
+MAX_LENGTH = 4096
+"""Characters a selector may have. A request's selector is parsed and matched on the API
+server's event loop, so what one request can cost is bounded here (an HPA's selector is
+a few labels; a URL of tens of kilobytes is no selector anyone writes)."""
+MAX_VALUES = 256
+"""Values one `in` or `notin` set may list."""
+MAX_REQUIREMENTS = 32
+"""Requirements one selector may hold."""
 
 
 class SelectorError(ValueError):
@@ -36,6 +46,11 @@ class Requirement:
     key: str
     op: Op
     values: tuple[str, ...] = ()
+    # The values as a set: matching costs the same however many are listed.
+    value_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value_set", frozenset(self.values))
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         value = labels.get(self.key, "")
@@ -44,9 +59,9 @@ class Requirement:
         if self.op is Op.NE:
             return value != self.values[0]
         if self.op is Op.IN:
-            return value != "" and value in self.values
+            return value != "" and value in self.value_set
         if self.op is Op.NOT_IN:
-            return value not in self.values or value == ""
+            return value not in self.value_set or value == ""
         if self.op is Op.EXISTS:
             return value != ""
         return value == ""
@@ -118,9 +133,14 @@ def _check_value(value: str) -> str:
 
 
 def parse_selector(text: str | None) -> LabelSelector:
-    """Parse a Kubernetes label selector string; raise SelectorError naming the problem."""
+    """Parse a Kubernetes label selector string; raise SelectorError naming the problem
+    (and the limit, for one beyond MAX_LENGTH, MAX_VALUES or MAX_REQUIREMENTS)."""
     if text is None or not text.strip():
         return LabelSelector()
+    if len(text) > MAX_LENGTH:
+        raise SelectorError(
+            f"a selector of {len(text)} characters: at most {MAX_LENGTH} are accepted"
+        )
     tokens: list[str] = []
     pos = 0
     while pos < len(text):
@@ -149,6 +169,8 @@ def parse_selector(text: str | None) -> LabelSelector:
             if tok in "(),=!" or tok in ("==", "!="):
                 raise SelectorError(f"expected a value, found {tok!r} in {text!r}")
             values.append(_check_value(tok))
+            if len(values) > MAX_VALUES:
+                raise SelectorError(f"more than {MAX_VALUES} values in one set of {text!r}")
             i += 1
             if i >= len(tokens):
                 raise SelectorError(f"unclosed '(' in {text!r}")
@@ -195,6 +217,8 @@ def parse_selector(text: str | None) -> LabelSelector:
             if tokens[i] != ",":
                 raise SelectorError(f"expected ',' between requirements, found {tokens[i]!r}")
             i += 1
+            if len(reqs) >= MAX_REQUIREMENTS:
+                raise SelectorError(f"more than {MAX_REQUIREMENTS} requirements in {text!r}")
             if i >= len(tokens):
                 raise SelectorError(f"trailing ',' in {text!r}")
     return LabelSelector(tuple(reqs))

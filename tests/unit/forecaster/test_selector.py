@@ -6,7 +6,15 @@ import re
 
 import pytest
 
-from forecaster.selector import Op, Requirement, SelectorError, parse_selector
+from forecaster.selector import (
+    MAX_LENGTH,
+    MAX_REQUIREMENTS,
+    MAX_VALUES,
+    Op,
+    Requirement,
+    SelectorError,
+    parse_selector,
+)
 
 
 @pytest.mark.parametrize(
@@ -43,3 +51,27 @@ def test_parse(text, expected):
 def test_malformed(text, needle):
     with pytest.raises(SelectorError, match=re.escape(needle)):
         parse_selector(text)
+
+
+def test_a_selector_beyond_its_bounds_is_refused_naming_the_limit():
+    many = ",".join(f"s{i}" for i in range(MAX_VALUES + 1))
+    with pytest.raises(SelectorError, match=f"more than {MAX_VALUES} values in one set"):
+        parse_selector(f"service notin ({many})")
+    long = "a=" + "b" * MAX_LENGTH
+    with pytest.raises(SelectorError, match=f"at most {MAX_LENGTH} are accepted") as err:
+        parse_selector(long)
+    assert len(str(err.value)) < 200  # the message does not echo what it refuses
+    requirements = ",".join(f"k{i}=v" for i in range(MAX_REQUIREMENTS + 1))
+    with pytest.raises(SelectorError, match=f"more than {MAX_REQUIREMENTS} requirements"):
+        parse_selector(requirements)
+    at_bounds = ",".join(f"s{i}" for i in range(MAX_VALUES))
+    assert len(parse_selector(f"service in ({at_bounds})").requirements[0].values) == MAX_VALUES
+
+
+def test_set_requirements_match_by_set_membership():
+    selector = parse_selector("service in (a,b,c),zone notin (x,y)")
+    assert selector.matches({"service": "b", "zone": "z"})
+    assert not selector.matches({"service": "b", "zone": "y"})
+    assert not selector.matches({"service": "d"})
+    assert selector.requirements[0].value_set == frozenset({"a", "b", "c"})
+    assert selector == parse_selector("service in (a,b,c),zone notin (x,y)")
