@@ -3,12 +3,14 @@ metrics server (the one that owned the APIService before), as the aggregator wou
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import httpx
 
 from adapter.errors import Unavailable
@@ -20,6 +22,17 @@ log = logging.getLogger(__name__)
 
 DISCOVERY_TTL = 30.0
 """Seconds the other server's list of metrics is reused for discovery."""
+
+MAX_ANSWER = 4 * 2**20
+"""Bytes of one answer taken from the other server; more is refused unread. An
+ExternalMetricValueList of 10,000 series is about 2.5 MB."""
+
+_PCHAR = "-._~!$&'()*+,;=:@"
+"""Characters a path segment carries as they are (RFC 3986 pchar, less '%')."""
+
+
+class TooLarge(Exception):
+    """The other server's answer is larger than MAX_ANSWER."""
 
 
 @dataclass(frozen=True)
@@ -68,19 +81,38 @@ class Forwarder:
             headers += identity_headers(user)
         return headers
 
-    async def get(self, path: str, query: str, user: User | None) -> Answer:
-        """The other server's answer to GET path?query; Unavailable when it cannot be had."""
-        url = f"{path}?{query}" if query else path
+    async def metric(
+        self,
+        group_version: str,
+        namespace: str,
+        metric: str,
+        selectors: list[str],
+        user: User | None,
+    ) -> Answer:
+        """The other server's answer for one external metric, asked by a URL built from
+        these parts alone (each segment percent-encoded exactly, the label selectors as
+        the only query); Unavailable when it cannot be had whole."""
+        path = f"/apis/{group_version}/namespaces/{_segment(namespace)}/{_segment(metric)}"
+        params = tuple(("labelSelector", s) for s in selectors)
+        return await self._ask(path, params, user)
+
+    async def _ask(
+        self, path: str, params: tuple[tuple[str, str], ...], user: User | None
+    ) -> Answer:
         try:
-            resp = await self._client.get(url, headers=self._headers(user))
-        except (httpx.HTTPError, OSError) as err:
+            with anyio.fail_after(self.config.timeout):
+                async with self._client.stream(
+                    "GET", path, params=params, headers=self._headers(user)
+                ) as resp:
+                    body = await _bounded(resp)
+        except (httpx.HTTPError, OSError, TooLarge) as err:
             self._note_down(err)
             raise Unavailable(
                 f"the external metric is not served by scaleahead, and the server it is "
-                f"forwarded to ({self.config.url}) cannot be reached: {_describe(err)}"
+                f"forwarded to ({self.config.url}) gives no usable answer: {_describe(err)}"
             ) from None
         self._note_up()
-        return Answer(resp.status_code, resp.content, resp.headers.get("content-type", ""))
+        return Answer(resp.status_code, body, resp.headers.get("content-type", ""))
 
     async def resources(self, group_version: str, user: User | None) -> list[dict[str, Any]]:
         """The other server's metrics (APIResourceList resources), refreshed at most every
@@ -90,12 +122,15 @@ class Forwarder:
             return self._resources
         self._listed_at = now
         try:
-            resp = await self._client.get(f"/apis/{group_version}", headers=self._headers(user))
-            resp.raise_for_status()
-            found = resp.json().get("resources")
+            answer = await self._ask(f"/apis/{group_version}", (), user)
+            if answer.code != 200:
+                raise ValueError(f"it answered {answer.code}")
+            found = json.loads(answer.body).get("resources")
             if not isinstance(found, list):
                 raise ValueError("no resources in its APIResourceList")
-        except (httpx.HTTPError, OSError, ValueError) as err:
+        except Unavailable:  # noted by _ask
+            return self._resources
+        except (ValueError, AttributeError) as err:
             self._note_down(err)
             return self._resources
         self._note_up()
@@ -106,8 +141,8 @@ class Forwarder:
         why = _describe(err)
         if self._down is None:
             log.warning(
-                "forwarding: %s cannot be reached (%s); its metrics are answered 503 until it "
-                "can, ours are unaffected",
+                "forwarding: %s gives no usable answer (%s); its metrics are answered 503 "
+                "until it does, ours are unaffected",
                 self.config.url,
                 why,
             )
@@ -115,12 +150,34 @@ class Forwarder:
 
     def _note_up(self) -> None:
         if self._down is not None:
-            log.info("forwarding: %s reachable again", self.config.url)
+            log.info("forwarding: %s answers again", self.config.url)
         self._down = None
 
     async def close(self) -> None:
         await self._client.aclose()
 
 
+def _segment(name: str) -> str:
+    """`name` as one path segment that decodes back to exactly `name`."""
+    return quote(name, safe=_PCHAR)
+
+
+async def _bounded(resp: httpx.Response) -> bytes:
+    """The body of `resp`, or TooLarge as soon as it is known to exceed MAX_ANSWER."""
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_ANSWER:
+        raise TooLarge(f"it announced {int(declared):,} bytes, more than {MAX_ANSWER:,} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise TooLarge(f"its answer is more than {MAX_ANSWER:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _describe(err: BaseException) -> str:
+    if isinstance(err, TooLarge):
+        return str(err)
     return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__

@@ -13,6 +13,7 @@ import lzma
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -212,9 +213,9 @@ class ControlPlane:
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last = ""
-        with httpx.Client(
-            verify=str(self.ca.cert), cert=(str(self.admin.cert), str(self.admin.key))
-        ) as client:
+        context = ssl.create_default_context(cafile=str(self.ca.cert))
+        context.load_cert_chain(self.admin.cert, self.admin.key)
+        with httpx.Client(verify=context) as client:
             while time.monotonic() < deadline:
                 assert self._apiserver is not None
                 if self._apiserver.poll() is not None:

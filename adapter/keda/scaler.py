@@ -17,7 +17,8 @@ from adapter.errors import BadRequest, NotFound, StatusError
 from adapter.keda import externalscaler_pb2 as pb
 from adapter.keda import externalscaler_pb2_grpc as pb_grpc
 from adapter.metrics import ServerMetrics
-from adapter.provider import ExternalMetricsProvider, check_namespace
+from adapter.names import check_namespace
+from adapter.provider import ExternalMetricsProvider
 from forecaster.selector import LabelSelector, SelectorError, parse_selector
 
 log = logging.getLogger(__name__)

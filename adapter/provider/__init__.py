@@ -7,23 +7,10 @@ The API layer asks a provider; it never builds PromQL nor reads forecasts itself
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from adapter.errors import BadRequest
 from forecaster.selector import LabelSelector
-
-_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-
-
-def check_namespace(namespace: str) -> None:
-    """BadRequest unless `namespace` is a valid namespace name (a DNS-1123 label)."""
-    if len(namespace) > 63 or not _NAMESPACE.match(namespace):
-        raise BadRequest(
-            f'invalid namespace "{namespace}": expected a DNS-1123 label '
-            "(lower-case alphanumerics and '-', at most 63 characters)"
-        )
 
 
 @dataclass(frozen=True)

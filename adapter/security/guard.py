@@ -14,7 +14,7 @@ import anyio.to_thread
 
 from adapter.asgi import CALLER, PEER_CERT, ASGIApp, Receive, Scope, Send
 from adapter.cluster.kube import KubeError
-from adapter.errors import send_status
+from adapter.errors import StatusError, send_status
 from adapter.security.authn import Authenticator
 from adapter.security.authz import Authorizer
 from adapter.security.identity import User
@@ -54,7 +54,11 @@ class Guard:
             if user is None:
                 await send_status(send_logged, 401, "Unauthorized", "Unauthorized")
                 return
-            attrs = request_attributes(method, path)
+            try:
+                attrs = request_attributes(method, path)
+            except StatusError as err:  # judged before authorizing: a name meaning itself
+                await send_status(send_logged, err.code, err.reason, err.message)
+                return
             decision = self.authorizer.cached(user, attrs)
             if decision is None:
                 decision = await anyio.to_thread.run_sync(self.authorizer.authorize, user, attrs)

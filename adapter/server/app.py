@@ -20,7 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapter.asgi import CALLER
 from adapter.errors import BadRequest, NotFound, StatusError, send_status, status_body
 from adapter.forward import Forwarder
-from adapter.provider import Check, ExternalMetricsProvider, check_namespace
+from adapter.names import check_namespace, check_segment
+from adapter.provider import Check, ExternalMetricsProvider
 from adapter.quantity import format_quantity
 from adapter.security.identity import User
 from adapter.server import openapi
@@ -183,11 +184,12 @@ def create_app(
         namespace: str = request.path_params["namespace"]
         metric: str = request.path_params["metric"]
         check_namespace(namespace)
+        check_segment("metric name", metric)
+        raw = request.query_params.getlist("labelSelector")
         if forwarder is not None and metric not in provider.metric_names():
             # Theirs: its selector is theirs to judge (their label keys may not be ours).
-            answer = await forwarder.get(request.url.path, request.url.query, _caller(request))
+            answer = await forwarder.metric(GROUP_VERSION, namespace, metric, raw, _caller(request))
             return Response(answer.body, answer.code, media_type=answer.content_type or None)
-        raw = request.query_params.getlist("labelSelector")
         if len(raw) > 1:
             raise BadRequest("labelSelector given more than once")
         try:

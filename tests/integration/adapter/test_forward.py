@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -188,8 +190,8 @@ subjects: [{kind: ServiceAccount, name: forwarder, namespace: scaleahead}]
     async def ask() -> Answer:
         forwarder = Forwarder(config)
         try:
-            return await forwarder.get(
-                f"{GROUP_PATH}/namespaces/default/{THEIRS}", "", User("reader")
+            return await forwarder.metric(
+                "external.metrics.k8s.io/v1beta1", "default", THEIRS, [], User("reader")
             )
         finally:
             await forwarder.close()
@@ -198,6 +200,43 @@ subjects: [{kind: ServiceAccount, name: forwarder, namespace: scaleahead}]
     assert answer.code == 200, answer.body
     assert json.loads(answer.body)["items"][0]["metricName"] == THEIRS
     assert 'user="system:serviceaccount:scaleahead:forwarder" verb=GET' in pair.theirs.log
+
+
+def _as_the_aggregator(pair: Pair, target: str, user: str) -> tuple[int, dict]:
+    """GET `target` exactly as written, straight to ours over TLS with a front-proxy
+    certificate and X-Remote-User: what the aggregator would pass on."""
+    proxy = pair.plane.front_proxy_ca.issue("raw-proxy", "front-proxy-client")
+    context = ssl.create_default_context(cafile=str(pair.ours.root / "certs" / "ca.crt"))
+    context.check_hostname = False
+    context.load_cert_chain(proxy.cert, proxy.key)
+    raw = socket.create_connection(("127.0.0.1", pair.ours.port), timeout=30)
+    with context.wrap_socket(raw) as sock:
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: x\r\nX-Remote-User: {user}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("name", ["..", "%2e%2e", "orders%00", "orders%252Fx"])
+def test_a_name_that_would_not_mean_itself_is_refused_before_it_is_authorized(
+    pair: Pair, name: str
+):
+    """`..` was authorized as resource ".." and forwarded as the namespace list, a path
+    never authorized. Now: 400 even for a user with no RBAC at all (not 403: the name is
+    judged first), and the other server is never asked."""
+    code, status = _as_the_aggregator(pair, f"{GROUP_PATH}/namespaces/default/{name}", "nobody")
+    assert code == 400 and status["reason"] == "BadRequest", status
+    assert "invalid resource" in status["message"]
+    assert f'path="{GROUP_PATH}/namespaces"' not in pair.theirs.log
+    assert f'path="{GROUP_PATH}/namespaces/default/' + "orders%" not in pair.theirs.log
+    # The same door, a name that means itself: authorized, then judged by RBAC.
+    code, status = _as_the_aggregator(pair, f"{GROUP_PATH}/namespaces/default/{THEIRS}", "nobody")
+    assert code == 403 and status["reason"] == "Forbidden"
 
 
 def test_the_other_server_down_is_503_for_its_metrics_only(pair: Pair):
@@ -212,10 +251,10 @@ def test_the_other_server_down_is_503_for_its_metrics_only(pair: Pair):
     assert "ServiceUnavailable" in down.stderr or "503" in down.stderr, down.stderr
     direct = pair.plane.kubectl("get", "--raw", path(THEIRS), "-v=6", check=False)
     assert "503 Service Unavailable" in direct.stderr
-    assert "cannot be reached" in direct.stderr
+    assert "gives no usable answer" in direct.stderr
     ours = get_raw(pair.plane, path(OURS))
     assert ours.returncode == 0 and json.loads(ours.stdout)["items"][0]["metricName"] == OURS
     # Discovery still lists what it last knew of theirs (cached), and ours.
     names = [r["name"] for r in json.loads(get_raw(pair.plane, GROUP_PATH).stdout)["resources"]]
     assert OURS in names
-    assert "cannot be reached" in pair.ours.log
+    assert "gives no usable answer" in pair.ours.log

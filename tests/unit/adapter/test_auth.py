@@ -7,7 +7,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from adapter.errors import UsageError
+from adapter.errors import BadRequest, UsageError
+from adapter.names import check_segment
 from adapter.security.authn import Authenticator
 from adapter.security.authz import Authorizer
 from adapter.security.identity import Attributes, User
@@ -85,6 +86,34 @@ BASE = "/apis/external.metrics.k8s.io/v1beta1"
 )
 def test_request_attributes_follow_the_api_servers_request_info(method, path, expected):
     assert request_attributes(method, path) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        # Authorized as resource "..", it would have been forwarded as the namespace list.
+        (f"{BASE}/namespaces/shop/..", 'invalid resource "..": may not be empty'),
+        (f"{BASE}/namespaces/shop/.", 'invalid resource ".": may not be empty'),
+        (f"{BASE}/namespaces/shop/qps%2Fx", 'invalid resource "qps%2Fx": may not contain "%"'),
+        (f"{BASE}/namespaces/shop/qps\x00", r'invalid resource "qps\u0000": may not contain'),
+        (f"{BASE}/namespaces/shop/q\r\nps", r'invalid resource "q\r\nps": may not contain "\r"'),
+        (f"{BASE}/namespaces/Shop/qps", 'invalid namespace "Shop": expected a DNS-1123 label'),
+        (f"{BASE}/namespaces/shop/qps/..", 'invalid name "..": may not be empty'),
+        ("/apis/%2e%2e/v1beta1/namespaces/shop/qps", 'invalid group "%2e%2e"'),
+    ],
+)
+def test_a_resource_path_segment_that_would_not_mean_itself_is_a_bad_request(path, message):
+    with pytest.raises(BadRequest) as caught:
+        request_attributes("GET", path)
+    assert caught.value.code == 400 and message in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "name", ["orders", "café", "orders:eu", "a b", "x+y", "a..b", "...", "-", "ab~c"]
+)
+def test_a_segment_that_means_itself_passes(name):
+    check_segment("metric name", name)
+    assert request_attributes("GET", f"{BASE}/namespaces/shop/{name}").resource == name
 
 
 def test_always_allowed_paths_match_exactly_or_by_prefix():
