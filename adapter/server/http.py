@@ -1,17 +1,25 @@
-"""The HTTP server under the app: uvicorn with the client certificate of each TLS
-connection in the request's state, bounded connections, and deadlines for slow clients.
+"""The HTTP server under the app: uvicorn's HTTP/1.1 protocol behind our own TLS layer,
+with the client certificate of each connection in the request's state, a bound on the
+connections held, and deadlines for slow clients.
 
-Every request, its head and its body, must arrive whole within REQUEST_TIMEOUT of its
-first byte (the first request within it of the connection opening), whichever request of
-the connection it is. Near the connection limit, the connections idle longest (between
-requests, or sending one too slowly) are closed to make room, so that idle or slow
-clients never keep a probe or the HPA out."""
+A TLS client has HANDSHAKE_TIMEOUT to complete its handshake. Every request, its head and
+its body, must arrive whole within REQUEST_TIMEOUT of its first byte (the first request
+within it of the handshake, or of the connection opening without TLS), whichever request
+of the connection it is. Beyond MAX_CONNECTIONS held, each new one closes the one idle
+longest (in its handshake, between requests, or sending one too slowly), so that idle or
+slow clients never keep a probe or the HPA out and memory stays bounded: about
+MAX_CONNECTIONS x the cost of one connection (bench/hostile_connections.py measures it).
+No request is refused for want of room: a request in flight holds its connection."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import logging
+import resource
 import ssl
+from asyncio import sslproto
 from collections.abc import Generator
 from typing import Any
 
@@ -19,47 +27,143 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from adapter.asgi import PEER_CERT
+from adapter.errors import UsageError
+from adapter.server.memory import give_back
+
+log = logging.getLogger("scaleahead")
+
+HANDSHAKE_TIMEOUT = 5
+"""Seconds a TLS client has, from connecting, to complete its handshake."""
 
 REQUEST_TIMEOUT = 10.0
 """Seconds a request may take to arrive whole (head and body), from its first byte, or
-from the connection opening for its first: beyond, the connection is closed."""
+from the handshake (the connection opening, without TLS) for its first: beyond, the
+connection is closed."""
 
 KEEP_ALIVE_TIMEOUT = 30
 """Idle keep-alive connections are closed after this many seconds (the aggregator reuses
 its connections; a client that holds one without asking loses it)."""
 
-CONNECTION_LIMIT = 1000
-"""Concurrent connections plus requests; beyond it new requests get 503 at once."""
+MAX_CONNECTIONS = 4000
+"""Connections held at most (in their handshake, idle or in a request): each one beyond
+closes the one idle longest. Thousands of idle or hostile connections are held, at tens
+of KiB each, until their deadline closes them: shedding earlier would only make a
+client that reopens what is closed cost a handshake per connection, without end."""
 
-SHED_AT = 900
-"""Connections open from which each new one closes the one idle longest (in no request,
-or in one still arriving): room for probes and the HPA is made before the limit."""
+TLS_READ_SIZE = 16 * 1024
+"""Bytes of plaintext read from a TLS connection at once: one TLS record. (asyncio's
+default keeps a 256 KiB buffer per connection, which alone made 900 idle connections
+cost 230 MB.)"""
+
+
+GIVE_BACK_AFTER = 200
+"""Connections closed, after which memory is given back to the OS once closing has been
+quiet for a second (a full garbage collection frees their cycles, and the C library
+would keep what they freed): RSS returns near its baseline after a burst."""
+
+
+class _TLS(sslproto.SSLProtocol):
+    """asyncio's TLS layer for one accepted connection, with a one-record read buffer,
+    held by `held` from the moment the connection is accepted until it is lost."""
+
+    max_size = TLS_READ_SIZE
+
+    def __init__(self, held: Held, app: PeerCertProtocol, context: ssl.SSLContext) -> None:
+        super().__init__(
+            app.loop,
+            app,
+            context,
+            None,  # type: ignore[arg-type]  # no waiter: the app is told once the handshake is done
+            server_side=True,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+            ssl_shutdown_timeout=HANDSHAKE_TIMEOUT,
+        )
+        self._held = held
+        self._app = app
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._held.opened(self._app, transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._held.closed(self._app)
+        super().connection_lost(exc)
+
+
+class Held:
+    """Every connection the server holds, from its acceptance (before any TLS handshake)
+    until its socket closes, with the socket to close it by."""
+
+    def __init__(self, most: int = MAX_CONNECTIONS) -> None:
+        self.most = most
+        self._sockets: dict[PeerCertProtocol, asyncio.Transport] = {}
+        self._closed = 0  # since memory was last given back
+        self._quiet: asyncio.TimerHandle | None = None
+
+    def __len__(self) -> int:
+        return len(self._sockets)
+
+    def opened(self, connection: PeerCertProtocol, socket: asyncio.Transport) -> None:
+        """Hold `connection`, closing the ones idle longest (those already closing first)
+        beyond `most`."""
+        if connection in self._sockets:
+            return
+        self._sockets[connection] = socket
+        excess = len(self._sockets) - self.most
+        if excess <= 0:
+            return
+        idle = (
+            (not other.is_closing(), since, id(c), other)
+            for c, other in self._sockets.items()
+            if c is not connection and (since := c.idle_since()) is not None
+        )
+        for *_, other in heapq.nsmallest(excess, idle):
+            other.abort()  # at once: no TLS close_notify awaited from a client that may not answer
+
+    def closed(self, connection: PeerCertProtocol) -> None:
+        """Forget `connection`; once GIVE_BACK_AFTER have closed, give the memory back when
+        closing has been quiet for a second."""
+        if self._sockets.pop(connection, None) is None:
+            return
+        self._closed += 1
+        if self._closed >= GIVE_BACK_AFTER:
+            if self._quiet is not None:
+                self._quiet.cancel()
+            self._quiet = asyncio.get_running_loop().call_later(1.0, self._give_back)
+
+    def _give_back(self) -> None:
+        give_back(f"{self._closed} connections closed")
+        self._closed = 0
+        self._quiet = None
 
 
 class PeerCertProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol, recording the verified client certificate (DER) in
-    every request's state, closing connections whose request does not arrive whole in
-    time, and shedding the longest idle connections near the limit."""
+    every request's state and closing connections whose request does not arrive whole
+    in time."""
+
+    def __init__(self, *args: Any, held: Held, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held = held
+        self._idle_since = self.loop.time()
+        self._arriving = True  # a request (the first) is awaited
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.held.opened(self, transport)  # without TLS; with it, _TLS did at acceptance
         super().connection_made(transport)
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         self.app_state = {**self.app_state, PEER_CERT: der}
-        self._idle_since = self.loop.time()
-        self._arriving = True  # a request (the first) is awaited: the deadline runs
         self._deadline = self.loop.call_later(REQUEST_TIMEOUT, self._too_slow)
-        if len(self.connections) > SHED_AT:
-            self._shed()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._deadline.cancel()
+        self._restart_deadline()
         self._arriving = True
-        self._deadline = self.loop.call_later(REQUEST_TIMEOUT, self._too_slow)
 
     def on_message_complete(self) -> None:
-        self._deadline.cancel()
+        self._cancel_deadline()
         self._arriving = False
         super().on_message_complete()
 
@@ -68,38 +172,68 @@ class PeerCertProtocol(HttpToolsProtocol):
         super().on_response_complete()
 
     def idle_since(self) -> float | None:
-        """When the connection opened or last finished a response, if it holds nothing
-        the server is working on (no request, or one that has not arrived whole yet);
-        None while a request is being answered."""
+        """When the connection was accepted or last finished a response, if it holds
+        nothing the server is working on (still in its handshake, between requests, or
+        in one that has not arrived whole); None while a request is being answered."""
         idle = self._arriving or self.cycle is None or self.cycle.response_complete
         return self._idle_since if idle else None
 
-    def _too_slow(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.close()
+    def _restart_deadline(self) -> None:
+        self._cancel_deadline()
+        self._deadline = self.loop.call_later(REQUEST_TIMEOUT, self._too_slow)
 
-    def _shed(self) -> None:
-        """Close the connections idle longest until SHED_AT remain open."""
-        open_ = [c for c in self.connections if not c.transport.is_closing()]
-        idle = [
-            (since, id(c), c)
-            for c in open_
-            if c is not self
-            and isinstance(c, PeerCertProtocol)
-            and (since := c.idle_since()) is not None
-        ]
-        for _, _, connection in sorted(idle)[: len(open_) - SHED_AT]:
-            connection.transport.close()
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+
+    def _too_slow(self) -> None:
+        self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._deadline.cancel()
+        self._cancel_deadline()
+        self.held.closed(self)
         super().connection_lost(exc)
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, except that a SIGTERM or SIGINT that stopped it gracefully is not
-    raised again afterwards (uvicorn would, killing the process before the caller's own
-    shutdown runs and exiting with the signal instead of 0)."""
+    """uvicorn's server, accepting connections through `Held` and our TLS layer; a SIGTERM
+    or SIGINT that stopped it gracefully is not raised again afterwards (uvicorn would,
+    killing the process before the caller's own shutdown runs and exiting with the
+    signal instead of 0)."""
+
+    def __init__(self, config: uvicorn.Config, tls: ssl.SSLContext | None) -> None:
+        super().__init__(config)
+        self.tls = tls
+        self.held = Held()
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+
+        def accept() -> asyncio.BaseProtocol:
+            app = PeerCertProtocol(
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=loop,
+                held=self.held,
+            )
+            return app if self.tls is None else _TLS(self.held, app, self.tls)
+
+        try:
+            server = await loop.create_server(
+                accept, host=config.host, port=config.port, backlog=config.backlog
+            )
+        except OSError as err:
+            raise UsageError(f"cannot listen on {config.host}:{config.port}: {err}") from None
+        self.servers = [server]
+        log.info(
+            "listening on %s:%d (%s)",
+            config.host,
+            config.port,
+            "HTTPS" if self.tls is not None else "plain HTTP",
+        )
+        self.started = True
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -122,16 +256,32 @@ def run(
         app,
         host=host,
         port=port,
-        http=PeerCertProtocol,
         log_level=log_level,
         log_config=None,  # uvicorn's records go to the root logger, in our format
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
-        limit_concurrency=CONNECTION_LIMIT,
         timeout_graceful_shutdown=graceful_seconds,
         lifespan="off",
         server_header=False,
     )
     config.load()
-    config.ssl = tls
-    _Server(config).run()
+    enough_descriptors(MAX_CONNECTIONS + 1000)
+    _Server(config, tls).run()
+
+
+def enough_descriptors(needed: int) -> int:
+    """Raise the soft limit on open files towards `needed` (as far as the hard limit
+    allows); the limit now. A server held to 1,024 would stop accepting, probes
+    included, long before MAX_CONNECTIONS."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "open files are limited to %d (hard limit): fewer than the %d connections "
+            "held at most; raise the limit (ulimit -n) or idle clients may keep others out",
+            soft,
+            MAX_CONNECTIONS,
+        )
+    return soft
