@@ -24,7 +24,9 @@ def describe(config: Config, now: int) -> list[str]:
             f"horizon {format_duration(r.horizon)}{derived}, forecasts fresh for "
             f"{format_duration(r.ttl)}, every {format_duration(r.interval)}, "
             f"{r.quantile_setting}, new series forecast after a "
-            f"{format_duration(r.warmup)} warm-up"
+            f"{format_duration(r.warmup)} warm-up; history {format_duration(r.history)} "
+            f"({r.history // r.step:,} steps) of up to {r.max_series:,} series: at most "
+            f"{r.history_bytes / 2**20:,.0f} MiB"
         )
         for d in [*r.schedules, *r.events]:
             window = next_window(d.windows, now)

@@ -187,6 +187,14 @@ def serve(options: ServeOptions) -> None:
     host = f"[{address}]" if ":" in address else address
     url = f"{scheme}://{host}:{port}"
     print(banner([r.name for r in service.rules], url, options.config is None, tls), flush=True)
+    log.info(
+        "history kept in memory: at most %.0f MiB (%s)",
+        sum(r.history_bytes for r in service.rules) / 2**20,
+        "; ".join(
+            f"{r.name}: {r.max_series:,} series x {r.history // r.step:,} steps"
+            for r in service.rules
+        ),
+    )
     if not tls:
         log.warning(
             "serving PLAIN HTTP WITHOUT AUTHENTICATION on %s:%d: local development only",

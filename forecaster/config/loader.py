@@ -45,9 +45,15 @@ def read_yaml(path: str | Path) -> Any:
     the line) when it cannot be read or parsed."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text: byte 0x{err.object[err.start]:02x} at line {line} "
+            "(YAML files are UTF-8)"
+        ) from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except ConfigError as err:

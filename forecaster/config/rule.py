@@ -260,6 +260,11 @@ class Rule(Strict):
         return self._warmup
 
     @property
+    def history_bytes(self) -> int:
+        """Memory the history of max_series series takes (4 bytes a step and series)."""
+        return self.max_series * (self.history // self.step) * 4
+
+    @property
     def warmup_steps(self) -> int:
         """Grid points from a series' first one that lie in its warm-up."""
         return -(-self.warmup // self.step)

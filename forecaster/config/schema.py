@@ -40,10 +40,12 @@ class PrometheusConfig(Strict):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("expected an http:// or https:// URL")
-        if "@" in urlsplit(value).netloc:
+        parts = urlsplit(value)
+        if "@" in parts.netloc or parts.query or parts.fragment or "?" in value:
             raise ValueError(
-                "credentials do not belong in the URL (they would show in errors and logs): "
-                "use basic_auth (username and password_file) or bearer_token_file"
+                "expected no credentials, query or fragment in the URL (a token there "
+                "would show in errors, logs and /readyz): use basic_auth (username and "
+                "password_file) or bearer_token_file"
             )
         return value.rstrip("/")
 

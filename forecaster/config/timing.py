@@ -20,6 +20,11 @@ DEFAULT_LEAD = 180
 """Seconds a new pod is assumed to take to become Ready, before any is measured."""
 
 
+MAX_HISTORY_STEPS = 50_000
+"""Steps of history a rule may keep per series (4 bytes each in memory, 16 while fetched):
+35 days at a 1-minute step, a year at 10 minutes."""
+
+
 def default_lead(step: int) -> int:
     """DEFAULT_LEAD rounded up to whole steps."""
     return grid_ceil(DEFAULT_LEAD, step)
@@ -104,6 +109,13 @@ def check(
             )
     if history < 10 * step:
         raise ValueError("history: expected at least 10 steps of history")
+    if history // step > MAX_HISTORY_STEPS:
+        longest = format_duration(MAX_HISTORY_STEPS * step)
+        raise ValueError(
+            f"history: at most {MAX_HISTORY_STEPS:,} steps ({longest} at a "
+            f"{format_duration(step)} step), since every series keeps each step in memory; "
+            f"got {format_duration(history)} ({history // step:,} steps)"
+        )
     if lead + step > horizon:
         raise ValueError(
             "horizon: must cover lead + one step "

@@ -22,18 +22,31 @@ def test_check_config_command(tmp_path):
     assert ok.returncode == 0
     assert ok.stdout.splitlines()[1] == (
         "  rule http_requests_forecast: step 1m, lead 3m, horizon 10m, forecasts fresh for 6m, "
-        "every 1m, q 0.9, new series forecast after a 2m warm-up"
+        "every 1m, q 0.9, new series forecast after a 2m warm-up; history 8d (11,520 steps) "
+        "of up to 1,000 series: at most 44 MiB"
     )
-    bad = write(tmp_path, GOOD.replace("    step: 1m\n", "    step: 1 m\n"))
-    got = subprocess.run(
-        [*scaleahead_cmd(), "check-config", str(bad)],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=60,
-    )
-    assert got.returncode == 2
-    assert f"{bad}: rules[0].step: expected a duration" in got.stderr
+    for text, expected in [
+        (GOOD.replace("    step: 1m\n", "    step: 1 m\n"), "rules[0].step: expected a duration"),
+        # It passed, and serving then tried to allocate more than 12 GB.
+        (
+            GOOD.replace("history: 8d", "history: 100000d"),
+            "rules[0].history: at most 50,000 steps (34d17h20m at a 1m step)",
+        ),
+        # A raw traceback and exit 1.
+        (GOOD + "# caf\xe9\n", "not UTF-8 text: byte 0xe9 at line 13"),
+    ]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_bytes(text.encode("latin-1"))
+        got = subprocess.run(
+            [*scaleahead_cmd(), "check-config", str(bad)],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=60,
+        )
+        assert got.returncode == 2, got.stderr
+        assert f"{bad}: {expected}" in got.stderr
+        assert "Traceback" not in got.stderr
 
 
 def test_check_config_against_prometheus_counts_series_and_explains_none(tmp_path, prometheus):

@@ -280,12 +280,32 @@ def test_a_ratio_of_two_metrics_takes_the_selector_in_each():
     promql_parser.parse(one)
 
 
-def test_credentials_in_the_prometheus_url_are_refused_and_never_echoed(tmp_path):
-    path = write(tmp_path, GOOD.replace("http://prometheus", "http://user:s3cret@prometheus"))
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:s3cret@prometheus",
+        "http://prometheus?access_token=s3cret",  # the query: echoed on /readyz and in logs
+        "http://prometheus/api/prom?token=s3cret&x=1",
+        "http://prometheus/#s3cret",
+    ],
+)
+def test_credentials_in_the_prometheus_url_are_refused_and_never_echoed(tmp_path, url):
+    path = write(tmp_path, GOOD.replace("http://prometheus", url, 1))
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert "prometheus.url: credentials do not belong in the URL" in str(err.value)
+    assert "prometheus.url: expected no credentials, query or fragment" in str(err.value)
     assert "s3cret" not in str(err.value)
+
+
+def test_a_config_file_that_is_not_utf8_is_an_error_naming_the_file_and_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(GOOD.encode() + "# café\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    line = GOOD.count("\n") + 1
+    assert str(err.value) == (
+        f"{path}: not UTF-8 text: byte 0xe9 at line {line} (YAML files are UTF-8)"
+    )
 
 
 @pytest.mark.parametrize(
