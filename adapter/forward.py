@@ -44,16 +44,17 @@ class Answer:
     content_type: str
 
 
-def identity_headers(user: User) -> list[tuple[str, str]]:
-    """The caller as the aggregator passes it to an extension API server."""
-    headers = [("X-Remote-User", user.name)]
-    headers += [("X-Remote-Group", g) for g in user.groups]
+def identity_headers(user: User) -> list[tuple[bytes, bytes]]:
+    """The caller as the aggregator passes it to an extension API server: values as
+    UTF-8 bytes (as Go writes its strings), extra keys percent-encoded."""
+    headers = [(b"X-Remote-User", user.name)]
+    headers += [(b"X-Remote-Group", g) for g in user.groups]
     for key, values in user.extra:
         # Header names are case-insensitive and limited to token characters: the key is
         # percent-encoded, as the API server does.
-        name = "X-Remote-Extra-" + quote(key.lower(), safe="-!#$&'*+.^_`|~")
+        name = b"X-Remote-Extra-" + quote(key.lower(), safe="-!#$&'*+.^_`|~").encode()
         headers += [(name, v) for v in values]
-    return headers
+    return [(name, value.encode()) for name, value in headers]
 
 
 class Forwarder:
@@ -71,12 +72,12 @@ class Forwarder:
         self._listed_at = -DISCOVERY_TTL
         self._down: str | None = None
 
-    def _headers(self, user: User | None) -> list[tuple[str, str]]:
-        headers = [("Accept", "application/json")]
+    def _headers(self, user: User | None) -> list[tuple[bytes, bytes]]:
+        headers = [(b"Accept", b"application/json")]
         if self.config.bearer_token_file is not None:
             # Re-read: a projected service-account token is rotated on disk.
-            token = self.config.bearer_token_file.read_text().strip()
-            headers.append(("Authorization", f"Bearer {token}"))
+            token = self.config.bearer_token_file.read_bytes().strip()
+            headers.append((b"Authorization", b"Bearer " + token))
         elif user is not None:
             headers += identity_headers(user)
         return headers

@@ -216,8 +216,10 @@ def _user_from_headers(headers: list[tuple[bytes, bytes]], trust: _Trust) -> Use
     groups: list[str] = []
     extra: dict[str, list[str]] = {}
     for raw_key, raw_value in headers:
-        key = raw_key.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
+        key = raw_key.decode("latin-1").lower()  # a header name is ASCII
+        # The API server writes names as they are, UTF-8 (what Go's strings hold); bytes
+        # that are not UTF-8 become U+FFFD, as they do in its JSON.
+        value = raw_value.decode("utf-8", errors="replace")
         if key in trust.username_headers and not name and value:
             name = value
         elif key in trust.group_headers:

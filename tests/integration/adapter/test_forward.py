@@ -43,7 +43,7 @@ class Server:
 
     @property
     def log(self) -> str:
-        return (self.root / "scaleahead.log").read_text()
+        return (self.root / "scaleahead.log").read_text(encoding="utf-8")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -159,6 +159,34 @@ def test_the_callers_identity_reaches_the_other_server(pair: Pair):
     denied = get_raw(pair.plane, path(THEIRS, namespace="staging"), "--as=reader")
     assert denied.returncode != 0 and "Forbidden" in denied.stderr
     assert f'path="{GROUP_PATH}/namespaces/staging/{THEIRS}"' not in pair.theirs.log
+
+
+def test_identities_outside_ascii_are_authorized_here_and_passed_on(pair: Pair):
+    """Read as Latin-1, `--as=josé` reached us as "josÃ©" and was denied although a
+    RoleBinding names josé; forwarding `--as-group=équipe` was a 500."""
+    pair.plane.apply(
+        """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: non-ascii-readers, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: external-metrics-reader}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: josé}
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: équipe}
+"""
+    )
+    for metric in (OURS, THEIRS):
+        done = get_raw(pair.plane, path(metric), "--as=josé")
+        assert done.returncode == 0, done.stderr
+    assert f'user="josé" verb=GET path="{GROUP_PATH}/namespaces/default/{OURS}" code=200' in (
+        pair.ours.log
+    )
+    assert f'user="josé" verb=GET path="{GROUP_PATH}/namespaces/default/{THEIRS}" code=200' in (
+        pair.theirs.log
+    )
+    grouped = get_raw(pair.plane, path(THEIRS), "--as=someone-else", "--as-group=équipe")
+    assert grouped.returncode == 0, grouped.stderr
+    assert 'user="someone-else" verb=GET' in pair.theirs.log
 
 
 def test_with_a_bearer_token_the_other_server_sees_scaleahead(pair: Pair, tmp_path):

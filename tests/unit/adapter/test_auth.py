@@ -8,6 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from adapter.errors import BadRequest, UsageError
+from adapter.forward import identity_headers
 from adapter.names import check_segment
 from adapter.security.authn import Authenticator
 from adapter.security.authz import Authorizer
@@ -170,6 +171,26 @@ def test_certificates_prove_users_only_when_a_trusted_ca_signed_them(pki):
     assert authn.from_certificate(None, headers) is None
     # The TLS layer is told to trust exactly the two CAs.
     assert authn.client_cas_pem().count(b"BEGIN CERTIFICATE") == 2
+
+
+def test_identities_outside_ascii_are_read_and_passed_on_as_utf8(pki):
+    """The API server writes X-Remote-* values as UTF-8: read as Latin-1, "josé" became
+    "josÃ©" (403 despite a RoleBinding for josé), and forwarding "équipe" was a 500."""
+    settings = AuthenticationSettings(
+        requestheader_client_ca_file=pki["front"].cert,
+        requestheader_allowed_names=("front-proxy-client",),
+    )
+    authn = Authenticator(settings, kube=None)
+    proxy = der(pki["front"].issue("proxy", "front-proxy-client"))
+    user = User("josé", ("équipe", "東京", "system:authenticated"), "", (("scopes/ü", ("ñ",)),))
+    passed_on = identity_headers(user)
+    assert (b"X-Remote-User", "josé".encode()) in passed_on
+    assert all(isinstance(v, bytes) for _, v in passed_on)
+    lowered = [(k.lower(), v) for k, v in passed_on]
+    assert authn.from_certificate(proxy, lowered) == user
+    # Bytes that are not UTF-8 are U+FFFD, as in the API server's JSON, not an error.
+    odd = authn.from_certificate(proxy, [(b"x-remote-user", b"jos\xe9")])
+    assert odd is not None and odd.name == "jos\ufffd"
 
 
 def test_an_unreadable_ca_file_is_refused_naming_the_flag(tmp_path):
