@@ -193,7 +193,14 @@ def serve_flags(s: argparse.ArgumentParser) -> None:
     )
     k.add_argument(
         "--keda-client-ca-file",
-        help="mutual TLS: serve only KEDA clients with a certificate this CA signed",
+        help="mutual TLS: serve only KEDA clients with a certificate this CA signed "
+        "(required with TLS, unless --keda-insecure-any-client)",
+    )
+    k.add_argument(
+        "--keda-insecure-any-client",
+        action="store_true",
+        help="serve the scaler over TLS to any client, with no client certificate: "
+        "whoever reaches the port reads every namespace's forecasts (logged as a warning)",
     )
 
 
@@ -305,6 +312,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         ),
         keda_scaler_port=args.keda_scaler_port,
         keda_client_ca_file=_path(args.keda_client_ca_file),
+        keda_insecure_any_client=args.keda_insecure_any_client,
         log_level=args.log_level,
         verbosity=args.v,
     )

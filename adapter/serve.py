@@ -40,6 +40,7 @@ class ServeOptions:
     secure: SecureOptions = field(default_factory=SecureOptions)
     keda_scaler_port: int | None = None
     keda_client_ca_file: Path | None = None
+    keda_insecure_any_client: bool = False
     log_level: str = "info"
     verbosity: int = 0  # 2 and up logs every request
 
@@ -76,16 +77,30 @@ def listener(options: ServeOptions) -> tuple[str, int, bool]:
             raise UsageError(f"{flag}: no such file: {path}")
     if options.keda_client_ca_file and options.keda_scaler_port is None:
         raise UsageError("--keda-client-ca-file needs --keda-scaler-port")
+    if options.keda_insecure_any_client and options.keda_client_ca_file:
+        raise UsageError("--keda-insecure-any-client and --keda-client-ca-file exclude each other")
     if s.wanted:
         port = options.secure_port or SECURE_PORT
         if options.keda_scaler_port is not None and options.keda_scaler_port == port:
             raise UsageError("--keda-scaler-port must differ from the secure port")
+        if options.keda_scaler_port is not None and not (
+            options.keda_client_ca_file or options.keda_insecure_any_client
+        ):
+            raise UsageError(
+                "--keda-scaler-port over TLS needs --keda-client-ca-file, the CA that signs "
+                "the certificate KEDA presents (its TriggerAuthentication's tlsClientCert), so "
+                "that no other client reads every namespace's forecasts; "
+                "--keda-insecure-any-client serves any client instead"
+            )
         return options.bind_address or "0.0.0.0", port, True
-    if options.keda_client_ca_file:
-        raise UsageError(
-            "--keda-client-ca-file needs TLS: give --tls-cert-file and --tls-private-key-file "
-            "(or --cert-dir)"
-        )
+    for flag, given in (
+        ("--keda-client-ca-file", options.keda_client_ca_file),
+        ("--keda-insecure-any-client", options.keda_insecure_any_client),
+    ):
+        if given:
+            raise UsageError(
+                f"{flag} needs TLS: give --tls-cert-file and --tls-private-key-file (or --cert-dir)"
+            )
     if options.keda_scaler_port is not None and options.keda_scaler_port == options.port:
         raise UsageError("--keda-scaler-port must differ from --port")
     if options.secure_port is not None:
@@ -178,6 +193,13 @@ def serve(options: ServeOptions) -> None:
         credentials = (
             None if secured is None else grpc_credentials(secured.tls, options.keda_client_ca_file)
         )
+        if secured is not None and options.keda_insecure_any_client:
+            log.warning(
+                "the KEDA scaler on port %d serves ANY TLS client, with no client certificate "
+                "(--keda-insecure-any-client): whoever reaches it reads every namespace's "
+                "forecasts; give --keda-client-ca-file instead",
+                options.keda_scaler_port,
+            )
         scaler = ExternalScaler(service.provider, service.metrics)
         service.parts.append(ScalerServer(scaler, address, options.keda_scaler_port, credentials))
     service.parts.append(FreezeWhenReady(lambda: all(c.ok for c in service.provider.readiness())))

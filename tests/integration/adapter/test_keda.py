@@ -429,6 +429,21 @@ def test_serve_flags_start_the_scaler_beside_the_api(tmp_path):
         (["--keda-client-ca-file=/etc/hostname"], "needs --keda-scaler-port"),
         (["--keda-scaler-port=8080"], "must differ from --port"),
         (["--keda-scaler-port=9443", "--keda-client-ca-file=/no/such"], "no such file"),
+        # Over TLS, no client CA is no longer a silent default.
+        (
+            ["--cert-dir=/tmp/scaleahead-flags-test", "--keda-scaler-port=9443"],
+            "--keda-scaler-port over TLS needs --keda-client-ca-file",
+        ),
+        (["--keda-scaler-port=9443", "--keda-insecure-any-client"], "needs TLS"),
+        (
+            [
+                "--cert-dir=/tmp/scaleahead-flags-test",
+                "--keda-scaler-port=9443",
+                "--keda-insecure-any-client",
+                "--keda-client-ca-file=/etc/hostname",
+            ],
+            "exclude each other",
+        ),
     ],
 )
 def test_bad_scaler_flags_fail_at_start_naming_the_flag(flags, needle):
@@ -442,3 +457,79 @@ def test_bad_scaler_flags_fail_at_start_naming_the_flag(flags, needle):
     )
     assert done.returncode == 2
     assert needle in done.stderr and "--keda" in done.stderr
+
+
+def _recipe_certificates(workdir: Path) -> None:
+    """Run the openssl lines of the recipe in manifests/examples/keda as written (the
+    kubectl ones need a cluster): client-ca.crt and KEDA's keda.crt/keda.key."""
+    text = (ROOT / "manifests/examples/keda/scaledobject.yaml").read_text()
+    lines = [line.removeprefix("#").strip() for line in text.splitlines()]
+    commands, current = [], ""
+    for line in lines:
+        current = f"{current} {line}".strip() if current else line
+        if current.endswith("\\"):
+            current = current[:-1].strip()
+            continue
+        if current.startswith("openssl "):
+            commands.append(current)
+        current = ""
+    assert len(commands) == 3, commands
+    for command in commands:
+        subprocess.run(["bash", "-c", command], cwd=workdir, check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("mode", ["mutual", "insecure"])
+def test_over_tls_the_port_serves_kedas_certificate_only_unless_told_otherwise(tmp_path, mode):
+    """The real server on loopback: with the example's client CA, KEDA's certificate is
+    served and a client without one (or with a foreign one) is refused in the handshake;
+    with --keda-insecure-any-client anyone is served and the log says so loudly. (Before,
+    no client CA was the default: any TLS client read every namespace's values.)"""
+    from harness.lone_tls import lone_tls
+
+    _recipe_certificates(tmp_path)
+    http_port, grpc_port = free_port(), free_port()
+    tls = lone_tls(tmp_path / "server", http_port)
+    flag = (
+        f"--keda-client-ca-file={tmp_path / 'client-ca.crt'}"
+        if mode == "mutual"
+        else "--keda-insecure-any-client"
+    )
+    log_path = tmp_path / "serve.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adapter.cli", *tls.args, f"--keda-scaler-port={grpc_port}", flag],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=clean_env(),
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not tls.server_ca.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        server_ca = tls.server_ca.read_bytes()
+        keda = grpc.ssl_channel_credentials(
+            server_ca, (tmp_path / "keda.key").read_bytes(), (tmp_path / "keda.crt").read_bytes()
+        )
+        nobody = grpc.ssl_channel_credentials(server_ca)
+        demo = ref(rule=METRIC, labelSelector="service=nasa-http", threshold="1")
+        while True:
+            try:
+                _stub(grpc_port, keda).GetMetricSpec(demo, timeout=5)
+                break
+            except grpc.RpcError as err:
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, err.details()
+                time.sleep(0.5)
+        if mode == "mutual":
+            with pytest.raises(grpc.RpcError) as err:
+                _stub(grpc_port, nobody).GetMetricSpec(demo, timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "serves ANY TLS client" not in log_path.read_text()
+        else:
+            assert _stub(grpc_port, nobody).GetMetricSpec(demo, timeout=5).metricSpecs
+            assert "WARNING scaleahead: the KEDA scaler on port" in log_path.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -205,6 +205,19 @@ def test_the_keda_overlay_leaves_the_apiservice_to_keda_and_serves_its_scaled_ob
     args = parser().parse_args(["serve", *container["args"]])
     assert served["containerPort"] == args.keda_scaler_port
     assert args.cert_secret  # TLS: the scaler serves with the same certificate
+    # Mutual TLS by default: the client CA is mounted from a Secret that must exist.
+    assert args.keda_client_ca_file and not args.keda_insecure_any_client
+    [mount] = [
+        m for m in container["volumeMounts"] if args.keda_client_ca_file.startswith(m["mountPath"])
+    ]
+    [volume] = [
+        v
+        for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == mount["name"]
+    ]
+    assert volume["secret"]["secretName"] == "scaleahead-keda-client-ca"
+    assert not volume["secret"].get("optional")
+    assert args.keda_client_ca_file.endswith("/" + volume["secret"]["items"][0]["path"])
     policy = one(docs, "NetworkPolicy")
     keda_ingress = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "grpc"]
     assert keda_ingress[0]["from"][0]["namespaceSelector"]["matchLabels"] == {
@@ -229,7 +242,11 @@ def test_the_keda_overlay_leaves_the_apiservice_to_keda_and_serves_its_scaled_ob
     parsed = parse_trigger(ref, rules)
     assert parsed.threshold and parsed.threshold > 0
     auth = one(example, trigger["authenticationRef"]["kind"], trigger["authenticationRef"]["name"])
-    assert [p["parameter"] for p in auth["spec"]["secretTargetRef"]] == ["caCert"]
+    assert [p["parameter"] for p in auth["spec"]["secretTargetRef"]] == [
+        "caCert",
+        "tlsClientCert",
+        "tlsClientKey",
+    ]
     target = one(example, "Deployment", scaled["spec"]["scaleTargetRef"]["name"])
     assert target["metadata"]["namespace"] == scaled["metadata"]["namespace"]
     behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
