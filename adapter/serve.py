@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,3 +234,27 @@ def serve(options: ServeOptions) -> None:
     finally:
         log.info("stopping: the API is closed; background work in flight is abandoned")
         service.stop()
+    leave(ABANDON_WITHIN)
+
+
+ABANDON_WITHIN = 3.0
+"""Seconds the background threads get to end after `serve` stops: a cycle gives up at its
+next series, but a call to Prometheus in flight ends only at its timeout."""
+
+
+def leave(within: float) -> None:
+    """Wait up to `within` seconds for the background threads; if one is still busy, exit
+    the process at once (status 0), since Python would wait for it at exit: Kubernetes
+    kills a pod 30 s after SIGTERM, and work in flight is abandoned anyway."""
+    deadline = time.monotonic() + within
+    main = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [t.name for t in threading.enumerate() if t is not main and not t.daemon]
+    if busy:
+        log.info("exiting without waiting for %s", ", ".join(busy))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

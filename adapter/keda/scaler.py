@@ -44,13 +44,18 @@ class Trigger:
     activation: float
 
 
+MAX_NUMBER = 1e15
+"""The largest threshold taken: KEDA's targetSize is an int64, and floats hold every
+integer exactly only up to 2**53 (about 9e15)."""
+
+
 def _number(key: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise BadRequest(f'metadata {key}: "{text}" is not a number') from None
-    if not math.isfinite(value) or value < 0:
-        raise BadRequest(f"metadata {key}: {text} must be a finite number, at least 0")
+    if not math.isfinite(value) or not 0 <= value <= MAX_NUMBER:
+        raise BadRequest(f"metadata {key}: {text} must be a number from 0 to {MAX_NUMBER:.0e}")
     return value
 
 

@@ -4,6 +4,7 @@ values and forecasts joined by the serving policy (forecaster.runtime.serving)."
 from __future__ import annotations
 
 import logging
+import math
 import threading
 
 from adapter.errors import BadRequest, NotFound, Unavailable
@@ -11,7 +12,7 @@ from adapter.provider import Check, MetricValue
 from forecaster.config import Rule
 from forecaster.policy import Fallback, Served
 from forecaster.runtime.demand import SeriesDemand
-from forecaster.runtime.serving import RuleServing, ServingView
+from forecaster.runtime.serving import RuleServing, SeriesServing, ServingView
 from forecaster.runtime.telemetry import Telemetry
 from forecaster.selector import LabelSelector
 from forecaster.sources.base import SeriesKey, series_key
@@ -69,7 +70,7 @@ class ForecastProvider:
                 "(check its metric names: scaleahead check-config --prometheus)",
             )
         if not any(s.served for s in state.series):
-            return Check(name, False, _unservable(state))
+            return Check(name, False, _unservable(state, state.series))
         predictive = sum(1 for s in state.series if s.served and s.served.predictive)
         detail = f"{state.known} series, {predictive} served from forecasts"
         refused = len(self.view.store.refused(rule.name))
@@ -125,7 +126,7 @@ class ForecastProvider:
         if not out:
             raise Unavailable(
                 f'cannot serve external metric "{metric}" in namespace "{namespace}" for '
-                f'"{selector}": {_unservable(state)}'
+                f'"{selector}": {_unservable(state, matching)}'
             )
         return out
 
@@ -169,8 +170,25 @@ def _current_state(state: RuleServing) -> str:
     return f"its current values are {int(state.now - c.fetched_at)}s old{why}"
 
 
-def _unservable(state: RuleServing) -> str:
+def _unservable(state: RuleServing, matching: list[SeriesServing]) -> str:
+    invalid = state.current.invalid
+    bad = [invalid[k] for k in map(series_key, (s.labels for s in matching)) if k in invalid]
+    if len(bad) == 1:
+        now = f"its current value is {_number(bad[0])}, not a rate"
+    elif bad:
+        now = f"{len(bad)} of its series have a current value that is not a rate (NaN, Inf, ...)"
+    else:
+        now = _current_state(state)
     return (
-        f"{_current_state(state)} and no forecast younger than {state.rule.ttl}s exists; "
+        f"{now}, and no forecast younger than {state.rule.ttl}s exists; "
         "serving nothing rather than a guess"
     )
+
+
+def _number(value: float) -> str:
+    """`value` as Prometheus writes it (NaN, +Inf, -Inf, 1e+39)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)

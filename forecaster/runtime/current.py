@@ -32,6 +32,9 @@ class RuleCurrent:
     fetched_at: float | None = None  # Unix time of the last successful refresh
     error: str | None = None  # why the last attempt failed, if it did
     error_at: float | None = None
+    # Series whose value is there but not a rate (NaN, Inf, negative, absurd): known, with
+    # no current value, so that they are answered 503 saying so rather than 404.
+    invalid: Mapping[SeriesKey, float] = field(default_factory=dict)
 
     def fresh(self, now: float, max_age: float) -> bool:
         """Whether the values may be served as current at `now`."""
@@ -90,7 +93,12 @@ class CurrentValues:
         except SourceError as err:
             with self._lock:
                 self._rules[rule.name] = RuleCurrent(
-                    previous.values, previous.labels, previous.fetched_at, str(err), at
+                    previous.values,
+                    previous.labels,
+                    previous.fetched_at,
+                    str(err),
+                    at,
+                    previous.invalid,
                 )
             if previous.error is None:
                 log.warning(
@@ -104,14 +112,16 @@ class CurrentValues:
             return
         values: dict[SeriesKey, float] = {}
         labels: dict[SeriesKey, dict[str, str]] = {}
+        invalid: dict[SeriesKey, float] = {}
         for s in samples:
-            if not is_rate(s.value):
-                continue  # NaN, Inf, negative or absurd: this series has no current value
             key = series_key(s.labels)
-            values[key] = s.value
             labels[key] = s.labels
+            if is_rate(s.value):
+                values[key] = s.value
+            else:  # NaN, Inf, negative or absurd: the series has no current value
+                invalid[key] = s.value
         with self._lock:
-            self._rules[rule.name] = RuleCurrent(values, labels, at)
+            self._rules[rule.name] = RuleCurrent(values, labels, at, invalid=invalid)
         if previous.error is not None:
             log.info("rule %s: current values available again (%d series)", rule.name, len(values))
 

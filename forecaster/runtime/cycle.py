@@ -13,6 +13,7 @@ from forecaster.config import Rule
 from forecaster.forecast import SeriesForecast
 from forecaster.models import ForecastEngine, ladder
 from forecaster.runtime.demand import Selection, SeriesDemand
+from forecaster.runtime.failures import Failures
 from forecaster.runtime.history import HistoryBook, Observed
 from forecaster.runtime.outcomes import Outcomes
 from forecaster.runtime.store import ForecastStore
@@ -79,6 +80,7 @@ class ForecastCycle:
         self.outcomes = {r.name: Outcomes(r) for r in rules}
         self._empty: set[str] = set()
         self._refusing: set[str] = set()
+        self._failures = {r.name: Failures(log) for r in rules}
 
     def run(
         self, rule: Rule, now: float, progress: Callable[[], None] = lambda: None
@@ -136,12 +138,14 @@ class ForecastCycle:
         failures = 0
         ds = end + rule.step * np.arange(1, rule.horizon_steps + 1)
         for key in old:
+            what = f"rule {rule.name} {book.labels(key)}: forecasting"
             try:
                 point, upper, fit = engine.forecast(key, book.values(key), end)
-            except Exception:
-                log.exception("rule %s %s: forecast failed", rule.name, book.labels(key))
+            except Exception as err:
+                self._failures[rule.name].failed(key, err, what)
                 failures += 1
                 continue
+            self._failures[rule.name].succeeded(key, what)
             forecasts[key] = _forecast(
                 book.labels(key),
                 seen[key],
@@ -154,6 +158,7 @@ class ForecastCycle:
                 headroom=fit.headroom,
             )
             progress()
+        self._failures[rule.name].keep([*seen, "young"])  # a series' return is news again
         if young:
             failures += self._forecast_young(rule, engine, book, young, seen, forecasts)
         if selection is not None:  # each series' measured lead, where its workload has one
@@ -256,8 +261,8 @@ class ForecastCycle:
             else:
                 log.info("rule %s: the query yields series again", rule.name)
 
-    @staticmethod
     def _forecast_young(
+        self,
         rule: Rule,
         engine: ForecastEngine,
         book: HistoryBook,
@@ -267,11 +272,13 @@ class ForecastCycle:
     ) -> int:
         """Forecast the young series in one batch into `out`; return the failures."""
         ids = [str(i) for i in range(len(keys))]
+        what = f"rule {rule.name}: forecasting its young series"
         try:
             frame = engine.forecast_young(book.frame(keys, ids, rule.warmup_steps))
-        except Exception:
-            log.exception("rule %s: forecasting %d young series failed", rule.name, len(keys))
+        except Exception as err:
+            self._failures[rule.name].failed("young", err, what)
             return len(keys)
+        self._failures[rule.name].succeeded("young", what)
         groups = dict(tuple(frame.groupby("unique_id", sort=False)))
         failures = 0
         for uid, key in zip(ids, keys, strict=True):

@@ -42,6 +42,12 @@ def on_grid(seconds: int, clock: Clock) -> IntervalTrigger:
     return IntervalTrigger(seconds=seconds, start_date=datetime.fromtimestamp(start, UTC))
 
 
+class Abandoned(BaseException):
+    """Raised inside a cycle at its next progress report once the jobs are stopping: the
+    work in flight is given up, not finished (a BaseException, like CancelledError, so
+    that no handler of failures takes it for one)."""
+
+
 @dataclass
 class _Progress:
     interval: float
@@ -80,6 +86,7 @@ class Jobs:
         )
         self._locks = {name: threading.Lock() for name in cycle.rules}
         self._started = False
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         started = monotonic()
         self._progress: dict[str, _Progress] = {}
@@ -108,11 +115,18 @@ class Jobs:
         self._started = True
 
     def stop(self) -> None:
-        """Stop scheduling and the on-demand refreshes; a job that is running is
-        abandoned, not waited for."""
+        """Stop scheduling and the on-demand refreshes; a cycle that is running is
+        abandoned at its next progress report (after a series' forecast), not finished."""
+        self._stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.current.close()
+
+    def _report(self, job: str) -> None:
+        """A running job's progress: noted, or Abandoned once stopping."""
+        if self._stopping.is_set():
+            raise Abandoned
+        self._beat(job)
 
     def _beat(self, job: str, running: bool | None = None) -> None:
         with self._lock:
@@ -130,7 +144,9 @@ class Jobs:
         self._beat(job, running=True)
         before = self.cycle.store.failure(rule.name)
         try:
-            self.cycle.run(rule, self.clock(), progress=lambda: self._beat(job))
+            self.cycle.run(rule, self.clock(), progress=lambda: self._report(job))
+        except Abandoned:
+            log.info("rule %s: cycle abandoned, the service is stopping", rule.name)
         except Exception as err:  # a failed cycle must not stop the schedule
             self._failed(rule, err, before.failures + 1 if before else 1)
         else:

@@ -141,6 +141,17 @@ def test_bad_triggers_get_a_status_code_and_a_message(scaler, request_, code, ne
     assert needle in err.value.details()
 
 
+@pytest.mark.parametrize("threshold", ["1e300", "1e16", "-1", "inf", "nan"])
+def test_a_threshold_out_of_range_is_invalid_argument_not_internal(scaler, threshold):
+    """1e300 became targetSize round(1e300), which no int64 holds: INTERNAL."""
+    with pytest.raises(grpc.RpcError) as err:
+        scaler.GetMetricSpec(checkout(threshold=threshold))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert err.value.details() == (
+        f"metadata threshold: {threshold} must be a number from 0 to 1e+15"
+    )
+
+
 def test_stream_is_active_pushes_each_change(provider):
     server = ScalerServer(ExternalScaler(provider, check_interval=0.02), "127.0.0.1", 0, None)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.start()}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -79,3 +81,51 @@ def test_young_series_get_statsforecast_and_old_ones_the_engine(nasa: Trace):
         frame, horizon=10, step=STEP, quantile=FALLBACK_QUANTILE
     )
     assert (fc.upper - at_q["upper"].to_numpy() > 1e-6).all()
+
+
+def test_a_series_that_fails_every_cycle_logs_its_traceback_once(nasa: Trace, caplog, monkeypatch):
+    """A failing series logged a full ERROR traceback every cycle; now once when it starts
+    failing (and again only if the error changes), and a line when it recovers."""
+    from forecaster.models.engine import ForecastEngine
+
+    rule = Rule(name="m", query="x{<<.LabelMatchers>>}", history="9d")
+    trace = Trace(nasa.start, 60, nasa.counts[: 12 * DAYS])
+    now = nasa.start + 10 * DAYS * STEP + SETTLE
+    store = ForecastStore()
+    cycle = ForecastCycle([rule], TraceSource(trace, {"s": "a"}), store)
+    real = ForecastEngine.forecast
+    error = ["overflow in the model"]
+
+    def failing(self, key, values, end):  # a model bug for as long as `error` says
+        if error:
+            raise FloatingPointError(error[0])
+        return real(self, key, values, end)
+
+    monkeypatch.setattr(ForecastEngine, "forecast", failing)
+    caplog.set_level(logging.INFO, logger="forecaster.runtime.cycle")
+
+    def cycles(n: int) -> list[str]:
+        caplog.clear()
+        for k in range(n):
+            cycle.run(rule, now + k * STEP)
+        return [
+            f"{r.levelname} {r.getMessage()}"
+            for r in caplog.records
+            if r.levelno >= 20 and "cycle fetched" not in r.getMessage()
+        ]
+
+    first = cycles(3)
+    assert first == [
+        "ERROR rule m {'s': 'a'}: forecasting failed (logged again only if the error changes)"
+    ]
+    assert caplog.records[0].exc_info is not None
+    now += 3 * STEP
+    assert cycles(3) == []  # the same error: nothing more
+    error[0] = "another error"
+    now += 3 * STEP
+    changed = cycles(2)
+    assert len(changed) == 1 and changed[0].startswith("ERROR")
+    error.clear()
+    now += 2 * STEP
+    assert cycles(2) == ["INFO rule m {'s': 'a'}: forecasting works again"]
+    assert store.snapshot("m")

@@ -139,3 +139,41 @@ def test_a_job_that_stops_making_progress_and_a_stopped_scheduler_are_stalls():
         source.release.set()
         jobs.stop()
     assert [s.message for s in jobs.stalls()] == ["the scheduler has stopped"]
+
+
+def test_stopping_abandons_a_long_cycle_at_its_next_series():
+    """SIGTERM during a long cycle waited for it (about 50 s with 1,000 series), past the
+    30 s Kubernetes gives; the cycle is now given up after the series in hand."""
+    import logging
+
+    from forecaster.sources.fake import FakeSource
+
+    trace = demo_trace()
+    steps = 4 * 1440
+    source = FakeSource()
+    for i in range(200):  # about 5 s of forecasting in one cycle
+        source.add({"s": f"s{i}"}, trace.start, 60, trace.counts[:steps] / 60 * (1 + i / 100))
+    rule = Rule(name="many", query="x{<<.LabelMatchers>>}", history="3d")
+    now = float(trace.start + steps * 60 + 30)
+    store = ForecastStore()
+    current = CurrentValues([rule], source, lambda: now, max_age=60, interval=30)
+    jobs = Jobs(ForecastCycle([rule], source, store), current, lambda: now)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("forecaster.runtime.scheduler")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    jobs.start()
+    try:
+        time.sleep(1.5)  # well into the cycle's forecasts
+        assert store.snapshot("many") is None
+        stopped = time.monotonic()
+        jobs.stop()
+        while not any("abandoned" in r.getMessage() for r in records):
+            assert time.monotonic() - stopped < 1.0, "the cycle ran on after stop()"
+            time.sleep(0.01)
+    finally:
+        logger.removeHandler(handler)
+    assert store.snapshot("many") is None  # given up, not finished
+    assert store.failure("many") is None  # and not taken for a failure

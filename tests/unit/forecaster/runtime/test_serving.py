@@ -85,6 +85,30 @@ def test_bad_current_values_serve_the_forecast_and_spare_the_others(world):
         values(provider, "service=absurd")
 
 
+def test_a_series_whose_current_value_is_not_a_rate_is_a_503_saying_so_not_a_404(world):
+    """Once its forecast has expired, a series whose current value is NaN or Inf was
+    answered 404 "no series matches the selector", although it exists."""
+    source, clock, _, current, provider = world
+    clock.t += 3600  # every forecast expired
+    source.set_current(labels("blank"), float("nan"))  # NaN from the start: never forecast
+    current.refresh(RULE)
+    for svc, shown in (
+        ("blank", "NaN"),
+        ("nan", "NaN"),
+        ("inf", "+Inf"),
+        ("negative", "-1.0"),
+        ("huge", "1e+39"),
+    ):
+        with pytest.raises(Unavailable) as err:
+            values(provider, f"service={svc}")
+        assert f"its current value is {shown}, not a rate, and no forecast younger" in str(
+            err.value.message
+        )
+    assert values(provider, "service=good") == {"good": 4.0}
+    with pytest.raises(NotFound):  # a series the query does not yield at all
+        values(provider, "service=nothing")
+
+
 def test_requests_never_query_the_source(world):
     source, _, _, current, provider = world
     calls = source.calls["current"]
