@@ -55,7 +55,9 @@ def _number(key: str, text: str) -> float:
     except ValueError:
         raise BadRequest(f'metadata {key}: "{text}" is not a number') from None
     if not math.isfinite(value) or not 0 <= value <= MAX_NUMBER:
-        raise BadRequest(f"metadata {key}: {text} must be a number from 0 to {MAX_NUMBER:.0e}")
+        raise BadRequest(
+            f"metadata {key}: {text} must be a finite number from 0 to {MAX_NUMBER:.0e}"
+        )
     return value
 
 

@@ -191,7 +191,7 @@ def test_every_method_serves_what_the_external_metrics_api_serves(service, scale
         ("IsActive", checkout(activationThreshold="nan"), "INVALID_ARGUMENT", "finite"),
         ("GetMetricSpec", checkout(), "INVALID_ARGUMENT", "threshold is required"),
         ("GetMetricSpec", checkout(threshold="0"), "INVALID_ARGUMENT", "above 0"),
-        ("GetMetricSpec", checkout(threshold="-1"), "INVALID_ARGUMENT", "at least 0"),
+        ("GetMetricSpec", checkout(threshold="-1"), "INVALID_ARGUMENT", "from 0 to 1e+15"),
         ("GetMetrics", pb.GetMetricsRequest(scaledObjectRef=checkout(), metricName="s0-other"),
          "NOT_FOUND", 'metric "s0-other" is not the metric of this trigger'),
     ],

@@ -148,7 +148,7 @@ def test_a_threshold_out_of_range_is_invalid_argument_not_internal(scaler, thres
         scaler.GetMetricSpec(checkout(threshold=threshold))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
     assert err.value.details() == (
-        f"metadata threshold: {threshold} must be a number from 0 to 1e+15"
+        f"metadata threshold: {threshold} must be a finite number from 0 to 1e+15"
     )
 
 
