@@ -19,7 +19,7 @@ certificate, 10 times a second each. "held" is the server's sockets at most; "RS
 is the growth over the baseline divided by that; "after" is RSS 10 s after the attacker
 let go. The memory limit is the one of manifests/base/deployment.yaml.
 
-Run: python -m bench.hostile_connections [--seconds 20] [--attackers 2000]
+Run: python -m bench.hostile_connections [--seconds 20] [--attackers 2000] [--ways ...]
 """
 
 from __future__ import annotations
@@ -180,6 +180,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--attackers", type=int, default=2000)
+    parser.add_argument(
+        "--ways", default=",".join(WAYS), help="comma-separated, of: " + ", ".join(WAYS)
+    )
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench-hostile-"))
@@ -210,7 +213,7 @@ def main() -> None:
             f"{quantiles(quiet.healthz):>20}{quantiles(quiet.metric):>20}{quiet.failed:>8}"
         )
         spawn = multiprocessing.get_context("spawn")
-        for way in WAYS:
+        for way in args.ways.split(","):
             before = rss_mib(server.pid)
             stop = spawn.Event()
             attacker = spawn.Process(

@@ -57,9 +57,10 @@ cost 230 MB.)"""
 
 
 GIVE_BACK_AFTER = 200
-"""Connections closed, after which memory is given back to the OS once closing has been
-quiet for a second (a full garbage collection frees their cycles, and the C library
-would keep what they freed): RSS returns near its baseline after a burst."""
+"""Connections closed, after which memory is given back to the OS once at most half of
+the most held remain and closing has been quiet for a second (a full garbage collection
+frees their cycles, and the C library would keep what they freed): RSS returns near its
+baseline after a burst."""
 
 
 class _TLS(sslproto.SSLProtocol):
@@ -98,6 +99,7 @@ class Held:
         self.most = most
         self._sockets: dict[PeerCertProtocol, asyncio.Transport] = {}
         self._closed = 0  # since memory was last given back
+        self._most_held = 0  # since memory was last given back
         self._quiet: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
@@ -109,6 +111,7 @@ class Held:
         if connection in self._sockets:
             return
         self._sockets[connection] = socket
+        self._most_held = max(self._most_held, len(self._sockets))
         excess = len(self._sockets) - self.most
         if excess <= 0:
             return
@@ -126,7 +129,10 @@ class Held:
         if self._sockets.pop(connection, None) is None:
             return
         self._closed += 1
-        if self._closed >= GIVE_BACK_AFTER:
+        # Only once the burst is over (half of the most held have gone): while clients
+        # keep reopening what closes, memory stays bounded anyway, and the collection
+        # (tens of ms with thousands of connections) would only pause the answers.
+        if self._closed >= GIVE_BACK_AFTER and len(self._sockets) <= self._most_held // 2:
             if self._quiet is not None:
                 self._quiet.cancel()
             self._quiet = asyncio.get_running_loop().call_later(1.0, self._give_back)
@@ -134,6 +140,7 @@ class Held:
     def _give_back(self) -> None:
         give_back(f"{self._closed} connections closed")
         self._closed = 0
+        self._most_held = len(self._sockets)
         self._quiet = None
 
 
