@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from cryptography import x509
 
 from harness.aggregation import registration, trust_and_wait, wait_ready
@@ -412,3 +413,35 @@ def test_a_rotated_certificate_is_served_at_the_next_handshake(
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_the_shipped_scrape_token_may_read_metrics_and_nothing_else(secure: Secure):
+    """manifests/examples/scrape as rendered, on the real control plane: the token
+    controller fills the ServiceAccount's Secret, and the ServiceMonitor's bearer (that
+    token) may `get /metrics` here, through scaleahead's SubjectAccessReview, but not
+    read external metrics. (It used Prometheus' own token by file, a deprecated field,
+    bound to a ServiceAccount name only kube-prometheus has.)"""
+    from tests.integration.manifests.test_manifests import one, render
+
+    docs = render("examples/scrape")
+    secure.plane.start_controller_manager()  # its token controller fills the Secret
+    secure.plane.apply(yaml.safe_dump_all(d for d in docs if d["kind"] != "ServiceMonitor"))
+    monitor = one(docs, "ServiceMonitor")
+    credentials = monitor["spec"]["endpoints"][0]["authorization"]["credentials"]
+    namespace = monitor["metadata"]["namespace"]
+    deadline = time.monotonic() + 60
+    while True:
+        got = secure.plane.kubectl(
+            "get", "secret", credentials["name"], "-n", namespace, "-o", "json", check=False
+        )
+        data = json.loads(got.stdout).get("data", {}) if got.returncode == 0 else {}
+        if credentials["key"] in data:
+            break
+        assert time.monotonic() < deadline, f"the token controller never filled it: {got}"
+        time.sleep(0.5)
+    bearer = {"Authorization": "Bearer " + base64.b64decode(data[credentials["key"]]).decode()}
+    metrics = secure.get("/metrics", None, bearer)
+    assert metrics.status_code == 200, metrics.text
+    assert "scaleahead_" in metrics.text
+    denied = secure.get(CHECKOUT, None, bearer)
+    assert denied.status_code == 403, denied.text

@@ -37,6 +37,8 @@ KUSTOMIZATIONS = [
     "examples/layered",
     "examples/forecast-only/keda",
     "examples/forecast-only/prometheus-adapter",
+    "examples/scrape",
+    "examples/kube-prometheus-stack",
     "monitoring",
 ]
 CRD_VALIDATOR = REPO / "tests" / "integration" / "manifests" / "crds"
