@@ -65,7 +65,10 @@ def probe(source: str, config: Config) -> None:
 def check_config(path: Path, prometheus: bool) -> None:
     """Print what the file configures (and what its queries find); raise ConfigError."""
     config = load_config(path)
-    print(f"{path}: OK, Prometheus at {config.prometheus.url}")
+    # With --prometheus, not "OK" before the queries have run: they may still fail.
+    verdict = "valid" if prometheus else "OK"
+    print(f"{path}: {verdict}, Prometheus at {config.prometheus.url}")
     print("\n".join(describe(config, int(time.time()))))
     if prometheus:
         probe(str(path), config)
+        print(f"{path}: OK, every rule's query yields series")

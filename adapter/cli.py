@@ -47,8 +47,18 @@ def _check_config(args: argparse.Namespace) -> None:
     check_config(Path(args.file), args.prometheus)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scaleahead")
+    except PackageNotFoundError:  # run from a tree that is not installed
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scaleahead", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"scaleahead {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     formatter = ShowDefaults
 

@@ -211,7 +211,6 @@ def serve(options: ServeOptions) -> None:
     scheme = "https" if tls else "http"
     host = f"[{address}]" if ":" in address else address
     url = f"{scheme}://{host}:{port}"
-    print(banner([r.name for r in service.rules], url, options.config is None, tls), flush=True)
     log.info(
         "history kept in memory: at most %.0f MiB (%s)",
         sum(r.history_bytes for r in service.rules) / 2**20,
@@ -220,17 +219,29 @@ def serve(options: ServeOptions) -> None:
             for r in service.rules
         ),
     )
-    if not tls:
-        log.warning(
-            "serving PLAIN HTTP WITHOUT AUTHENTICATION on %s:%d: local development only",
-            address,
-            port,
-        )
+
+    def listening() -> None:
+        """Once the port is open (not before: a port taken is an error, not a banner)."""
+        print(banner([r.name for r in service.rules], url, options.config is None, tls), flush=True)
+        if not tls:
+            log.warning(
+                "serving PLAIN HTTP WITHOUT AUTHENTICATION on %s:%d: local development only",
+                address,
+                port,
+            )
+
     freeze(2, "before the port opens")
     context = None if secured is None else secured.context
     try:
         service.start()
-        http.run(RequestMetrics(app, service.metrics), address, port, context, options.log_level)
+        http.run(
+            RequestMetrics(app, service.metrics),
+            address,
+            port,
+            context,
+            options.log_level,
+            listening=listening,
+        )
     finally:
         log.info("stopping: the API is closed; background work in flight is abandoned")
         service.stop()

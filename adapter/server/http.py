@@ -20,7 +20,7 @@ import logging
 import resource
 import ssl
 from asyncio import sslproto
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
@@ -208,9 +208,12 @@ class _Server(uvicorn.Server):
     killing the process before the caller's own shutdown runs and exiting with the
     signal instead of 0)."""
 
-    def __init__(self, config: uvicorn.Config, tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, config: uvicorn.Config, tls: ssl.SSLContext | None, listening: Callable[[], None]
+    ) -> None:
         super().__init__(config)
         self.tls = tls
+        self.listening = listening
         self.held = Held()
 
     async def startup(self, sockets: list[Any] | None = None) -> None:
@@ -240,6 +243,7 @@ class _Server(uvicorn.Server):
             config.port,
             "HTTPS" if self.tls is not None else "plain HTTP",
         )
+        self.listening()
         self.started = True
 
     @contextlib.contextmanager
@@ -256,9 +260,11 @@ def run(
     tls: ssl.SSLContext | None,
     log_level: str,
     graceful_seconds: int = 10,
+    listening: Callable[[], None] = lambda: None,
 ) -> None:
     """Serve `app` until SIGTERM/SIGINT, finishing in-flight requests for up to
-    `graceful_seconds`."""
+    `graceful_seconds`; `listening` is called once the port is open. UsageError if it
+    cannot be opened."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -273,7 +279,7 @@ def run(
     )
     config.load()
     enough_descriptors(MAX_CONNECTIONS + 1000)
-    _Server(config, tls).run()
+    _Server(config, tls, listening).run()
 
 
 def enough_descriptors(needed: int) -> int:

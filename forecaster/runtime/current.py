@@ -101,14 +101,14 @@ class CurrentValues:
                     previous.invalid,
                 )
             if previous.error is None:
-                log.warning(
-                    "rule %s: current values unavailable (%s); serving values fetched at %s "
-                    "until they are %ss old",
-                    rule.name,
-                    err,
-                    rfc3339(previous.fetched_at) if previous.fetched_at else "never",
-                    int(self.max_age),
-                )
+                if previous.fetched_at is None:
+                    kept = "none has been fetched yet, so only fresh forecasts are served"
+                else:
+                    kept = (
+                        f"serving those fetched at {rfc3339(previous.fetched_at)} until they "
+                        f"are {int(self.max_age)}s old"
+                    )
+                log.warning("rule %s: current values unavailable (%s); %s", rule.name, err, kept)
             return
         values: dict[SeriesKey, float] = {}
         labels: dict[SeriesKey, dict[str, str]] = {}

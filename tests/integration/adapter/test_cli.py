@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -125,6 +126,34 @@ def test_serve_refuses_bad_flags(args, needle):
     )
     assert got.returncode == 2
     assert needle in got.stderr
+
+
+def test_a_port_taken_is_an_error_naming_it_and_no_banner():
+    """The banner said "serving ... try: curl" before the port was bound, then the
+    process exited 3."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        got = subprocess.run(
+            [*scaleahead_cmd(), "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(),
+        )
+    assert got.returncode == 2, got.stderr
+    assert f"scaleahead: cannot listen on 127.0.0.1:{port}" in got.stderr
+    assert "address already in use" in got.stderr
+    assert "serving the external metrics API" not in got.stdout
+
+
+def test_version():
+    got = subprocess.run(
+        [*scaleahead_cmd(), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert got.returncode == 0
+    assert got.stdout.strip() == f"scaleahead {version('scaleahead')}"
 
 
 def test_unreachable_prometheus_at_start_is_not_ready_but_alive(tmp_path):

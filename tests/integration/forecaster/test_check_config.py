@@ -75,6 +75,20 @@ def test_check_config_against_prometheus_counts_series_and_explains_none(tmp_pat
     assert got.returncode == 2, got
     assert "rule good: 3 series now (labels: namespace, service)" in got.stdout
     assert "rule typo: 0 series now" in got.stdout
+    # Not "OK" before the queries ran (it said "OK, Prometheus at ..." and then failed).
+    assert got.stdout.splitlines()[0] == f"{path}: valid, Prometheus at {prometheus.url}"
+    assert "OK" not in got.stdout
+    # Only the good rule: valid, queried, and then OK.
+    only_good = write(tmp_path, text[: text.index("  - name: typo")])
+    ok = subprocess.run(
+        [*scaleahead_cmd(), "check-config", "--prometheus", str(only_good)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[-1] == f"{only_good}: OK, every rule's query yields series"
     errors = got.stderr.splitlines()
     assert errors == [
         f"scaleahead: {path}: rule typo: the query yields no series (Prometheus has no metric "

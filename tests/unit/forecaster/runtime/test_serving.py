@@ -160,3 +160,16 @@ def test_a_rule_never_fetched_is_unavailable_and_asks_for_a_refresh():
             break
         time.sleep(0.01)
     assert source.calls["current"] == 1
+
+
+def test_current_values_down_from_the_start_say_none_was_fetched(caplog):
+    """It said "serving values fetched at never until they are 60s old"."""
+    source = FakeSource()
+    source.down = "cannot reach http://prometheus:9090"
+    current = CurrentValues([RULE], source, Clock(NOW), max_age=60, interval=15)
+    current.refresh(RULE)
+    [record] = [r for r in caplog.records if "current values unavailable" in r.getMessage()]
+    assert record.getMessage() == (
+        "rule qps: current values unavailable (cannot reach http://prometheus:9090); none "
+        "has been fetched yet, so only fresh forecasts are served"
+    )
