@@ -165,9 +165,9 @@ def _service(options: ServeOptions) -> Service:
 
 def serve(options: ServeOptions) -> None:
     """Run the service until interrupted; raise UsageError or ConfigError before serving."""
+    from adapter.access import AccessLog, access_log
     from adapter.asgi import ASGIApp
     from adapter.metrics import RequestMetrics
-    from adapter.security.guard import access_log
     from adapter.security.serving import secure
     from adapter.security.tls import grpc_credentials
     from adapter.server import http
@@ -187,6 +187,8 @@ def serve(options: ServeOptions) -> None:
         service.parts.append(
             WorkloadWatch(secured.kube, service.rules, service.demand, time.time, service.jobs.soon)
         )
+    else:
+        app = AccessLog(app)  # over TLS, the guard writes the access log with the caller
     if options.keda_scaler_port is not None:
         # Imported here: gRPC costs about 10 MiB and 40 ms of start-up that a server
         # without the KEDA scaler has no use for.

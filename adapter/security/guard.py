@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from adapter.access import log_access
 from adapter.asgi import CALLER, PEER_CERT, ASGIApp, Receive, Scope, Send
 from adapter.cluster.kube import KubeError
 from adapter.errors import StatusError, send_status
@@ -21,7 +22,6 @@ from adapter.security.identity import User
 from adapter.security.request_info import request_attributes
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("scaleahead.access")
 
 
 @dataclass
@@ -75,15 +75,7 @@ class Guard:
             scope["state"] = {**(scope.get("state") or {}), CALLER: user}
             await self.app(scope, receive, send_logged)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    'user="%s" verb=%s path="%s" code=%d latency=%.1fms',
-                    user.name if user else "",
-                    method,
-                    path,
-                    code[0],
-                    (time.perf_counter() - start) * 1000,
-                )
+            log_access(user.name if user else "", method, path, code[0], start)
 
     async def _authenticate(self, scope: Scope) -> User | None:
         state = scope.get("state") or {}

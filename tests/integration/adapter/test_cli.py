@@ -148,6 +148,20 @@ def test_a_port_taken_is_an_error_naming_it_and_no_banner():
     assert "serving the external metrics API" not in got.stdout
 
 
+def test_v2_logs_every_request_over_plain_http_too(tmp_path):
+    """The access log lived in the TLS guard: `--v 2` logged nothing over plain HTTP."""
+    port = free_port()
+    with running(["serve", "--port", str(port), "--v", "2"], tmp_path / "log"):
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        assert httpx.get(f"http://127.0.0.1:{port}/apis/nothing", timeout=5).status_code == 404
+        deadline = time.monotonic() + 10
+        while 'path="/apis/nothing" code=404' not in (tmp_path / "log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.1)
+    text = (tmp_path / "log").read_text()
+    assert 'INFO scaleahead.access: user="" verb=GET path="/healthz" code=200 latency=' in text
+
+
 def test_version():
     got = subprocess.run(
         [*scaleahead_cmd(), "--version"], capture_output=True, text=True, timeout=60
