@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import email.utils
 import math
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +23,34 @@ from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.sources.base import InstantSample, RangeSeries, SeriesKey, SourceError, series_key
 from forecaster.sources.tls import client_context
 from forecaster.times import grid_ceil, grid_floor
+
+RETRY_PAUSE_MAX = 5.0
+"""Seconds a retry waits at most, whatever the backoff or the server's Retry-After."""
+
+
+def retry_pause(attempt: int, asked: float | None) -> float:
+    """Seconds to wait before retry number `attempt` (1, 2, ...): what the server asked
+    for (Retry-After), else an exponential backoff from 0.4 s with jitter (half to all of
+    it, so that replicas refused together do not come back together); at most
+    RETRY_PAUSE_MAX."""
+    if asked is not None:
+        return min(asked, RETRY_PAUSE_MAX)
+    return random.uniform(0.5, 1.0) * min(0.2 * 2**attempt, RETRY_PAUSE_MAX)
+
+
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header's seconds (a number of seconds or an HTTP date); None if
+    absent or unreadable."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
 
 MAX_POINTS_PER_QUERY = 10_000
 """Points per series per query_range call: under Prometheus' hard limit of 11,000."""
@@ -98,9 +128,11 @@ class PrometheusClient:
     def _call(self, endpoint: str, params: dict[str, Any], method: str = "POST") -> Any:
         attempts = self._config.retries + 1
         last: str = ""
+        wait: float | None = None  # what the server asked for (Retry-After), if it did
         for attempt in range(attempts):
             if attempt:
-                time.sleep(min(0.2 * 2**attempt, 5.0))
+                time.sleep(retry_pause(attempt, wait))
+            wait = None
             started = time.perf_counter()
             try:
                 if method == "GET":
@@ -116,6 +148,7 @@ class PrometheusClient:
             if resp.status_code >= 500 or resp.status_code == 429:
                 kind = "throttled" if resp.status_code == 429 else "server_error"
                 self._observe(endpoint, started, kind)
+                wait = retry_after(resp.headers.get("retry-after"))
                 last = f"{self.url}{endpoint} answered {resp.status_code}: {resp.text[:300]}"
                 continue
             try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -254,3 +256,59 @@ def test_a_rule_with_a_phase_is_evaluated_on_its_own_grid(prometheus: Prometheus
     assert (got.timestamps % STEP == 20).all() and (np.diff(got.timestamps) == STEP).all()
     assert got.timestamps[-1] == end - STEP + 20  # the newest at or before `end`
     assert not np.allclose(got.values[:100], ref.values[:100])  # other windows, other rates
+
+
+def test_a_throttling_proxy_is_retried_when_it_says_and_backoff_has_jitter():
+    """A rate-limiting proxy in front of Prometheus answers 429 with Retry-After: the
+    retry waits that long (it used a fixed 0.4 s, the same for every replica)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from forecaster.sources.prometheus import RETRY_PAUSE_MAX, retry_after, retry_pause
+
+    arrivals: list[float] = []
+
+    class Throttling(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            arrivals.append(time.monotonic())
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            if len(arrivals) == 1:
+                body = b"slow down"
+                self.send_response(429)
+                self.send_header("Retry-After", "2")
+            else:
+                body = json.dumps(
+                    {
+                        "status": "success",
+                        "data": {
+                            "resultType": "vector",
+                            "result": [{"metric": {"job": "a"}, "value": [1.0, "3"]}],
+                        },
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Throttling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = PrometheusClient(
+            PrometheusConfig(url=f"http://127.0.0.1:{server.server_port}", retries=2)
+        )
+        [sample] = client.query("up", time.time())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sample.value == 3.0
+    assert len(arrivals) == 2 and 1.9 <= arrivals[1] - arrivals[0] < 3.0
+    # Retry-After as an HTTP date, capped; none: a backoff with jitter.
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert retry_after("soon") is None and retry_after(None) is None
+    assert retry_pause(1, 3600.0) == RETRY_PAUSE_MAX
+    pauses = {retry_pause(2, None) for _ in range(50)}
+    assert len(pauses) > 40 and all(0.4 <= p <= 0.8 for p in pauses)
