@@ -39,6 +39,7 @@ KUSTOMIZATIONS = [
     "examples/forecast-only/prometheus-adapter",
     "examples/scrape",
     "examples/kube-prometheus-stack",
+    "examples/my-config",
     "monitoring",
 ]
 CRD_VALIDATOR = REPO / "tests" / "integration" / "manifests" / "crds"
@@ -253,6 +254,52 @@ def test_the_keda_overlay_leaves_the_apiservice_to_keda_and_serves_its_scaled_ob
     assert target["metadata"]["namespace"] == scaled["metadata"]["namespace"]
     behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior == one(render("examples"), "HorizontalPodAutoscaler")["spec"]["behavior"]
+
+
+def test_my_config_overlay_carries_the_users_prometheus_rules_and_network(tmp_path):
+    """The user's Prometheus (URL and password), rules and network from one overlay,
+    the base untouched: nothing of the base's defaults is left in what it renders."""
+    docs = render("examples/my-config")
+    [cm] = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("scaleahead-config-")
+    ]
+    text = cm["data"]["config.yaml"]
+    raw = yaml.safe_load(text)
+    password_file = raw["prometheus"]["basic_auth"]["password_file"]
+    (tmp_path / "password").write_text("s3cret")
+    raw["prometheus"]["basic_auth"]["password_file"] = str(tmp_path / "password")
+    config = parse_config(raw, "my-config")
+    assert config.prometheus.url == "http://prometheus.observability.svc:9090"
+    assert [r.name for r in config.rules] == ["checkout_requests_forecast", "orders_forecast"]
+    # The Deployment reads the replaced ConfigMap and mounts the password where it is read.
+    deployment = one(docs, "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == cm["metadata"]["name"]
+    [container] = spec["containers"]
+    mount = max(  # the innermost mount holding the file (the config's is its parent)
+        (m for m in container["volumeMounts"] if password_file.startswith(m["mountPath"] + "/")),
+        key=lambda m: len(m["mountPath"]),
+    )
+    secret = volumes[mount["name"]]["secret"]
+    assert secret["secretName"] == "scaleahead-prometheus"
+    assert f"{mount['mountPath']}/{secret['items'][0]['path']}" == password_file
+    # The network: the user's Prometheus namespace and control-plane addresses only.
+    policy = one(docs, "NetworkPolicy")
+    [rule] = policy["spec"]["ingress"]
+    assert {"ipBlock": {"cidr": "10.0.0.0/24"}} in rule["from"]
+    namespaces = [
+        f["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for f in rule["from"]
+        if "namespaceSelector" in f
+    ]
+    assert namespaces == ["observability"]
+    rendered = yaml.safe_dump_all(docs)
+    assert "prometheus-operated" not in rendered and "0.0.0.0/0" not in rendered
+    # One ConfigMap of rules: the base's is replaced, not kept beside it.
+    assert len([d for d in docs if d["metadata"]["name"].startswith("scaleahead-config")]) == 1
 
 
 def test_the_shipped_config_is_valid_and_the_example_hpa_uses_its_metric():
