@@ -17,7 +17,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with keys 'prometheus' and 'rules'")
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"written": True})
     except ValidationError as err:
         raise ConfigError(describe_validation_error(source, err)) from None
 

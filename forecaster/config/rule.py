@@ -20,7 +20,7 @@ from forecaster.config.types import Duration, Strict, check_quantile
 from forecaster.promql import check_template
 from forecaster.schedules import Calendar, Definition
 from forecaster.selector import is_label_name
-from forecaster.times import DAY, grid_ceil, grid_floor, parse_duration
+from forecaster.times import DAY, format_duration, grid_ceil, grid_floor, parse_duration
 
 DEFAULT_POD_MINUTES = 1.1
 """A rule with neither `quantile` nor `max_pod_minutes` may cost 10 % more pod-minutes
@@ -64,7 +64,7 @@ class Rule(Strict):
             with contextlib.suppress(ValueError):  # the field validators say what is wrong
                 step = parse_duration(data.get("step", 60))
                 if step > 0:
-                    data = {**data, "lead": timing.default_lead(step)}
+                    data = {**data, "lead": format_duration(timing.default_lead(step))}
         derive = isinstance(data, dict) and data.get("horizon") is None
         if derive:
             try:
@@ -79,7 +79,8 @@ class Rule(Strict):
                 if data.get("lead_max") is not None:
                     lead = max(lead, parse_duration(data["lead_max"]))
                 if min(step, interval) > 0:
-                    data = {**data, "horizon": timing.default_horizon(step, lead, interval)}
+                    horizon = timing.default_horizon(step, lead, interval)
+                    data = {**data, "horizon": format_duration(horizon)}
             except ValueError:
                 pass  # the field validators say what is wrong
         rule = handler(data)

@@ -6,12 +6,26 @@ import math
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
-from forecaster.times import parse_duration
+from forecaster.times import format_duration, parse_duration
 
-Duration = Annotated[int, BeforeValidator(parse_duration)]
-"""Whole seconds, written "90s", "1m30s" or "8d"."""
+
+def _duration(value: object, info: ValidationInfo) -> int:
+    """Whole seconds from "90s", "1m30s" or "8d"; from a file (context `written`), a bare
+    number is refused: `timeout: 10000` would be 10,000 seconds, not what was meant."""
+    written = bool(info.context and info.context.get("written"))
+    if written and isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = parse_duration(value)
+        raise ValueError(
+            f"{value!r} has no unit: write it with one, e.g. '{seconds}s' "
+            f"(that is {format_duration(seconds)}), '1m' or '8d'"
+        )
+    return parse_duration(value)
+
+
+Duration = Annotated[int, BeforeValidator(_duration)]
+"""Whole seconds, written "90s", "1m30s" or "8d" (a bare number only from code)."""
 
 QUANTILE_RANGE = (0.05, 0.995)
 """The quantiles a band can be calibrated at (its grid of levels spans exactly these)."""

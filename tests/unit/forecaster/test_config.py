@@ -8,7 +8,7 @@ import promql_parser
 import pytest
 from pydantic import ValidationError
 
-from forecaster.config import ConfigError, load_config, parse_config
+from forecaster.config import ConfigError, Rule, load_config, parse_config
 from forecaster.promql import check_template, render
 from forecaster.selector import EVERYTHING, parse_selector
 
@@ -337,3 +337,28 @@ def test_forward_errors_name_the_key(forward, expected):
     with pytest.raises(ConfigError) as err:
         parse_config(data, "c.yaml")
     assert f"c.yaml: {expected}" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "line", "shown"),
+    [
+        ("prometheus.timeout", "  timeout: 5s\n", "  timeout: 10000\n"),
+        ("rules[0].step", "    step: 1m\n", "    step: 60\n"),
+        ("rules[0].history", "    history: 8d\n", "    history: 691200.0\n"),
+    ],
+)
+def test_a_duration_written_without_its_unit_is_refused_saying_what_it_would_be(
+    tmp_path, key, line, shown
+):
+    """`timeout: 10000` was read as 10,000 seconds and `step: 60` as 60 s, silently."""
+    assert line in GOOD
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD.replace(line, shown)))
+    value = shown.split(": ")[1].strip()
+    seconds = int(float(value))
+    assert f"{key}: {value} has no unit: write it with one, e.g. '{seconds}s' (that is " in str(
+        err.value
+    )
+    # From code, whole seconds stay what they are (Rule.changed re-validates its own dump).
+    rule = Rule(name="m", query="x{<<.LabelMatchers>>}", step=60, history=8 * 86400)
+    assert rule.changed(quantile=0.9).step == 60
