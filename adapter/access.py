@@ -1,5 +1,5 @@
-"""The access log (`--v 2`): one line per request, with its caller where one was
-authenticated, written by the guard over TLS and by `AccessLog` over plain HTTP."""
+"""The access log (`--v 2`): one line per request, with the user it was authenticated as
+(the guard leaves it in the request's state; none over plain HTTP)."""
 
 from __future__ import annotations
 
@@ -9,33 +9,19 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from adapter.asgi import ASGIApp, Receive, Scope, Send
+from adapter.asgi import AUTHENTICATED, ASGIApp, Receive, Scope, Send
 
 access_log = logging.getLogger("scaleahead.access")
 
 
-def log_access(user: str, method: str, path: str, code: int, started: float) -> None:
-    """One access line; `started` is the request's time.perf_counter()."""
-    if access_log.isEnabledFor(logging.INFO):
-        access_log.info(
-            'user="%s" verb=%s path="%s" code=%d latency=%.1fms',
-            user,
-            method,
-            path,
-            code,
-            (time.perf_counter() - started) * 1000,
-        )
-
-
 @dataclass
 class AccessLog:
-    """ASGI middleware logging each request of a server without authentication (no
-    user: plain HTTP on loopback)."""
+    """ASGI middleware writing one access line per request, after it is answered."""
 
     app: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -49,4 +35,12 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_logged)
         finally:
-            log_access("", scope["method"], scope["path"], code[0], started)
+            user = (scope.get("state") or {}).get(AUTHENTICATED)
+            access_log.info(
+                'user="%s" verb=%s path="%s" code=%d latency=%.1fms',
+                user.name if user is not None else "",
+                scope["method"],
+                scope["path"],
+                code[0],
+                (time.perf_counter() - started) * 1000,
+            )

@@ -16,3 +16,7 @@ PEER_CERT = "scaleahead.peer_cert"
 
 CALLER = "scaleahead.caller"
 """Key of the authenticated and authorized caller (a User) in each request's ASGI state."""
+
+AUTHENTICATED = "scaleahead.authenticated"
+"""Key of the user a request was authenticated as, authorized or not (a User), in its
+ASGI state: what the access log names."""

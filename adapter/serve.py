@@ -187,8 +187,6 @@ def serve(options: ServeOptions) -> None:
         service.parts.append(
             WorkloadWatch(secured.kube, service.rules, service.demand, time.time, service.jobs.soon)
         )
-    else:
-        app = AccessLog(app)  # over TLS, the guard writes the access log with the caller
     if options.keda_scaler_port is not None:
         # Imported here: gRPC costs about 10 MiB and 40 ms of start-up that a server
         # without the KEDA scaler has no use for.
@@ -207,6 +205,7 @@ def serve(options: ServeOptions) -> None:
             )
         scaler = ExternalScaler(service.provider, service.metrics)
         service.parts.append(ScalerServer(scaler, address, options.keda_scaler_port, credentials))
+    app = AccessLog(app)  # outside the guard: it names the user the guard authenticated
     service.parts.append(FreezeWhenReady(lambda: all(c.ok for c in service.provider.readiness())))
     access_log.setLevel(logging.INFO if options.verbosity >= 2 else logging.WARNING)
 
@@ -217,8 +216,7 @@ def serve(options: ServeOptions) -> None:
         "history kept in memory: at most %.0f MiB (%s)",
         sum(r.history_bytes for r in service.rules) / 2**20,
         "; ".join(
-            f"{r.name}: {r.max_series:,} series x {r.history // r.step:,} steps"
-            for r in service.rules
+            f"{r.name}: {r.max_series:,} series x {r.history_steps:,} steps" for r in service.rules
         ),
     )
 
