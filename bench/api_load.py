@@ -40,6 +40,7 @@ import numpy as np
 from forecaster.sources.trace import demo_trace
 from harness.controlplane import ControlPlane
 from harness.net import free_port
+from harness.proc import rss_kib
 
 REPO = Path(__file__).resolve().parent.parent
 METRIC = "bench_requests_forecast"
@@ -136,10 +137,7 @@ def backfill(root: Path, series: int) -> tuple[Path, int]:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return rss_kib(pid) / 1024
 
 
 def wrk(

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import multiprocessing
-import os
 import re
 import ssl
 import subprocess
@@ -43,6 +41,7 @@ import numpy as np
 
 from harness.lone_tls import METRIC, LoneTLS, lone_tls
 from harness.net import REPO, free_port, wait_http
+from harness.proc import rss_kib, sockets
 
 WAYS = ("silent TCP", "idle TLS", "slow head", "heavy selector")
 HEAVY = (
@@ -52,18 +51,7 @@ HEAVY = (
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def sockets(pid: int) -> int:
-    found = 0
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            found += os.readlink(fd).startswith("socket:")
-    return found
+    return rss_kib(pid) / 1024
 
 
 def memory_limit_mib() -> float:

@@ -19,6 +19,7 @@ import pytest
 from adapter.forward import MAX_ANSWER
 from harness.net import free_port, wait_http
 from harness.pki import CA, Pair
+from harness.proc import rss_kib
 from harness.prometheus import PrometheusServer
 from tests.integration.adapter.test_cli import running, write_config
 
@@ -175,22 +176,15 @@ def test_the_upstream_is_asked_for_exactly_the_name_and_selector_given(
     ]
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 @pytest.mark.parametrize("metric", ["huge_sized", "huge_unsized"])
 def test_an_answer_over_the_cap_is_a_503_and_is_not_read(forwarding: Forwarding, metric: str):
     """Five 50 MB answers took RSS from 683 to 1,207 MB when every answer was read whole."""
-    rss = _rss_kib(forwarding.pid)
+    rss = rss_kib(forwarding.pid)
     for _ in range(5):
         code, status = raw_get(forwarding.port, f"{GROUP_PATH}/namespaces/default/{metric}")
         assert code == 503 and status["reason"] == "ServiceUnavailable"
         assert f"more than {MAX_ANSWER:,} bytes" in status["message"]
-    grown = (_rss_kib(forwarding.pid) - rss) / 1024
+    grown = (rss_kib(forwarding.pid) - rss) / 1024
     print(f"{metric}: RSS grew {grown:.1f} MiB over 5 answers of {HUGE // 2**20} MiB")
     assert grown < 5 * MAX_ANSWER / 2**20
     # Refused as soon as known: the upstream could not write most of what it had.

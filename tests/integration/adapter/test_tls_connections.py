@@ -6,13 +6,10 @@ close, and thousands of hostile ones keep neither probes nor the HPA waiting."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +17,7 @@ import pytest
 from adapter.server.http import HANDSHAKE_TIMEOUT
 from harness.lone_tls import METRIC, LoneTLS, lone_tls
 from harness.net import free_port, wait_http
+from harness.proc import rss_kib, sockets
 from tests.integration.adapter.test_cli import running
 
 
@@ -29,20 +27,12 @@ class Server:
     pid: int
     tls: LoneTLS
 
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+    def rss_kib(self) -> float:
+        return rss_kib(self.pid)
 
     def sockets(self) -> int:
         """Sockets the server process holds (its listening ones included)."""
-        fds = Path(f"/proc/{self.pid}/fd")
-        found = 0
-        for fd in fds.iterdir():
-            with contextlib.suppress(OSError):
-                found += os.readlink(fd).startswith("socket:")
-        return found
+        return sockets(self.pid)
 
 
 @pytest.fixture(scope="module")
