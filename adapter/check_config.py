@@ -25,7 +25,7 @@ def describe(config: Config, now: int) -> list[str]:
             f"{format_duration(r.ttl)}, every {format_duration(r.interval)}, "
             f"{r.quantile_setting}, new series forecast after a "
             f"{format_duration(r.warmup)} warm-up; history {format_duration(r.history)} "
-            f"({r.history // r.step:,} steps) of up to {r.max_series:,} series: at most "
+            f"({r.history_steps:,} steps) of up to {r.max_series:,} series: at most "
             f"{r.history_bytes / 2**20:,.0f} MiB"
         )
         for d in [*r.schedules, *r.events]:

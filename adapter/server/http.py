@@ -102,9 +102,6 @@ class Held:
         self._most_held = 0  # since memory was last given back
         self._quiet: asyncio.TimerHandle | None = None
 
-    def __len__(self) -> int:
-        return len(self._sockets)
-
     def opened(self, connection: PeerCertProtocol, socket: asyncio.Transport) -> None:
         """Hold `connection`, closing the ones idle longest (those already closing first)
         beyond `most`."""

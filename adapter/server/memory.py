@@ -9,6 +9,7 @@ import ctypes.util
 import functools
 import gc
 import logging
+import resource
 import time
 from collections.abc import Callable
 
@@ -44,13 +45,6 @@ def give_back(why: str) -> None:
 def _rss_mib() -> float:
     try:
         with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * _page_size() / 2**20
+            return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
     except OSError:
         return float("nan")
-
-
-@functools.cache
-def _page_size() -> int:
-    import resource
-
-    return resource.getpagesize()

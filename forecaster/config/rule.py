@@ -261,9 +261,14 @@ class Rule(Strict):
         return self._warmup
 
     @property
+    def history_steps(self) -> int:
+        """Steps of history each series keeps."""
+        return self.history // self.step
+
+    @property
     def history_bytes(self) -> int:
         """Memory the history of max_series series takes (4 bytes a step and series)."""
-        return self.max_series * (self.history // self.step) * 4
+        return self.max_series * self.history_steps * 4
 
     @property
     def warmup_steps(self) -> int:

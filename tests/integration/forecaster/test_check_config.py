@@ -10,15 +10,20 @@ from tests.conftest import RULE_QUERY, clean_env, scaleahead_cmd
 from tests.unit.forecaster.test_config import GOOD, write
 
 
-def test_check_config_command(tmp_path):
-    good = write(tmp_path, GOOD)
-    ok = subprocess.run(
-        [*scaleahead_cmd(), "check-config", str(good)],
+def check_config(*args: str) -> subprocess.CompletedProcess[str]:
+    """`scaleahead check-config ARGS` as a user runs it."""
+    return subprocess.run(
+        [*scaleahead_cmd(), "check-config", *args],
         capture_output=True,
         text=True,
         env=clean_env(),
         timeout=60,
     )
+
+
+def test_check_config_command(tmp_path):
+    good = write(tmp_path, GOOD)
+    ok = check_config(str(good))
     assert ok.returncode == 0
     assert ok.stdout.splitlines()[1] == (
         "  rule http_requests_forecast: step 1m, lead 3m, horizon 10m, forecasts fresh for 6m, "
@@ -37,13 +42,7 @@ def test_check_config_command(tmp_path):
     ]:
         bad = tmp_path / "bad.yaml"
         bad.write_bytes(text.encode("latin-1"))
-        got = subprocess.run(
-            [*scaleahead_cmd(), "check-config", str(bad)],
-            capture_output=True,
-            text=True,
-            env=clean_env(),
-            timeout=60,
-        )
+        got = check_config(str(bad))
         assert got.returncode == 2, got.stderr
         assert f"{bad}: {expected}" in got.stderr
         assert "Traceback" not in got.stderr
@@ -65,13 +64,7 @@ def test_check_config_against_prometheus_counts_series_and_explains_none(tmp_pat
     )
     path = write(tmp_path, text)
     assert load_config(path)  # every rule is well-formed; only Prometheus can tell
-    got = subprocess.run(
-        [*scaleahead_cmd(), "check-config", "--prometheus", str(path)],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=60,
-    )
+    got = check_config("--prometheus", str(path))
     assert got.returncode == 2, got
     assert "rule good: 3 series now (labels: namespace, service)" in got.stdout
     assert "rule typo: 0 series now" in got.stdout
@@ -80,13 +73,7 @@ def test_check_config_against_prometheus_counts_series_and_explains_none(tmp_pat
     assert "OK" not in got.stdout
     # Only the good rule: valid, queried, and then OK.
     only_good = write(tmp_path, text[: text.index("  - name: typo")])
-    ok = subprocess.run(
-        [*scaleahead_cmd(), "check-config", "--prometheus", str(only_good)],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=60,
-    )
+    ok = check_config("--prometheus", str(only_good))
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[-1] == f"{only_good}: OK, every rule's query yields series"
     errors = got.stderr.splitlines()
@@ -100,12 +87,6 @@ def test_check_config_against_prometheus_counts_series_and_explains_none(tmp_pat
     ]
     # Prometheus unreachable: an error naming it, not a traceback.
     down = write(tmp_path, text.replace(prometheus.url, "http://127.0.0.1:1"))
-    got = subprocess.run(
-        [*scaleahead_cmd(), "check-config", "--prometheus", str(down)],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=60,
-    )
+    got = check_config("--prometheus", str(down))
     assert got.returncode == 2
     assert "rule good: cannot reach http://127.0.0.1:1/api/v1/query" in got.stderr
