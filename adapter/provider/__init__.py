@@ -25,11 +25,14 @@ class MetricValue:
 
 @dataclass(frozen=True)
 class Check:
-    """One line of /readyz or /livez: a named check, whether it passed, and why."""
+    """One line of /readyz or /livez: a named check, whether it passed, and why. A
+    `degraded` check passes (it does not make the process unready or dead) but says
+    that what it watches is unhealthy."""
 
     name: str
     ok: bool
     detail: str = ""
+    degraded: bool = False
 
 
 class ExternalMetricsProvider(Protocol):
@@ -45,5 +48,8 @@ class ExternalMetricsProvider(Protocol):
         ...
 
     def readiness(self) -> list[Check]:
-        """One check per thing the provider needs to serve; ready when all pass."""
+        """One check per thing the provider serves; ready when all pass. A check fails
+        only while this process cannot answer yet; a data source's outage is a
+        `degraded` check, since readiness must not follow it (an aggregated APIService
+        with no ready endpoint breaks discovery cluster-wide)."""
         ...

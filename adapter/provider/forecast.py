@@ -45,6 +45,9 @@ class ForecastProvider:
         return [self._rule_check(rule) for rule in self.rules.values()]
 
     def _rule_check(self, rule: Rule) -> Check:
+        """Fails only during the rule's first cycle after a start (the other replica
+        serves meanwhile); once a cycle has ended, well or not, this process answers
+        for the rule, and what it cannot serve is a degraded check, not unreadiness."""
         name = f"rule/{rule.name}"
         state = self.view.rule(rule)
         failure = state.failure
@@ -57,10 +60,12 @@ class ForecastProvider:
             )
             failing = f"the last {failure.failures} cycle(s) failed ({failure.error}){retry}"
         if not state.forecasts_ready:
-            error = state.current.error
-            why = failing or (f"current values: {error}" if error else "")
+            if failure is None:
+                error = state.current.error
+                why = f": current values: {error}" if error else ""
+                return Check(name, False, f"its first forecast cycle has not ended yet{why}")
             return Check(
-                name, False, "no forecast cycle has completed yet" + (f": {why}" if why else "")
+                name, True, f"no forecast cycle has succeeded yet: {failing}", degraded=True
             )
         if not state.known:
             return Check(
@@ -68,15 +73,18 @@ class ForecastProvider:
                 True,
                 "the query yields no series, so every request for it is answered 404 "
                 "(check its metric names: scaleahead check-config --prometheus)",
+                degraded=True,
             )
         if not any(s.served for s in state.series):
-            return Check(name, False, _unservable(state, state.series))
+            return Check(name, True, _unservable(state, state.series), degraded=True)
         predictive = sum(1 for s in state.series if s.served and s.served.predictive)
         detail = f"{state.known} series, {predictive} served from forecasts"
         refused = len(self.view.store.refused(rule.name))
         if refused:
             detail += f", {refused} beyond max_series ({rule.max_series}) served their actual"
-        return Check(name, True, f"{detail}; {failing}" if failing else detail)
+        if failing:
+            return Check(name, True, f"{detail}; {failing}", degraded=True)
+        return Check(name, True, detail)
 
     def values(self, namespace: str, metric: str, selector: LabelSelector) -> list[MetricValue]:
         rule = self.rules.get(metric)

@@ -65,12 +65,17 @@ def _health(name: str, checks: list[Check], verbose: bool) -> Response:
         text = "\n".join(["failed:", *(f"{c.name}: {c.detail}" for c in failed)]) + "\n"
         return PlainTextResponse(text if failed else "ok", code)
     lines = [
-        f"[{'+' if c.ok else '-'}]{c.name} {'ok' if c.ok else 'failed'}"
-        + (f": {c.detail}" if c.detail else "")
+        f"[{'+' if c.ok else '-'}]{c.name} {_verdict(c)}" + (f": {c.detail}" if c.detail else "")
         for c in [Check("ping", True), *checks]
     ]
     lines.append(f"{name} check {'failed' if failed else 'passed'}")
     return PlainTextResponse("\n".join(lines) + "\n", code)
+
+
+def _verdict(check: Check) -> str:
+    if not check.ok:
+        return "failed"
+    return "degraded" if check.degraded else "ok"
 
 
 def _caller(request: Request) -> User | None:

@@ -170,7 +170,7 @@ def test_version():
     assert got.stdout.strip() == f"scaleahead {version('scaleahead')}"
 
 
-def test_unreachable_prometheus_at_start_is_not_ready_but_alive(tmp_path):
+def test_unreachable_prometheus_at_start_leaves_it_alive_and_then_ready(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     config = write_config(tmp_path / "c.yaml", url)
     port = free_port()
@@ -178,14 +178,19 @@ def test_unreachable_prometheus_at_start_is_not_ready_but_alive(tmp_path):
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # until the first attempts (with retries) failed
-            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-            if url in ready.text:
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz?verbose", timeout=5)
+            if ready.status_code == 200:
                 break
+            # Meanwhile its first cycle is still trying: not ready yet, and why.
+            assert "its first forecast cycle has not ended yet" in ready.text
             time.sleep(0.5)
         assert p.poll() is None  # a Prometheus restart must not crash-loop scaleahead
         metric = httpx.get(f"http://127.0.0.1:{port}{METRIC_PATH}", timeout=5)
-    assert ready.status_code == 503
-    assert "http_requests_forecast" in ready.text and url in ready.text
+    # Its first cycle has ended (failed): it answers, so it is ready, and says what is
+    # wrong; going NotReady would take the APIService down with Prometheus.
+    assert ready.status_code == 200
+    assert "[+]rule/http_requests_forecast degraded: no forecast cycle has succeeded" in ready.text
+    assert url in ready.text
     assert metric.status_code == 503 and metric.json()["kind"] == "Status"
 
 

@@ -40,7 +40,8 @@ class Answer:
 
 
 class Prober:
-    """Asks /healthz and the metric every 0.25 s from a thread and keeps every answer."""
+    """Asks /healthz, /readyz and the metric every 0.25 s from a thread and keeps every
+    answer."""
 
     def __init__(self, base: str) -> None:
         self.base = base
@@ -63,7 +64,7 @@ class Prober:
     def _run(self) -> None:
         with httpx.Client(base_url=self.base, timeout=10) as client:
             while not self._stop.is_set():
-                for path, params in (("/healthz", {}), (PATH, SELECTOR)):
+                for path, params in (("/healthz", {}), ("/readyz", {}), (PATH, SELECTOR)):
                     began = time.monotonic()
                     try:
                         r = client.get(path, params=params)
@@ -158,10 +159,11 @@ def test_prometheus_missing_killed_and_hung(own_prometheus: PrometheusServer, tm
     try:
         wait_http(f"{base}/healthz", timeout=60)
         with Prober(base) as probe:
-            # 1. Prometheus does not exist yet: alive, not ready, and saying why.
+            # 1. Prometheus does not exist yet: alive, ready once its first cycle
+            # failed (it answers 503 naming the error), and saying why.
             time.sleep(8)
             ready = httpx.get(f"{base}/readyz?verbose", timeout=5)
-            assert ready.status_code == 503
+            assert ready.status_code == 200 and "degraded" in ready.text
             assert f"cannot reach {prom.url}" in ready.text and "next attempt in" in ready.text
             assert proc.poll() is None
             t = probe.now()
@@ -225,6 +227,11 @@ def test_prometheus_missing_killed_and_hung(own_prometheus: PrometheusServer, tm
             "slowest: " + ", ".join(f"{a.seconds * 1000:.0f} ms at {a.at:.1f}s" for a in slow)
         )
         assert slowest < 0.1
+        # Ready once its first cycle ended, and ready throughout every outage after: an
+        # outage of Prometheus must not take the APIService's endpoints away.
+        ready = [a for a in probe.answers if a.path == "/readyz"]
+        first = next(i for i, a in enumerate(ready) if a.code == 200)
+        assert all(a.code == 200 for a in ready[first:]), [a for a in ready if a.code != 200]
 
         # 4. SIGTERM with Prometheus hung mid-cycle: out within seconds, exit code 0.
         os.kill(prom.proc.pid, signal.SIGSTOP)

@@ -219,9 +219,10 @@ def test_prometheus_outage_degrades_and_recovers(service, prometheus):
         body = resp.json()
         assert body["kind"] == "Status" and body["reason"] == "ServiceUnavailable"
         assert prometheus.url in body["message"]
-        # Nothing can be served, and health says so; /metrics shows no served value.
-        ready = client.get("/readyz")
-        assert ready.status_code == 503 and "no forecast younger than" in ready.text
+        # Nothing can be served: the replica stays ready (it answers), and says so.
+        ready = client.get("/readyz?verbose")
+        assert ready.status_code == 200 and "no forecast younger than" in ready.text
+        assert "[+]rule/http_requests_forecast degraded:" in ready.text
         assert "scaleahead_series_served{" not in client.get("/metrics").text
     finally:
         prometheus.start()

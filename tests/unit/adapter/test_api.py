@@ -128,12 +128,20 @@ def test_health_answers_head_and_verbose(client, provider):
     verbose = client.get("/livez?verbose")
     assert verbose.text.splitlines() == ["[+]ping ok", "livez check passed"]
     provider.checks.append(Check("rule/queue_forecast", True, "3 series"))
+    provider.checks.append(Check("rule/lag_forecast", True, "Prometheus down", degraded=True))
+    degraded = client.get("/readyz?verbose")
+    assert degraded.status_code == 200 and client.get("/readyz").text == "ok"
+    assert degraded.text.splitlines()[-2:] == [
+        "[+]rule/lag_forecast degraded: Prometheus down",
+        "readyz check passed",
+    ]
     provider.checks.append(Check("rule/qps_forecast", False, "no forecast cycle has completed"))
     failed = client.get("/readyz?verbose")
     assert failed.status_code == 503
     assert failed.text.splitlines() == [
         "[+]ping ok",
         "[+]rule/queue_forecast ok: 3 series",
+        "[+]rule/lag_forecast degraded: Prometheus down",
         "[-]rule/qps_forecast failed: no forecast cycle has completed",
         "readyz check failed",
     ]

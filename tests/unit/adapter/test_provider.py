@@ -38,6 +38,7 @@ def forecast(labels: dict[str, str]) -> SeriesForecast:
 
 @dataclass
 class Parts:
+    source: FakeSource
     clock: Clock
     store: ForecastStore
     current: CurrentValues
@@ -56,23 +57,50 @@ def parts() -> Iterator[Parts]:
     telemetry = Telemetry(CollectorRegistry(), [RULE.name])
     demand = SeriesDemand([RULE])
     provider = ForecastProvider([RULE], ServingView(store, current, clock), telemetry, demand)
-    yield Parts(clock, store, current, telemetry, demand, provider)
+    yield Parts(source, clock, store, current, telemetry, demand, provider)
     current.close()
 
 
-def test_readiness_says_what_a_rule_waits_for(parts):
+def test_readiness_fails_only_until_the_first_cycle_ends(parts):
     clock, store, current, provider = parts.clock, parts.store, parts.current, parts.provider
     [check] = provider.readiness()
-    assert not check.ok and check.detail == "no forecast cycle has completed yet"
+    assert not check.ok and check.detail == "its first forecast cycle has not ended yet"
+    # A first cycle that failed (Prometheus down at start) ends the wait: this replica
+    # answers (503 naming the error), so it is ready, and says what is wrong.
+    store.failed("qps", "prometheus down", 1, retry_at=clock() + 5)
+    [check] = provider.readiness()
+    assert check.ok and check.degraded
+    assert check.detail == (
+        "no forecast cycle has succeeded yet: "
+        "the last 1 cycle(s) failed (prometheus down), next attempt in 5s"
+    )
     store.put("qps", {})
     current.refresh(RULE)
     [check] = provider.readiness()
-    assert check.ok and check.detail == "1 series, 0 served from forecasts"
+    assert check.ok and not check.degraded and check.detail == "1 series, 0 served from forecasts"
     store.put("qps", {series_key(A): forecast(A)})
     assert provider.readiness()[0].detail == "1 series, 1 served from forecasts"
     store.failed("qps", "prometheus down", 3, retry_at=clock() + 20)
-    detail = provider.readiness()[0].detail
-    assert detail.endswith("the last 3 cycle(s) failed (prometheus down), next attempt in 20s")
+    [check] = provider.readiness()
+    assert check.ok and check.degraded
+    assert check.detail.endswith(
+        "the last 3 cycle(s) failed (prometheus down), next attempt in 20s"
+    )
+
+
+def test_a_rule_that_can_serve_nothing_keeps_the_replica_ready(parts):
+    clock, store, current, provider = parts.clock, parts.store, parts.current, parts.provider
+    store.put("qps", {series_key(A): forecast(A)})
+    current.refresh(RULE)
+    assert not provider.readiness()[0].degraded
+    parts.source.down = "connection refused"  # Prometheus gone: the current values age
+    clock.t += RULE.ttl + 120  # out, and so does the forecast
+    current.refresh(RULE)
+    [check] = provider.readiness()
+    assert check.ok and check.degraded
+    assert "no forecast younger than" in check.detail and "serving nothing" in check.detail
+    with pytest.raises(Unavailable):
+        provider.values("shop", "qps", parse_selector(""))
 
 
 def test_errors_name_the_metric_the_namespace_and_the_selector(parts):
