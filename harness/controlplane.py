@@ -1,5 +1,7 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver v1.28 with the
-aggregation layer, and (on demand) kube-controller-manager for the HPA controller.
+aggregation layer, and (on demand) kube-controller-manager for the HPA controller. Given
+a `Bridge` (harness.node), the API server listens on its gateway instead, for the pods
+of a real node.
 
 The binaries come from `$SCALEAHEAD_K8S_ASSETS` or `$KUBEBUILDER_ASSETS` (a folder holding
 kube-apiserver, kube-controller-manager and optionally etcd), else they are unpacked once
@@ -17,17 +19,23 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from harness.net import REPO, free_port
 from harness.pki import CA, Pair, service_account_keys
 
+if TYPE_CHECKING:
+    from harness.node import Bridge
+
 SHARED_K8S = REPO.parent / "shared" / "k8s"
 CACHE = REPO / ".cache" / "k8s"
 SHA256 = {
     "kube-apiserver": "474f85bff010fe9f77bd2ebe4fdc0252f131195392a8b80f79a1b3280325c64f",
     "kube-controller-manager": "00b79aebf85717780c39d43836e383779f1ac277f9ac44206fe85dcb75d43010",
+    "kube-scheduler": "7ddfe69e1e1c26904fb81e4c3b2c8eb232e597a3df9a77b79d2f1c60d95b2df2",
+    "kubelet": "45f1806f361c89b06512bd82d0e005247076793d8d457c8c538944a0b881d205",
 }
 FRONT_PROXY_CLIENT = "front-proxy-client"
 
@@ -67,11 +75,15 @@ def _unpack(name: str) -> Path:
     return target
 
 
-def assets() -> dict[str, str]:
-    """Paths of etcd, kube-apiserver and kube-controller-manager, or MissingAssets."""
+def assets(node: bool = False) -> dict[str, str]:
+    """Paths of etcd, kube-apiserver and kube-controller-manager (with `node`, also
+    kube-scheduler and kubelet), or MissingAssets."""
     folder = os.environ.get("SCALEAHEAD_K8S_ASSETS") or os.environ.get("KUBEBUILDER_ASSETS")
     found: dict[str, str] = {}
-    for name in ("kube-apiserver", "kube-controller-manager"):
+    names = ["kube-apiserver", "kube-controller-manager"]
+    if node:
+        names += ["kube-scheduler", "kubelet"]
+    for name in names:
         if folder:
             path = Path(folder) / name
             if not path.is_file():
@@ -91,7 +103,7 @@ def assets() -> dict[str, str]:
     return found
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
+def stop_process(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
@@ -103,18 +115,22 @@ def _stop(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
 
 
 class ControlPlane:
-    """etcd + kube-apiserver (+ kube-controller-manager) under `root`, on free loopback ports."""
+    """etcd + kube-apiserver (+ kube-controller-manager) under `root`, on free loopback
+    ports; with `bridge`, the API server is on the bridge's gateway, for a real node."""
 
-    def __init__(self, root: Path, kubectl: str) -> None:
+    def __init__(self, root: Path, kubectl: str, bridge: Bridge | None = None) -> None:
         self.root = root
         self.kubectl_path = kubectl
-        self.bins = assets()
+        self.bridge = bridge
+        self.bins = assets(node=bridge is not None)
+        self.address = bridge.gateway if bridge else "127.0.0.1"
         pki = root / "pki"
         self.ca = CA("cluster-ca", pki)
         self.front_proxy_ca = CA("front-proxy-ca", pki)
-        self.serving = self.ca.issue(
-            "apiserver", "kube-apiserver", hosts=("127.0.0.1", "localhost"), server=True
-        )
+        hosts = ("127.0.0.1", "localhost", "kubernetes.default.svc")
+        if bridge is not None:
+            hosts += (bridge.gateway, bridge.kubernetes_ip)
+        self.serving = self.ca.issue("apiserver", "kube-apiserver", hosts=hosts, server=True)
         self.front_proxy_client = self.front_proxy_ca.issue(
             "front-proxy-client", FRONT_PROXY_CLIENT
         )
@@ -124,7 +140,7 @@ class ControlPlane:
         )
         self.sa = service_account_keys(pki)
         self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.url = f"https://{self.address}:{self.port}"
         self.admin_kubeconfig = self.kubeconfig("admin", self.admin)
         self._etcd: subprocess.Popen[bytes] | None = None
         self._apiserver: subprocess.Popen[bytes] | None = None
@@ -177,12 +193,36 @@ class ControlPlane:
             stderr=subprocess.STDOUT,
         )
         pki = self.root / "pki"
+        if self.bridge is None:
+            # No endpoint can hold a loopback address: APIServices reach their backends
+            # through ExternalName Services instead.
+            where = [
+                "--service-cluster-ip-range=10.96.0.0/24",
+                "--endpoint-reconciler-type=none",
+                "--enable-aggregator-routing=false",
+            ]
+        else:
+            kubelet_client = self.ca.issue(
+                "apiserver-kubelet-client",
+                "kube-apiserver-kubelet-client",
+                orgs=("system:masters",),
+            )
+            where = [
+                f"--service-cluster-ip-range={self.bridge.services}",
+                "--endpoint-reconciler-type=lease",
+                # APIService backends are reached at their pods' IPs: there is no kube-proxy.
+                "--enable-aggregator-routing=true",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                f"--kubelet-certificate-authority={self.ca.cert}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
         self._apiserver = subprocess.Popen(
             [
                 self.bins["kube-apiserver"],
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={self.port}",
                 f"--cert-dir={pki}",
                 f"--tls-cert-file={self.serving.cert}",
@@ -199,9 +239,7 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-key-file={self.sa.cert}",
                 f"--service-account-signing-key-file={self.sa.key}",
-                "--service-cluster-ip-range=10.96.0.0/24",
-                "--endpoint-reconciler-type=none",
-                "--enable-aggregator-routing=false",
+                *where,
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
             ],
@@ -295,9 +333,9 @@ class ControlPlane:
         self.kubectl("apply", "-f", "-", input=manifest)
 
     def stop_apiserver(self) -> None:
-        _stop(self._apiserver)
+        stop_process(self._apiserver)
 
     def stop(self) -> None:
-        _stop(self._controller_manager, grace=5)
-        _stop(self._apiserver)
-        _stop(self._etcd)
+        stop_process(self._controller_manager, grace=5)
+        stop_process(self._apiserver)
+        stop_process(self._etcd)

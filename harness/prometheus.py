@@ -46,10 +46,11 @@ class PrometheusServer:
     end: int  # last backfilled grid point (Unix seconds)
     series: list[BackfilledSeries] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"  # or a bridge's gateway, for pods
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -57,7 +58,7 @@ class PrometheusServer:
                 self.binary,
                 f"--config.file={self.config}",
                 f"--storage.tsdb.path={self.data}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={self.host}:{self.port}",
                 "--storage.tsdb.retention.time=60d",
                 "--log.level=warn",
             ],

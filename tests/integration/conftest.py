@@ -22,14 +22,13 @@ HISTORY_DAYS = 9
 FUTURE = 3600  # the backfill runs this far past the fixture's start
 
 
-@pytest.fixture(scope="session")
-def prometheus(nasa: Trace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    """Real Prometheus with 9 days of the NASA trace as counters, ending an hour from now.
+def backfilled_prometheus(nasa: Trace, root: Path, host: str = "127.0.0.1") -> PrometheusServer:
+    """A real Prometheus (not started) with 9 days of the NASA trace as counters, ending
+    an hour from now, listening on `host`.
 
     Three label sets come from three different 9-day windows of the trace (July 1995,
     before the log's gap): checkout and search in namespace default, checkout in staging.
     """
-    root = tmp_path_factory.mktemp("prometheus")
     end = (int(time.time()) // STEP) * STEP + FUTURE
     n = HISTORY_DAYS * 1440
     start = end - n * STEP
@@ -60,7 +59,15 @@ def prometheus(nasa: Trace, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     write_blocks(lines, data)
     config = root / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 15s\n")
-    server = PrometheusServer(system_tool("prometheus"), data, config, free_port(), end, series)
+    return PrometheusServer(
+        system_tool("prometheus"), data, config, free_port(), end, series, host=host
+    )
+
+
+@pytest.fixture(scope="session")
+def prometheus(nasa: Trace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """The session's Prometheus on loopback (see backfilled_prometheus)."""
+    server = backfilled_prometheus(nasa, tmp_path_factory.mktemp("prometheus"))
     server.start()
     yield server
     server.stop()
