@@ -27,16 +27,26 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+FIELDS = ("rule", "series")
+"""What a line is about, given by the caller as `extra=`: the rule's name and the
+series' labels (an object), fields of their own in JSON so that a log pipeline can
+filter on them."""
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, msg (and exception, if any)."""
+    """One JSON object per line: time, level, logger, msg, the FIELDS a line has (and
+    exception, if any)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "time": _time(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        for name in FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

@@ -152,13 +152,24 @@ class ForecastProvider:
                 self.telemetry.fallbacks.labels(rule.name, served.fallback.value).inc()
             if not was:
                 log.warning(
-                    "rule %s %s: %s; serving the actual value (reactive fallback)",
+                    "rule %s, series %s: %s; serving the actual value (reactive fallback)",
                     rule.name,
-                    labels,
+                    _selector(labels),
                     _FALLBACK_WHY[served.fallback].format(ttl=rule.ttl),
+                    extra={"rule": rule.name, "series": labels},
                 )
         elif was:
-            log.info("rule %s %s: forecast available again", rule.name, labels)
+            log.info(
+                "rule %s, series %s: forecast available again",
+                rule.name,
+                _selector(labels),
+                extra={"rule": rule.name, "series": labels},
+            )
+
+
+def _selector(labels: dict[str, str]) -> str:
+    """A series' labels as the labelSelector that picks it: `namespace=shop,service=a`."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
 _FALLBACK_WHY = {

@@ -108,7 +108,13 @@ class CurrentValues:
                         f"serving those fetched at {rfc3339(previous.fetched_at)} until they "
                         f"are {int(self.max_age)}s old"
                     )
-                log.warning("rule %s: current values unavailable (%s); %s", rule.name, err, kept)
+                log.warning(
+                    "rule %s: current values unavailable (%s); %s",
+                    rule.name,
+                    err,
+                    kept,
+                    extra={"rule": rule.name},
+                )
             return
         values: dict[SeriesKey, float] = {}
         labels: dict[SeriesKey, dict[str, str]] = {}
@@ -123,7 +129,12 @@ class CurrentValues:
         with self._lock:
             self._rules[rule.name] = RuleCurrent(values, labels, at, invalid=invalid)
         if previous.error is not None:
-            log.info("rule %s: current values available again (%d series)", rule.name, len(values))
+            log.info(
+                "rule %s: current values available again (%d series)",
+                rule.name,
+                len(values),
+                extra={"rule": rule.name},
+            )
 
     def refresh_soon(self, rule: str) -> None:
         """Ask for a refresh in the background, at most every ON_DEMAND_MIN_INTERVAL s."""

@@ -230,7 +230,12 @@ class ForecastCycle:
             same = [s for s in history if series_key(s.labels) == key]
             out += same or [by_key[key]]
         if missing:
-            log.info("rule %s: backfilled %d series asked for", rule.name, len(missing))
+            log.info(
+                "rule %s: backfilled %d series asked for",
+                rule.name,
+                len(missing),
+                extra={"rule": rule.name},
+            )
         return out
 
     def _note_refused(self, rule: Rule, refused: frozenset[SeriesKey]) -> None:
@@ -245,9 +250,14 @@ class ForecastCycle:
                     rule.name,
                     len(refused),
                     rule.max_series,
+                    extra={"rule": rule.name},
                 )
             else:
-                log.info("rule %s: every series asked for is forecast again", rule.name)
+                log.info(
+                    "rule %s: every series asked for is forecast again",
+                    rule.name,
+                    extra={"rule": rule.name},
+                )
 
     def _note_empty(self, rule: Rule, empty: bool) -> None:
         """Log once when a rule's query starts or stops yielding series."""
@@ -257,9 +267,12 @@ class ForecastCycle:
                     "rule %s: the query yields no series, so every request for it is answered "
                     "404; check the metric names with `scaleahead check-config --prometheus`",
                     rule.name,
+                    extra={"rule": rule.name},
                 )
             else:
-                log.info("rule %s: the query yields series again", rule.name)
+                log.info(
+                    "rule %s: the query yields series again", rule.name, extra={"rule": rule.name}
+                )
 
     def _forecast_young(
         self,

@@ -146,13 +146,20 @@ class Jobs:
         try:
             self.cycle.run(rule, self.clock(), progress=lambda: self._report(job))
         except Abandoned:
-            log.info("rule %s: cycle abandoned, the service is stopping", rule.name)
+            log.info(
+                "rule %s: cycle abandoned, the service is stopping",
+                rule.name,
+                extra={"rule": rule.name},
+            )
         except Exception as err:  # a failed cycle must not stop the schedule
             self._failed(rule, err, before.failures + 1 if before else 1)
         else:
             if before is not None:
                 log.info(
-                    "rule %s: cycle succeeded again after %d failures", rule.name, before.failures
+                    "rule %s: cycle succeeded again after %d failures",
+                    rule.name,
+                    before.failures,
+                    extra={"rule": rule.name},
                 )
         finally:
             self._beat(job, running=False)
@@ -192,6 +199,7 @@ class Jobs:
             failures,
             err,
             f"at {rfc3339(retry_at)}" if retry_at is not None else "not scheduled",
+            extra={"rule": rule.name},
         )
 
     def refresh(self, rule: Rule) -> None:
@@ -201,7 +209,12 @@ class Jobs:
         try:
             self.current.refresh(rule)
         except Exception as err:  # a failed refresh must not stop the schedule
-            log.error("rule %s: current-value refresh failed: %s", rule.name, err)
+            log.error(
+                "rule %s: current-value refresh failed: %s",
+                rule.name,
+                err,
+                extra={"rule": rule.name},
+            )
         finally:
             self._beat(job, running=False)
 

@@ -3,6 +3,7 @@ problem, fallbacks counted and logged once per change, and what requests ask for
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from adapter.errors import NotFound, Unavailable
+from adapter.logs import JsonFormatter
 from adapter.provider.forecast import ForecastProvider
 from forecaster.config import Rule
 from forecaster.forecast import SeriesForecast
@@ -101,6 +103,20 @@ def test_a_rule_that_can_serve_nothing_keeps_the_replica_ready(parts):
     assert "no forecast younger than" in check.detail and "serving nothing" in check.detail
     with pytest.raises(Unavailable):
         provider.values("shop", "qps", parse_selector(""))
+
+
+def test_fallback_lines_carry_the_rule_and_the_series_as_fields(parts, caplog):
+    caplog.set_level(logging.INFO, logger="adapter.provider.forecast")
+    parts.current.refresh(RULE)
+    parts.provider.values("shop", "qps", parse_selector("service=a"))  # no forecast yet
+    parts.store.put("qps", {series_key(A): forecast(A)})
+    parts.provider.values("shop", "qps", parse_selector("service=a"))
+    entering, leaving = caplog.records
+    for record in (entering, leaving):
+        line = json.loads(JsonFormatter().format(record))
+        assert line["rule"] == "qps" and line["series"] == A
+        assert "{'" not in line["msg"]  # no dict repr in the message
+    assert entering.getMessage().startswith("rule qps, series namespace=shop,service=a: ")
 
 
 def test_errors_name_the_metric_the_namespace_and_the_selector(parts):
