@@ -72,7 +72,7 @@ def _stand_in_base(name: str) -> None:
         return
     tar = CACHE / "debian-bookworm-python.tar"
     if not tar.exists():
-        partial = tar.with_suffix(".partial")
+        partial = CACHE / "debian-bookworm-python.partial.tar"  # mmdebstrap: tar by its name
         hook = (
             'rm -f "$1"/usr/lib/python3.11/EXTERNALLY-MANAGED; '
             'ln -sf /usr/bin/python3 "$1"/usr/local/bin/python; '
@@ -84,6 +84,7 @@ def _stand_in_base(name: str) -> None:
                 _tool("mmdebstrap", "mmdebstrap"),
                 "--quiet",
                 "--variant=apt",
+                "--format=tar",
                 "--include=python3,python3-pip,python3-venv,ca-certificates",
                 f"--customize-hook={hook}",
                 "bookworm",
@@ -107,6 +108,7 @@ def _stand_in_base(name: str) -> None:
         buildah("commit", "--quiet", container, name)
     finally:
         buildah("rm", container)
+    tar.unlink()  # the committed image holds it now
 
 
 def _project_key() -> str:
@@ -149,6 +151,10 @@ def project_image() -> tuple[str, Path]:
         str(REPO),
     )
     _export(ref, archive)
+    # The archive is the cache: no copy stays in the (vfs, so uncompressed) storage, and
+    # no archive of older inputs.
+    buildah("rmi", ref)
+    buildah("rmi", "--prune")  # the build stage's unnamed image
     for old in CACHE.glob("scaleahead-*.oci.tar"):
         if old != archive:
             old.unlink()

@@ -32,7 +32,7 @@ def _unavailable(why: str) -> None:
     pytest.skip(f"no real node: {why}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(kubectl: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         prerequisites()
@@ -51,7 +51,7 @@ def cluster(kubectl: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             shutil.rmtree(node.root / name, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pod_prometheus(
     cluster: Cluster, nasa: Trace, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusServer]:
