@@ -603,6 +603,9 @@ def main() -> None:
         pods.stop()
         hpas = kubectl(node, "get", "hpa", "-n", NS)
         predicted = backtest_prediction(history, demand, t0, root)
+    except BaseException:
+        print(f"failed; every component's log is kept under {root}", file=sys.stderr)
+        raise
     finally:
         if metrics_api is not None:
             metrics_api.stop()
@@ -610,6 +613,7 @@ def main() -> None:
             prometheus.stop()
         node.stop()
         shutil.rmtree(root / "node" / "containerd", ignore_errors=True)
+    shutil.rmtree(root)  # kept, with every component's log, only when the run failed
     report = {}
     print(
         f"\n{args.minutes} minutes of NASA-HTTP at real time, peak {PEAK:.0f} requests/s; "

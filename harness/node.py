@@ -144,6 +144,15 @@ class Bridge:
         self.remove()
         self.lock.close()
 
+    def leftovers(self) -> list[str]:
+        """What of this bridge is still on the machine (nothing, once released)."""
+        left = []
+        if _run("ip", "link", "show", self.name, check=False).returncode == 0:
+            left.append(f"bridge {self.name}")
+        rules = _run("iptables", "-t", "nat", "-S", "PREROUTING", check=False).stdout
+        left += [f"rule {r}" for r in rules.splitlines() if self._comment in r]
+        return left
+
 
 class Node:
     """A control plane with one real node: `start`, then `kubectl`, `import_image`; `stop`
@@ -167,8 +176,11 @@ class Node:
         self._stopped = False
 
     # --- what tests use -------------------------------------------------------------
-    def kubectl(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-        return self.plane.kubectl(*args, **kw)
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """The real kubectl as the cluster's admin."""
+        return self.plane.kubectl(*args, input=input, check=check)
 
     def ctr(self, *args: str, timeout: float = 300) -> str:
         done = subprocess.run(
@@ -422,6 +434,29 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                 os.unlink(path)
         _remove_cgroups(self.bridge.name)
         self.bridge.release()
+
+    def leftovers(self) -> list[str]:
+        """What this node made that is still there after `stop`: processes, mounts,
+        network namespaces, cgroups, the bridge and its rules. Empty when clean."""
+        left = [
+            f"{name} (pid {proc.pid})"
+            for name, proc in (
+                ("kubelet", self._kubelet),
+                ("kube-scheduler", self._scheduler),
+                ("containerd", self._containerd),
+            )
+            if proc is not None and proc.poll() is None
+        ]
+        left += [f"shim {pid}" for pid in self._shims()]
+        mounts = Path("/proc/mounts").read_text().split()
+        left += [f"mount {m}" for m in mounts if m.startswith(f"{self.root}/")]
+        left += [f"netns {path}" for path in self._netns if os.path.exists(path)]
+        left += [
+            f"cgroup {h / self.bridge.name}"
+            for h in Path("/sys/fs/cgroup").iterdir()
+            if (h / self.bridge.name).exists()
+        ]
+        return left + self.bridge.leftovers()
 
 
 def _kill_cgroup(name: str, timeout: float = 10.0) -> None:

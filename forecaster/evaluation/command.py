@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 from pydantic import ValidationError
 
 from forecaster.config import (
@@ -36,6 +37,7 @@ from forecaster.sources.base import Source, SourceError
 from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
 from forecaster.sources.trace import (
     DEMO_TRACE,
+    Trace,
     TraceError,
     TraceSource,
     demo_trace,
@@ -118,6 +120,9 @@ def _rule_and_source(options: BacktestOptions) -> tuple[Rule, Source, LabelSelec
                 "phase": trace.phase,
                 "history": "15d",
             }
+            warning = rates_warning(trace, name)
+            if warning:
+                print(warning, file=sys.stderr)
             rule = Rule.model_validate({**base, **overrides})
             source: Source = TraceSource(trace, {"csv": name})
             return rule, source, EVERYTHING, trace.end if options.end is None else options.end
@@ -141,6 +146,19 @@ def _rule_and_source(options: BacktestOptions) -> tuple[Rule, Source, LabelSelec
         raise BacktestError(describe_validation_error(source_name, err)) from None
     except TraceError as err:
         raise BacktestError(str(err)) from None
+
+
+def rates_warning(trace: Trace, name: str) -> str | None:
+    """A warning when most of a CSV's values have fractions, as rates do: counts of
+    requests per interval are whole numbers."""
+    values = trace.counts[np.isfinite(trace.counts)]
+    if not values.size or np.mean(values != np.round(values)) <= 0.5:
+        return None
+    return (
+        f"warning: {name}: most values have fractions; --csv expects counts per interval "
+        f"(requests in each {trace.resolution} s). If these are rates per second, multiply "
+        f"them by {trace.resolution}: the capacity and pod-minutes depend on it"
+    )
 
 
 T = TypeVar("T")

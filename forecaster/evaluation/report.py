@@ -69,7 +69,7 @@ def summary(
     if swept:
         for m in methods:
             m["dominated_by"] = dominated(m, swept)
-    return {
+    data = {
         "range": {
             "from": rfc3339(int(r.times[0])),
             "to": rfc3339(int(r.times[-1])),
@@ -102,6 +102,46 @@ def summary(
             },
         ],
     }
+    data["verdict"] = verdict(data)
+    return data
+
+
+def verdict(data: dict[str, Any]) -> str:
+    """One plain sentence on what the default does on this traffic against reactive
+    scaling, and what to do about it."""
+    by = {m["method"]: m for m in data["methods"]}
+    ours, reactive = by.get("scaleahead"), by.get("reactive")
+    if ours is None or reactive is None:
+        return ""
+    ours_dropped, their_dropped = ours["beyond_capacity_share"], reactive["beyond_capacity_share"]
+    extra = ours["pod_minutes"] / reactive["pod_minutes"] - 1 if reactive["pod_minutes"] else 0.0
+    cost = f"{abs(extra):.0%} {'more' if extra >= 0 else 'fewer'} pod-minutes"
+    if their_dropped == 0:
+        return (
+            f"On this traffic reactive scaling drops nothing, and the default costs {cost}: "
+            "no gain; keep scaling on the current rate."
+        )
+    said = (
+        f"On this traffic the default drops {ours_dropped / their_dropped:.0%} of what reactive "
+        f"scaling drops ({ours_dropped:.2%} of requests against {their_dropped:.2%}), "
+        f"for {cost}."
+    )
+    better = [
+        m
+        for m in data["methods"]
+        if m["method"] not in ("scaleahead", "perfect foresight")
+        and dominated(ours, [m]) is not None
+    ]
+    if better:
+        best = min(better, key=lambda m: m["beyond_capacity_share"])
+        return (
+            f"{said} Not recommended as it is: {best['method']} drops "
+            f"{best['beyond_capacity_share']:.2%} for {best['pod_minutes']:.0f} pod-minutes, "
+            f"no more on either count (against {ours['pod_minutes']:.0f})."
+        )
+    if ours_dropped >= their_dropped:
+        return f"{said} No gain: keep scaling on the current rate."
+    return f"{said} Recommended: it scales ahead of this traffic at that cost."
 
 
 def _held(r: Replay) -> dict[str, float] | None:
@@ -173,6 +213,8 @@ def table(data: dict[str, Any]) -> str:
         f"models: {top}; a fresh forecast was served {data['predictive_share'] * 100:.1f}%"
         " of the time",
     ]
+    if data["verdict"]:
+        lines += ["", data["verdict"]]
     sched = data["schedules"]
     if sched["names"]:
         lines.append(
@@ -286,16 +328,20 @@ def plot_tradeoff(path: Path, data: dict[str, Any]) -> None:
     ax.plot(xs, ys, "o-", color="tab:blue", label="scaleahead, by quantile")
     for m, x, y in zip(curve, xs, ys, strict=True):
         ax.annotate(m["method"].split()[-1], (x, y), textcoords="offset points", xytext=(5, 4))
-    markers = iter("sD^vP*X<>")
+    markers = iter("sD^vPX<>")
     for m in data["methods"]:
-        if m["method"] == "scaleahead" or m["pod_minutes_vs_bound"] is None:
+        if m["pod_minutes_vs_bound"] is None:
             continue
+        default = m["method"] == "scaleahead"
         ax.plot(
             m["pod_minutes_vs_bound"],
             m["beyond_capacity_share"] * 100,
-            next(markers, "o"),
-            ms=8,
-            label=m["method"],
+            "*" if default else next(markers, "o"),
+            ms=16 if default else 8,
+            color="tab:blue" if default else None,
+            markeredgecolor="black" if default else None,
+            zorder=3 if default else 2,
+            label="scaleahead, the default" if default else m["method"],
         )
     ax.set_xlabel("pod-minutes / perfect foresight's")
     ax.set_ylabel("requests beyond Ready capacity (%)")

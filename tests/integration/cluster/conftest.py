@@ -49,6 +49,8 @@ def cluster(kubectl: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         # The unpacked images are large; the logs stay.
         for name in ("containerd", "containerd-state", "kubelet"):
             shutil.rmtree(node.root / name, ignore_errors=True)
+    left = node.leftovers()
+    assert not left, f"the node left these behind: {left}"
 
 
 @pytest.fixture(scope="package")

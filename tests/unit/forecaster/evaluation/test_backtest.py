@@ -58,6 +58,10 @@ def test_csv_backtest_writes_its_outputs(tmp_path, capsys):
     data = json.loads(js.read_text())
     by = {m["method"]: m for m in data["methods"]}
     assert 0.5 < by["scaleahead"]["coverage"] <= 1.0
+    # One plain sentence under the table, with the default against reactive.
+    share = by["scaleahead"]["beyond_capacity_share"] / by["reactive"]["beyond_capacity_share"]
+    assert data["verdict"].startswith(f"On this traffic the default drops {share:.0%} of what")
+    assert data["verdict"] in table
     # A perfect forecast through the same HPA drops fewer requests than any forecast.
     oracle = by["perfect foresight"]["beyond_capacity_share"]
     assert (
@@ -105,6 +109,18 @@ def test_errors_are_messages(tmp_path, capsys):
     assert "--from/--to: too little history" in bad(
         capsys, "--csv", str(NASA), "--from", "1995-07-01T04:10:00Z", "--to", "1995-07-02T00:00:00Z"
     )
+    # Rates where counts are expected: said before anything else goes wrong.
+    rates = tmp_path / "rates.csv"
+    rates.write_text(
+        "timestamp,value\n"
+        + "".join(
+            f"{t},{int(v) / 60:.4f}\n"
+            for t, v in (r.split(",") for r in NASA.read_text().splitlines()[1:200])
+        )
+    )
+    said = bad(capsys, "--csv", str(rates), "--from", "1995-07-01T04:10:00Z")
+    assert "rates.csv: most values have fractions" in said and "multiply them by 60" in said
+    assert "fractions" not in bad(capsys, "--csv", str(broken))  # counts: no warning
     assert "--from: expected an RFC 3339 time" in bad(
         capsys, "--csv", str(NASA), "--from", "yesterday"
     )
