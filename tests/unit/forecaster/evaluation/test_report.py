@@ -7,7 +7,7 @@ import io
 import numpy as np
 
 from forecaster.evaluation.command import rates_warning
-from forecaster.evaluation.report import verdict
+from forecaster.evaluation.verdict import verdict
 from forecaster.sources.trace import read_trace
 
 
