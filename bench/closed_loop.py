@@ -55,6 +55,7 @@ from harness.net import REPO, free_port
 from harness.node import Node
 from harness.pki import CA
 from harness.prometheus import SCRAPE, PrometheusServer, system_tool, write_blocks
+from harness.workload import deployment
 
 NS = "bench"
 ARMS = ("reactive", "predictive")
@@ -138,41 +139,7 @@ def apply(node: Node, *docs: dict[str, Any]) -> None:
 def workload(arm: str, image: str, replicas: int) -> list[dict[str, Any]]:
     labels = {"app": arm}
     return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": arm, "namespace": NS},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
-                        "containers": [
-                            {
-                                "name": "web",
-                                "image": image,
-                                "imagePullPolicy": "Never",
-                                "command": ["python3", "/workload/workload.py"],
-                                "env": [
-                                    {"name": "STARTUP_SECONDS", "value": str(STARTUP)},
-                                    {"name": "CAPACITY", "value": str(CAPACITY)},
-                                ],
-                                "ports": [{"name": "http", "containerPort": 8080}],
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/ready", "port": "http"},
-                                    "periodSeconds": 2,
-                                },
-                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
-                                "volumeMounts": [{"name": "code", "mountPath": "/workload"}],
-                            }
-                        ],
-                        "volumes": [{"name": "code", "configMap": {"name": "workload"}}],
-                    },
-                },
-            },
-        },
+        deployment(arm, NS, image, replicas, STARTUP, CAPACITY, configmap="workload"),
         {
             "apiVersion": "v1",
             "kind": "Service",

@@ -1,7 +1,8 @@
 """A workload for the real node, run as a pod from a ConfigMap by any Python 3 image
 (standard library only): it answers `/ready` 503 until STARTUP_SECONDS after it started,
 serves at most CAPACITY requests a second on `/` and sheds the rest with 503, and counts
-every answer in `http_requests_total{code}` on `/metrics`.
+every answer in `http_requests_total{code}` on `/metrics`. `deployment` is how tests and
+benchmarks run it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 STARTUP = float(os.environ.get("STARTUP_SECONDS", "60"))
 CAPACITY = float(os.environ.get("CAPACITY", "10"))
@@ -57,6 +59,55 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+def deployment(
+    name: str,
+    namespace: str,
+    image: str,
+    replicas: int,
+    startup: float,
+    capacity: float,
+    configmap: str,
+) -> dict[str, Any]:
+    """This script as a Deployment labelled app=`name`, run by `image` (any Python 3)
+    from the ConfigMap `configmap` holding it as workload.py."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": image,
+                            "imagePullPolicy": "Never",
+                            "command": ["python3", "/workload/workload.py"],
+                            "env": [
+                                {"name": "STARTUP_SECONDS", "value": str(startup)},
+                                {"name": "CAPACITY", "value": str(capacity)},
+                            ],
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/ready", "port": "http"},
+                                "periodSeconds": 2,
+                            },
+                            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                            "volumeMounts": [{"name": "code", "mountPath": "/workload"}],
+                        }
+                    ],
+                    "volumes": [{"name": "code", "configMap": {"name": configmap}}],
+                },
+            },
+        },
+    }
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,25 +30,16 @@ import yaml
 
 from harness.net import REPO
 from harness.prometheus import PrometheusServer
+from harness.workload import deployment
 from tests.conftest import parse_quantity
 from tests.integration.cluster.conftest import Cluster
+from tests.integration.manifests.test_install import wait_for
 
 NAMESPACE = "scaleahead"
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 METRIC = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/http_requests_forecast"
 CHECKOUT = METRIC + "?labelSelector=service%3Dcheckout"
 BASE_IMAGE = "ghcr.io/scaleahead/scaleahead"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 180.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {last}")
 
 
 def overlay(folder: Path, image: str, prometheus_url: str, **rule: Any) -> Path:
@@ -208,14 +199,14 @@ def test_the_image_runs_as_its_non_root_user_on_a_read_only_root(cluster: Cluste
 
 def test_apply_k_runs_both_replicas_and_serves_through_the_aggregator(installed: Installed):
     began = time.monotonic()
-    ready = wait_for("both replicas Ready", lambda: len(installed.ready_pods()) == 2)
+    ready = wait_for("both replicas Ready", lambda: len(installed.ready_pods()) == 2, timeout=180)
     took = time.monotonic() - began
     assert ready
     installed.timeline.append(f"both replicas Ready {took:.0f}s after kubectl apply -k")
     # The first replica made the certificate, and put its CA in the APIService.
     secret = installed.json("secret", "scaleahead-certs", "-n", NAMESPACE)
     ca = base64.b64decode(secret["data"]["ca.crt"])
-    wait_for("the APIService to turn Available", installed.available)
+    wait_for("the APIService to turn Available", installed.available, timeout=180)
     api = installed.json("apiservice", APISERVICE)
     assert base64.b64decode(api["spec"]["caBundle"]) == ca
     # The aggregator reaches the pods at their own IPs (there is no kube-proxy).
@@ -223,7 +214,7 @@ def test_apply_k_runs_both_replicas_and_serves_through_the_aggregator(installed:
     ips = {a["ip"] for s in endpoints["subsets"] for a in s["addresses"]}
     assert ips == {p["status"]["podIP"] for p in installed.pods()}
     assert all(ip.startswith("198.18.") for ip in ips)
-    body = wait_for("the metric", lambda: metric_body(installed))
+    body = wait_for("the metric", lambda: metric_body(installed), timeout=180)
     [item] = json.loads(body)["items"]
     assert item["metricLabels"] == {"namespace": "default", "service": "checkout"}
     assert parse_quantity(item["value"]) > 0
@@ -363,7 +354,9 @@ def test_a_killed_replica_is_replaced_and_nobody_notices(installed: Installed):
     victim = sorted(p["metadata"]["name"] for p in installed.ready_pods())[0]
     with Poller(installed) as poller:
         installed.kubectl("delete", "pod", "-n", NAMESPACE, victim, "--wait=false")
-        replaced = wait_for("a replacement Ready", lambda: replacement(installed, victim))
+        replaced = wait_for(
+            "a replacement Ready", lambda: replacement(installed, victim), timeout=180
+        )
         time.sleep(3)
     assert poller.answers and not poller.failures(), poller.failures()
     after = replicas_agree(installed, token)  # the new replica serves the same value
@@ -469,41 +462,6 @@ def test_a_prometheus_outage_past_the_ttl_keeps_the_apiservice_available(install
 STARTUP = 45  # seconds a workload pod takes to become Ready
 
 
-def slow_workload(image: str, replicas: int) -> dict[str, Any]:
-    """harness/workload.py as a Deployment: Ready STARTUP seconds after it starts."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "slowstart", "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "slowstart"}},
-            "template": {
-                "metadata": {"labels": {"app": "slowstart"}},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
-                    "containers": [
-                        {
-                            "name": "web",
-                            "image": image,
-                            "imagePullPolicy": "Never",
-                            "command": ["python3", "/workload/workload.py"],
-                            "env": [{"name": "STARTUP_SECONDS", "value": str(STARTUP)}],
-                            "ports": [{"name": "http", "containerPort": 8080}],
-                            "readinessProbe": {
-                                "httpGet": {"path": "/ready", "port": "http"},
-                                "periodSeconds": 2,
-                            },
-                            "volumeMounts": [{"name": "code", "mountPath": "/workload"}],
-                        }
-                    ],
-                    "volumes": [{"name": "code", "configMap": {"name": "slowstart"}}],
-                },
-            },
-        },
-    }
-
-
 def scaleahead_metrics(installed: Installed) -> str:
     """A replica's /metrics, asked at its pod IP with the cluster admin's certificate."""
     plane = installed.cluster.node.plane
@@ -560,7 +518,14 @@ def test_the_lead_is_measured_from_real_pods_that_the_hpa_scales(installed: Inst
         "create", "configmap", "slowstart", "-n", "default", f"--from-file=workload.py={code}"
     )
     installed.cluster.node.kubectl(
-        "apply", "-f", "-", input=json.dumps(slow_workload(installed.cluster.image, 3))
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            deployment(
+                "slowstart", "default", installed.cluster.image, 3, STARTUP, 10.0, "slowstart"
+            )
+        ),
     )
     wait_for("3 workload pods Ready", lambda: len(startups(installed)) == 3, timeout=240)
     first = startups(installed)
