@@ -11,6 +11,7 @@ a run rebuilds only when an input changed.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -119,13 +120,19 @@ def _project_key() -> str:
         for path in sorted((REPO / tree).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
-    digest.update(base_image().encode())
+    digest.update(base_image().encode() + b"\0" + project_version().encode())
     return digest.hexdigest()[:16]
 
 
 def _archive(name: str, tag: str) -> Path:
     path = CACHE / f"{name.replace('/', '_')}-{tag}.oci.tar"
     return path
+
+
+def project_version() -> str:
+    """The version the image is built as: the installed package's (from the git tag,
+    by setuptools-scm), as a release builds it."""
+    return importlib.metadata.version("scaleahead")
 
 
 def project_image() -> tuple[str, Path]:
@@ -147,6 +154,7 @@ def project_image() -> tuple[str, Path]:
         "--layers=false",
         # pip in the build reaches the package registry through this machine's CAs.
         "--volume=/etc/ssl/certs:/etc/ssl/certs:ro",
+        f"--build-arg=VERSION={project_version()}",
         f"--tag={ref}",
         str(REPO),
     )

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import yaml
 
+from harness.image import project_version
 from harness.net import REPO
 from harness.prometheus import PrometheusServer
 from harness.workload import deployment
@@ -193,7 +194,7 @@ def test_the_image_runs_as_its_non_root_user_on_a_read_only_root(cluster: Cluste
     assert phase == "Succeeded", out
     uid, version, *rest = [line for line in out if "Read-only" not in line]
     assert uid == "65532"
-    assert version.startswith("scaleahead ") and version.split()[1][0].isdigit()
+    assert version == f"scaleahead {project_version()}"  # the --build-arg, as released
     assert rest == ["ro"]  # the root file system refused the write
 
 
