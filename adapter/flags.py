@@ -114,6 +114,12 @@ def serve_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--v", type=int, default=serve.verbosity, help="verbosity; 2 and up logs every request"
     )
+    s.add_argument(
+        "--fit-workers",
+        type=int,
+        help="processes that refit the models, beside the one serving (default: the cores "
+        "this process may use, from its CPU affinity and cgroup quota; about 150 MiB each)",
+    )
     t = s.add_argument_group(
         "secure serving (TLS; every request is authenticated and authorized through the "
         "Kubernetes API)"
@@ -315,7 +321,14 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         keda_insecure_any_client=args.keda_insecure_any_client,
         log_level=args.log_level,
         verbosity=args.v,
+        fit_workers=_fit_workers(args.fit_workers),
     )
+
+
+def _fit_workers(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise UsageError(f"--fit-workers: at least 1 process, got {value}")
+    return value
 
 
 def backtest_options(args: argparse.Namespace) -> BacktestOptions:

@@ -46,6 +46,7 @@ class ServeOptions:
     keda_insecure_any_client: bool = False
     log_level: str = "info"
     verbosity: int = 0  # 2 and up logs every request
+    fit_workers: int | None = None  # default: the usable cores (forecaster.runtime.fitting)
 
 
 def _is_loopback(address: str) -> bool:
@@ -152,7 +153,7 @@ def _service(options: ServeOptions) -> Service:
     from forecaster.config import load_config
 
     if options.config is None:
-        return build_service([DEMO_RULE], demo_source, time.time)
+        return build_service([DEMO_RULE], demo_source, time.time, fit_workers=options.fit_workers)
     config = load_config(options.config)
     return build_service(
         config.rules,
@@ -160,6 +161,7 @@ def _service(options: ServeOptions) -> Service:
         time.time,
         config.current,
         config.forward,
+        options.fit_workers,
     )
 
 

@@ -20,6 +20,7 @@ from forecaster.config import CurrentConfig, ForwardConfig, PrometheusConfig, Ru
 from forecaster.runtime.current import CurrentValues
 from forecaster.runtime.cycle import ForecastCycle
 from forecaster.runtime.demand import SeriesDemand
+from forecaster.runtime.fitting import FitPool
 from forecaster.runtime.scheduler import Jobs
 from forecaster.runtime.serving import ServingView
 from forecaster.runtime.store import ForecastStore
@@ -87,9 +88,11 @@ def build_service(
     clock: Callable[[], float],
     current_config: CurrentConfig | None = None,
     forward: ForwardConfig | None = None,
+    fit_workers: int | None = None,
 ) -> Service:
     """Assemble the service; `source_factory` gets the telemetry to report queries to;
-    `forward` names the server that answers the external metrics no rule serves."""
+    `forward` names the server that answers the external metrics no rule serves; the
+    refits run in `fit_workers` processes (default: one per usable core)."""
     current_config = current_config or CurrentConfig()
     registry = CollectorRegistry()
     GCCollector(registry=registry)  # python_gc_*: full collections pause serving
@@ -101,7 +104,10 @@ def build_service(
     current = CurrentValues(rules, source, clock, current_config.max_age, current_config.interval)
     view = ServingView(store, current, clock)
     demand = SeriesDemand(rules)
-    cycle = ForecastCycle(rules, source, store, telemetry=telemetry, demand=demand)
+    fit_pool = FitPool(fit_workers, on_restart=telemetry.fit_worker_restarts.inc)
+    cycle = ForecastCycle(
+        rules, source, store, telemetry=telemetry, demand=demand, prepare_many=fit_pool.prepare_many
+    )
     provider = ForecastProvider(rules, view, telemetry, demand)
     registry.register(SeriesCollector(rules, view, cycle.outcomes))
     jobs = Jobs(cycle, current, clock)
@@ -125,7 +131,7 @@ def build_service(
         jobs,
         app,
         clock,
-        parts=[jobs],
+        parts=[fit_pool, jobs],
     )
 
 

@@ -12,7 +12,11 @@ benchmark's own input arrays, printed separately: the service holds no such copy
 Baselines measured in the same run: statsforecast AutoETS (no season) and MSTL (daily
 season) per series.
 
-Run: python -m bench.forecast_speed [--sizes 100,1000,5000] [--skip-baselines]
+Each size runs with the refits in process (the baseline), then in 1 and in N worker
+processes (N: the usable cores), as `serve` makes them.
+
+Run: python -m bench.forecast_speed [--sizes 100,1000,5000] [--fit-workers 0,1,2]
+     [--skip-baselines]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import pandas as pd
 
 from forecaster.config import Rule
 from forecaster.runtime.cycle import ForecastCycle
+from forecaster.runtime.fitting import FitPool, usable_cores
 from forecaster.runtime.store import ForecastStore
 from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.sources.base import InstantSample, RangeSeries
@@ -85,12 +90,15 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_size(n: int, rng: np.random.Generator) -> dict[str, float]:
+def bench_size(n: int, rng: np.random.Generator, pool: FitPool | None) -> dict[str, float]:
     minutes = DAYS * 1440 + 65  # the first cycle, then an hour of steady ones
     rates = make_series(n, minutes, rng)
     t0 = 1_700_000_000 // STEP * STEP
     rule = Rule(name="bench", query="x{<<.LabelMatchers>>}", history=f"{DAYS}d")
-    cycle = ForecastCycle([rule], ArraySource(rates, t0), ForecastStore())
+    prepare_many = pool.prepare_many if pool is not None else None
+    cycle = ForecastCycle(
+        [rule], ArraySource(rates, t0), ForecastStore(), prepare_many=prepare_many
+    )
     first_end = t0 + (DAYS * 1440 - 1) * STEP
     start = time.perf_counter()
     report = cycle.run(rule, first_end + SETTLE)
@@ -141,23 +149,45 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="100,1000,5000")
     ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument(
+        "--fit-workers",
+        default=f"0,1,{usable_cores()}",
+        help="refits in process (0) and in this many worker processes, one run each",
+    )
     args = ap.parse_args()
-    rng = np.random.default_rng(20261121)
-    print(f"\n{DAYS} days of one-minute history per series, horizon 10 min, one core\n")
+    print(f"\n{DAYS} days of one-minute history per series, horizon 10 min\n")
     header = (
-        f"{'series':>7s} {'first (s)':>10s} {'median (s)':>11s} {'per 60s cycle (s)':>18s} "
-        f"{'series/s/core':>14s} {'series per 60s cycle':>21s} {'peak RSS MiB':>13s} "
+        f"{'fitting':>18s} {'series':>7s} {'first (s)':>10s} {'median (s)':>11s} "
+        f"{'per 60s cycle (s)':>18s} {'series per 60s cycle':>21s} {'peak RSS MiB':>13s} "
         f"{'of it bench input':>18s}"
     )
     print(header)
     print("-" * len(header))
-    for n in (int(x) for x in args.sizes.split(",")):
-        r = bench_size(n, rng)
-        print(
-            f"{n:7d} {r['fit']:10.2f} {r['update']:11.3f} {r['per_cycle']:18.3f} "
-            f"{n / r['per_cycle']:14.0f} {r['series_per_cycle']:21.0f} {r['rss']:13.0f} "
-            f"{r['input']:18.0f}"
+    firsts: dict[int, dict[int, float]] = {}
+    for workers in (int(x) for x in args.fit_workers.split(",")):
+        pool = FitPool(workers) if workers else None
+        if pool is not None:
+            pool.start()
+        label = (
+            f"{workers} worker process" + ("es" if workers > 1 else "") if workers else "in process"
         )
+        try:
+            for n in (int(x) for x in args.sizes.split(",")):
+                r = bench_size(n, np.random.default_rng(20261121), pool)
+                firsts.setdefault(n, {})[workers] = r["fit"]
+                print(
+                    f"{label:>18s} {n:7d} {r['fit']:10.2f} {r['update']:11.3f} "
+                    f"{r['per_cycle']:18.3f} {r['series_per_cycle']:21.0f} {r['rss']:13.0f} "
+                    f"{r['input']:18.0f}"
+                )
+        finally:
+            if pool is not None:
+                pool.stop()
+    for n, by in firsts.items():
+        if 0 in by and len(by) > 1:
+            gains = ", ".join(f"{w} workers {by[0] / s:.2f}x" for w, s in by.items() if w)
+            print(f"first cycle of {n} series against in process: {gains}")
+    rng = np.random.default_rng(20261121)
     if not args.skip_baselines:
         print("\nbaselines, seconds per series per fit (statsforecast, same machine, same run):")
         for name, secs in baselines(rng).items():

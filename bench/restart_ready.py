@@ -9,7 +9,9 @@ half an hour from now. Then:
    baseline) and PARALLEL_CHUNKS at a time (as served), and the whole first cycle
    (backfill and a fit of every series).
 2. End to end, twice (a start and a restart): `scaleahead serve` as a subprocess, from
-   exec to /livez, to /readyz answering 200, and to the first metric value served.
+   exec to /livez, to /readyz answering 200, and to the first metric value served; with
+   one fitting worker (the baseline: refits on one core, as before workers) and with
+   one per usable core.
 
 Run: python -m bench.restart_ready [--series 1000]
 """
@@ -28,6 +30,7 @@ import numpy as np
 
 from forecaster.config import PrometheusConfig, Rule
 from forecaster.runtime.cycle import ForecastCycle
+from forecaster.runtime.fitting import usable_cores
 from forecaster.runtime.store import ForecastStore
 from forecaster.sources import prometheus as prom
 from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
@@ -85,7 +88,7 @@ def in_process(url: str, rule: Rule) -> None:
     client.close()
 
 
-def end_to_end(root: Path, url: str, rule: Rule, rounds: int = 2) -> None:
+def end_to_end(root: Path, url: str, rule: Rule, workers: int, rounds: int = 2) -> None:
     config = root / "scaleahead.yaml"
     config.write_text(
         f"prometheus:\n  url: {url}\n  timeout: 60s\n"
@@ -98,7 +101,10 @@ def end_to_end(root: Path, url: str, rule: Rule, rounds: int = 2) -> None:
         log = (root / f"serve-{k}.log").open("wb")
         began = time.perf_counter()
         proc = subprocess.Popen(
-            [str(exe), "serve", "--config", str(config), "--port", str(port)],
+            [
+                *(str(exe), "serve", "--config", str(config), "--port", str(port)),
+                f"--fit-workers={workers}",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -121,7 +127,7 @@ def end_to_end(root: Path, url: str, rule: Rule, rounds: int = 2) -> None:
         proc.wait(30)
         name = "start" if k == 0 else "restart"
         print(
-            f"  {name}: live {marks.get('live', float('nan')):.2f} s, "
+            f"  {workers} fitting worker(s), {name}: live {marks.get('live', float('nan')):.2f} s, "
             f"ready {marks.get('ready', float('nan')):.2f} s, "
             f"first value {marks.get('value', float('nan')):.2f} s"
         )
@@ -148,7 +154,8 @@ def main() -> None:
             print("in process:")
             in_process(server.url, rule)
             print("end to end (scaleahead serve):")
-            end_to_end(root, server.url, rule)
+            for workers in sorted({1, usable_cores()}):
+                end_to_end(root, server.url, rule, workers)
         finally:
             server.stop()
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from collections.abc import Hashable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,12 @@ from forecaster.models.calibration import AdaptiveLevel, fixed_quantile, per_ste
 from forecaster.models.series_model import SeriesFit, SeriesModel
 from forecaster.models.short_history import ShortHistoryForecaster
 from forecaster.policy import is_rate, last_rate, served_from, window_peak
+
+PrepareMany = Callable[
+    ["ForecastEngine", list[tuple[Hashable, np.ndarray, int]]], list["SeriesState | None"]
+]
+"""Runs `ForecastEngine.prepared` on an engine like the one given (with no series) for
+many (key, history, end): each state, None where it raised."""
 
 REFIT_STEPS = 60
 """Steps between refits at least; also the most a restart replays per series."""
@@ -93,9 +99,7 @@ class ForecastEngine:
         """Point (median) and upper forecasts of one series for the steps after `end`, from its
         history y ending at `end`, and the fit they came from (raise ValueError if the
         series cannot be forecast at `end`)."""
-        state = self.series.get(key)
-        if state is None or end >= state.next_refit or end < state.done:
-            state = self._refit(key, y, end)
+        state = self.series[key] if not self._due(key, end) else self._refit(key, y, end)
         # Replay every grid point since the last one forecast (a restart, a missed cycle):
         # the adaptive level depends on each value that would have been served.
         for g in range(state.done + self.step, end, self.step):
@@ -121,6 +125,10 @@ class ForecastEngine:
             state.aci.expect(end + self.window * self.step, served)
         return point, upper, state.fit
 
+    def _due(self, key: Hashable, end: int) -> bool:
+        state = self.series.get(key)
+        return state is None or end >= state.next_refit or end < state.done
+
     def _refit(self, key: Hashable, y: np.ndarray, end: int) -> SeriesState:
         """Fit on the history up to the series' latest refit point at or before `end`;
         the adaptive level starts afresh with each fit."""
@@ -135,6 +143,25 @@ class ForecastEngine:
         new = SeriesState(fit, fit.fitted, at + self.refit_every, AdaptiveLevel(), at - self.step)
         self.series[key] = new
         return new
+
+    def prepare(self, histories: dict[Hashable, np.ndarray], end: int, run: PrepareMany) -> None:
+        """Forecast every series of `histories` (each ending at `end`) whose refit is due
+        through `run` (worker processes, say): the refit, and every grid point since
+        replayed, so that `forecast` at `end` finds its state there and only serves it
+        (the same step again: the same values). A series that failed is left to
+        `forecast`, which does it all and raises."""
+        due = [key for key in histories if self._due(key, end)]
+        jobs = [(key, histories[key], end) for key in due]
+        blank = replace(self, series={})
+        for key, state in zip(due, run(blank, jobs), strict=True):
+            if state is not None:
+                self.series[key] = state
+
+    def prepared(self, key: Hashable, y: np.ndarray, end: int) -> SeriesState:
+        """The series' state after forecasting it at `end` from history y (raise as
+        `forecast` does): what `prepare` runs, in a worker, on an engine of its own."""
+        self.forecast(key, y, end)
+        return self.series.pop(key)
 
     def level(self, key: Hashable) -> float:
         """The band level a series is forecast at now (calibrated, then adapted)."""

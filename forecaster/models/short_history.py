@@ -11,8 +11,6 @@ from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-from statsforecast import StatsForecast
-from statsforecast.models import AutoETS
 
 from forecaster.models.base import clip_band, clip_mean
 from forecaster.models.ladder import MIN_POINTS
@@ -100,6 +98,11 @@ class ShortHistoryForecaster:
             outputs.append(naive(short, horizon, step, quantile))
         part = data[data["unique_id"].isin(long_ids)]
         if not part.empty:
+            # Imported here: the fitting workers, which never forecast young series, need
+            # not load statsforecast and what it brings (fugue, pyarrow: 150 MB a process).
+            from statsforecast import StatsForecast
+            from statsforecast.models import AutoETS
+
             sf = StatsForecast(models=[AutoETS(season_length=1, alias="m")], freq=step, n_jobs=1)
             # statsforecast accepts fractional levels though its annotation says int.
             fc = sf.forecast(df=part, h=horizon, level=[level])  # type: ignore[list-item]

@@ -12,6 +12,7 @@ import numpy as np
 from forecaster.config import Rule
 from forecaster.forecast import SeriesForecast
 from forecaster.models import ForecastEngine, ladder
+from forecaster.models.engine import PrepareMany
 from forecaster.runtime.demand import Selection, SeriesDemand
 from forecaster.runtime.failures import Failures
 from forecaster.runtime.history import HistoryBook, Observed
@@ -56,12 +57,16 @@ class ForecastCycle:
         spread_refits: bool = True,
         demand: SeriesDemand | None = None,
         live: bool = True,
+        prepare_many: PrepareMany | None = None,
     ) -> None:
         self.rules = {r.name: r for r in rules}
         self.source = source
         self.store = store
         self.telemetry = telemetry
         self.demand = demand
+        # Where the refits due in a cycle are made at once (worker processes); None: one
+        # by one, in this process, as each series is forecast.
+        self.prepare_many = prepare_many
         # A replay (not live) runs thousands of cycles over recorded data: no line per
         # cycle, and no warning meant for an operator (a recorded gap is no broken query).
         self.live = live
@@ -134,6 +139,9 @@ class ForecastCycle:
             # else: every value is still a rate window filling up; served its actual until
             # the window is full (a forecast fitted on the ramp would chase it upwards)
         engine.forget(set(old))
+        if self.prepare_many is not None and old:
+            engine.prepare({key: book.values(key) for key in old}, end, self.prepare_many)
+            progress()
         forecasts: dict[SeriesKey, SeriesForecast] = {}
         failures = 0
         ds = end + rule.step * np.arange(1, rule.horizon_steps + 1)

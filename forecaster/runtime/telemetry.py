@@ -80,6 +80,12 @@ class Telemetry:
             ["endpoint", "kind"],
             registry=registry,
         )
+        self.fit_worker_restarts = Counter(
+            "scaleahead_fit_worker_restarts_total",
+            "Times a fitting worker process died and the workers were restarted (that "
+            "cycle's refits were made in the serving process).",
+            registry=registry,
+        )
         self.fallbacks = Counter(
             "scaleahead_fallback_total",
             "Values served reactively (actual only), by why no forecast could be used.",

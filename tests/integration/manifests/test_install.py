@@ -22,13 +22,18 @@ import pytest
 import yaml
 from cryptography import x509
 
-from adapter.cli import parser
 from harness.controlplane import ControlPlane
 from harness.net import free_port
 from harness.prometheus import PrometheusServer
 from tests.conftest import clean_env, scaleahead_cmd
 from tests.integration.conftest import running_control_plane
-from tests.integration.manifests.test_manifests import api_calls, one, render
+from tests.integration.manifests.test_manifests import (
+    api_calls,
+    expanded_args,
+    one,
+    render,
+    serve_args,
+)
 
 SERVICE_ACCOUNT = "system:serviceaccount:scaleahead:scaleahead"
 METRIC_PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/http_requests_forecast"
@@ -81,9 +86,9 @@ def replica_args(
     config = yaml.safe_load(one(docs, "ConfigMap")["data"]["config.yaml"])
     config["prometheus"]["url"] = prometheus_url
     (root / "config.yaml").write_text(yaml.safe_dump(config))
-    parsed = parser().parse_args(["serve", *container["args"]])
+    parsed = serve_args(container)
     args = []
-    for arg in container["args"]:
+    for arg in expanded_args(container):
         flag = arg.split("=", 1)[0]
         args.append(
             {

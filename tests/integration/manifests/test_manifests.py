@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -147,8 +148,33 @@ def test_the_apiservice_routes_to_the_port_the_deployment_serves():
         )
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         [served] = [p for p in container["ports"] if p["name"] == port["targetPort"]]
-        args = parser().parse_args(["serve", *container["args"]])
+        args = serve_args(container)
         assert served["containerPort"] == args.secure_port
+
+
+def cpu_cores(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def expanded_args(container: dict[str, Any]) -> list[str]:
+    """The container's args, each $(NAME) replaced by its env value as the kubelet does
+    (a resourceFieldRef of requests.cpu with divisor 1: the request rounded up to whole
+    cores)."""
+    values = {}
+    for env in container.get("env", []):
+        field = env.get("valueFrom", {}).get("resourceFieldRef")
+        if field is not None:
+            assert field["resource"] == "requests.cpu" and str(field["divisor"]) == "1"
+            cores = cpu_cores(str(container["resources"]["requests"]["cpu"]))
+            values[env["name"]] = str(math.ceil(cores))
+        else:
+            values[env["name"]] = env["value"]
+    return [re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], a) for a in container["args"]]
+
+
+def serve_args(container: dict[str, Any]) -> Any:
+    """The container's `serve` flags, parsed."""
+    return parser().parse_args(["serve", *expanded_args(container)])
 
 
 def test_the_deployment_flags_parse_and_their_paths_are_mounted():
@@ -156,7 +182,7 @@ def test_the_deployment_flags_parse_and_their_paths_are_mounted():
         deployment = one(render(name), "Deployment", "scaleahead")
         pod = deployment["spec"]["template"]["spec"]
         [container] = pod["containers"]
-        args = parser().parse_args(["serve", *container["args"]])
+        args = serve_args(container)
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         volumes = {v["name"] for v in pod["volumes"]}
         assert {m["name"] for m in mounts.values()} <= volumes
@@ -178,6 +204,9 @@ def test_the_deployment_flags_parse_and_their_paths_are_mounted():
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
         assert deployment["spec"]["replicas"] >= 2
         assert "memory" in container["resources"]["limits"]
+        # One fitting process per CPU requested, rounded up (the kubelet's divisor 1).
+        requested = cpu_cores(str(container["resources"]["requests"]["cpu"]))
+        assert args.fit_workers == math.ceil(requested) >= 1
 
 
 def test_the_probes_hit_paths_the_server_answers():
@@ -205,7 +234,7 @@ def test_the_keda_overlay_leaves_the_apiservice_to_keda_and_serves_its_scaled_ob
     [grpc_port] = [p for p in service["spec"]["ports"] if p["name"] == "grpc"]
     [container] = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
     [served] = [p for p in container["ports"] if p["name"] == grpc_port["targetPort"]]
-    args = parser().parse_args(["serve", *container["args"]])
+    args = serve_args(container)
     assert served["containerPort"] == args.keda_scaler_port
     assert args.cert_secret  # TLS: the scaler serves with the same certificate
     # Mutual TLS by default: the client CA is mounted from a Secret that must exist.

@@ -1,0 +1,136 @@
+"""Refits in worker processes: the same forecasts as refits in process (replicas with
+and without workers agree), a worker killed mid-cycle loses no forecast, and the cores
+counted from the CPU affinity and the cgroup's quota."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+from forecaster.config import Rule
+from forecaster.models.engine import ForecastEngine
+from forecaster.runtime.cycle import ForecastCycle
+from forecaster.runtime.fitting import FitPool, cgroup_cpus, usable_cores
+from forecaster.runtime.store import ForecastStore
+from forecaster.sources.trace import Trace, TraceSource
+from forecaster.times import SETTLE
+
+STEP = 60
+DAY = 1440
+
+
+def _sources(nasa: Trace) -> list[TraceSource]:
+    return [
+        TraceSource(Trace(nasa.start, STEP, nasa.counts[k * DAY : (k + 10) * DAY]), {"s": str(k)})
+        for k in (0, 3, 6)
+    ]
+
+
+def _forecasts(nasa: Trace, prepare_many) -> list[dict]:
+    rule = Rule(name="m", query="x{<<.LabelMatchers>>}", history="9d")
+    out = []
+    for source in _sources(nasa):
+        store = ForecastStore()
+        cycle = ForecastCycle([rule], source, store, prepare_many=prepare_many)
+        end = nasa.start + (10 * DAY - 1) * STEP
+        # The first cycle, one within the hour, and two past the next refits.
+        for minutes in (-150, -149, -100, -30, 0):
+            cycle.run(rule, end + minutes * STEP + SETTLE)
+            snap = store.snapshot("m")
+            assert snap is not None
+            out.append({k: np.concatenate([f.point, f.upper]) for k, f in snap.items()})
+    return out
+
+
+@pytest.fixture(scope="module")
+def pool():
+    fits = FitPool(2)
+    fits.start()
+    yield fits
+    fits.stop()
+
+
+def test_refits_in_workers_serve_what_refits_in_process_serve(nasa: Trace, pool: FitPool):
+    fitted: list[int] = []
+
+    def counted(engine: ForecastEngine, jobs: list) -> list:
+        fits = pool.prepare_many(engine, jobs)
+        fitted.append(sum(f is not None for f in fits))
+        return fits
+
+    alone, pooled = _forecasts(nasa, None), _forecasts(nasa, counted)
+    # Each series' first fit and its refits 150 and 30 minutes later were the workers'.
+    assert sum(fitted) >= 3 * 3, fitted
+    assert len(alone) == 15
+    for a, b in zip(alone, pooled, strict=True):
+        assert a.keys() == b.keys() and a
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_a_worker_killed_mid_cycle_loses_no_forecast(nasa: Trace):
+    told: list[bool] = []
+    fits = FitPool(2, on_restart=lambda: told.append(True))
+    try:
+        fits.start()
+        rule = Rule(name="m", query="x{<<.LabelMatchers>>}", history="9d")
+        engine = ForecastEngine(
+            step=STEP, horizon=rule.horizon_steps, lead=rule.lead, quantile=None, budget=1.1
+        )
+        y = nasa.counts[: 9 * DAY].astype(float) / STEP
+        jobs = [(("s", str(i)), y, nasa.start + (9 * DAY - 1) * STEP) for i in range(200)]
+
+        def kill_one() -> None:
+            pids = list(fits._pool._processes)  # the workers started so far
+            os.kill(pids[0], signal.SIGKILL)
+
+        timer = threading.Timer(1.0, kill_one)
+        timer.start()
+        got = fits.prepare_many(engine, jobs)
+        timer.join()
+        assert len(got) == 200
+        assert fits.restarts == 1 and told == [True]  # the metric's counter, in serve
+        assert any(g is None for g in got)  # left to the cycle, which fits them in process
+        # The new workers fit the next cycle's refits.
+        again = fits.prepare_many(engine, jobs[:4])
+        assert all(g is not None for g in again)
+    finally:
+        fits.stop()
+
+
+def test_a_cycle_whose_worker_died_still_forecasts_every_series(nasa: Trace):
+    rule = Rule(name="m", query="x{<<.LabelMatchers>>}", history="9d")
+    dead = FitPool(1)
+    dead.start()
+    store = ForecastStore()
+    source = _sources(nasa)[0]
+
+    def dying(engine: ForecastEngine, jobs: list) -> list:
+        for pid in list(dead._pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        return dead.prepare_many(engine, jobs)
+
+    try:
+        cycle = ForecastCycle([rule], source, store, prepare_many=dying)
+        report = cycle.run(rule, nasa.start + (10 * DAY - 1) * STEP + SETTLE)
+    finally:
+        dead.stop()
+    assert report.series == 1 and report.fit_failures == 0
+    assert dead.restarts == 1
+
+
+def test_cores_from_affinity_and_the_cgroup_quota(tmp_path):
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    assert cgroup_cpus(tmp_path / "missing") is None
+    cpu_max.write_text("max 100000\n")
+    assert cgroup_cpus(cpu_max) is None and usable_cores(cpu_max) == affinity
+    cpu_max.write_text("150000 100000\n")
+    assert cgroup_cpus(cpu_max) == 1.5
+    assert usable_cores(cpu_max) == min(affinity, 2)
+    cpu_max.write_text("50000 100000\n")
+    assert usable_cores(cpu_max) == 1
