@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from adapter import flags, logs
+from adapter import backtest_flags, flags, logs
 from adapter.errors import UsageError
 from forecaster.config import ConfigError
 
@@ -31,7 +31,7 @@ def _backtest(args: argparse.Namespace) -> None:
     from forecaster.evaluation.command import BacktestError, run
 
     try:
-        run(flags.backtest_options(args))
+        run(backtest_flags.backtest_options(args))
     except BacktestError as err:
         raise UsageError(str(err)) from None
     except ModuleNotFoundError as err:
@@ -75,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
         "serving policy as `serve`, score it against baselines, and simulate the HPA.",
         formatter_class=formatter,
     )
-    flags.backtest_flags(b)
+    backtest_flags.backtest_flags(b)
     b.set_defaults(func=_backtest)
 
     c = sub.add_parser("check-config", help="validate a configuration file and exit")

@@ -64,9 +64,7 @@ class ForecastCycle:
         self.store = store
         self.telemetry = telemetry
         self.demand = demand
-        # Where the refits due in a cycle are made at once (worker processes); None: one
-        # by one, in this process, as each series is forecast.
-        self.prepare_many = prepare_many
+        self.prepare_many = prepare_many  # makes a cycle's due refits at once (workers)
         # A replay (not live) runs thousands of cycles over recorded data: no line per
         # cycle, and no warning meant for an operator (a recorded gap is no broken query).
         self.live = live
@@ -182,28 +180,14 @@ class ForecastCycle:
             outcomes.judge(key, book.values(key), end)
         for key, forecast in forecasts.items():
             outcomes.expect(key, forecast, end)
-        report = CycleReport(
-            rule=rule.name,
-            now=now,
-            fetch_start=start,
-            end=end,
-            fetched_points=sum(len(s.timestamps) for s in fetched),
-            series=len(forecasts),
-            fit_failures=failures,
-            seconds=time.perf_counter() - started,
-        )
+        points, seconds = sum(len(s.timestamps) for s in fetched), time.perf_counter() - started
+        said = (rule.name, points, rfc3339(start), rfc3339(end), len(forecasts), failures, seconds)
         log.log(
             logging.INFO if self.live else logging.DEBUG,
             "rule %s: cycle fetched %d points (%s .. %s), forecast %d series, %d failed, in %.2fs",
-            rule.name,
-            report.fetched_points,
-            rfc3339(start),
-            rfc3339(end),
-            report.series,
-            failures,
-            report.seconds,
+            *said,
         )
-        return report
+        return CycleReport(rule.name, now, start, end, points, len(forecasts), failures, seconds)
 
     def _select(
         self, rule: Rule, book: HistoryBook, fetched: list[RangeSeries], now: float
