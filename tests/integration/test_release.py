@@ -80,8 +80,12 @@ def test_release_moves_every_version_and_tags_one_commit(clone: Path, tmp_path: 
     old = next(iter(named_versions(clone)["image"]))
     major, minor, _ = (int(x) for x in old.split("."))
     new = f"{major}.{minor + 1}.0"
+    # A change noted under Unreleased, as every user-visible change is.
+    path = clone / "CHANGELOG.md"
+    note = "### Added\n- A change the release test made.\n"
+    path.write_text(path.read_text().replace("## [Unreleased]\n", f"## [Unreleased]\n\n{note}", 1))
+    git(clone, "commit", "--quiet", "-am", "A change")
     head = git(clone, "rev-parse", "HEAD")
-    unreleased = (clone / "CHANGELOG.md").read_text().split("## [Unreleased]\n")[1]
     done = run_release(clone, new)
     assert done.returncode == 0, done.stderr
     assert named_versions(clone) == {"image": {new}, "runbooks": {new}, "changelog": {new}}
@@ -89,7 +93,7 @@ def test_release_moves_every_version_and_tags_one_commit(clone: Path, tmp_path: 
     assert re.search(
         rf"## \[Unreleased\]\n\n## \[{re.escape(new)}\] - \d{{4}}-\d\d-\d\d\n", changelog
     )
-    assert unreleased.split("\n## [")[0].strip() in changelog  # the notes kept, under the version
+    assert f"## [{new}] - " in changelog.split(note)[0]  # the notes kept, under the version
     assert git(clone, "status", "--porcelain") == ""
     assert git(clone, "rev-parse", "HEAD^") == head  # one commit
     assert git(clone, "describe", "--tags", "--exact-match") == f"v{new}"
