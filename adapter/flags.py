@@ -57,8 +57,9 @@ def serve_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--fit-workers",
         type=int,
-        help="processes that refit the models, beside the one serving (default: the cores "
-        "this process may use, from its CPU affinity and cgroup quota; about 150 MiB each)",
+        default=serve.fit_workers,
+        help="processes that refit the models beside the serving one, about 150 MiB each "
+        "(0: the serving process refits them)",
     )
     t = s.add_argument_group(
         "secure serving (TLS; every request is authenticated and authorized through the "
@@ -196,7 +197,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
     )
 
 
-def _fit_workers(value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise UsageError(f"--fit-workers: at least 1 process, got {value}")
+def _fit_workers(value: int) -> int:
+    if value < 0:
+        raise UsageError(f"--fit-workers: a number of processes, 0 or more, got {value}")
     return value

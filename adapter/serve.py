@@ -46,7 +46,7 @@ class ServeOptions:
     keda_insecure_any_client: bool = False
     log_level: str = "info"
     verbosity: int = 0  # 2 and up logs every request
-    fit_workers: int | None = None  # default: the usable cores (forecaster.runtime.fitting)
+    fit_workers: int = 0  # processes that refit the models; 0: the serving process
 
 
 def _is_loopback(address: str) -> bool:

@@ -88,11 +88,11 @@ def build_service(
     clock: Callable[[], float],
     current_config: CurrentConfig | None = None,
     forward: ForwardConfig | None = None,
-    fit_workers: int | None = None,
+    fit_workers: int = 0,
 ) -> Service:
     """Assemble the service; `source_factory` gets the telemetry to report queries to;
     `forward` names the server that answers the external metrics no rule serves; the
-    refits run in `fit_workers` processes (default: one per usable core)."""
+    refits run in `fit_workers` processes (0: in this one)."""
     current_config = current_config or CurrentConfig()
     registry = CollectorRegistry()
     GCCollector(registry=registry)  # python_gc_*: full collections pause serving
@@ -104,9 +104,14 @@ def build_service(
     current = CurrentValues(rules, source, clock, current_config.max_age, current_config.interval)
     view = ServingView(store, current, clock)
     demand = SeriesDemand(rules)
-    fit_pool = FitPool(fit_workers, on_restart=telemetry.fit_worker_restarts.inc)
+    pool = FitPool(fit_workers, telemetry.fit_worker_restarts.inc) if fit_workers else None
     cycle = ForecastCycle(
-        rules, source, store, telemetry=telemetry, demand=demand, prepare_many=fit_pool.prepare_many
+        rules,
+        source,
+        store,
+        telemetry=telemetry,
+        demand=demand,
+        prepare_many=pool.prepare_many if pool else None,
     )
     provider = ForecastProvider(rules, view, telemetry, demand)
     registry.register(SeriesCollector(rules, view, cycle.outcomes))
@@ -131,7 +136,7 @@ def build_service(
         jobs,
         app,
         clock,
-        parts=[fit_pool, jobs],
+        parts=[pool, jobs] if pool else [jobs],
     )
 
 
