@@ -10,8 +10,8 @@ half an hour from now. Then:
    (backfill and a fit of every series).
 2. End to end, twice (a start and a restart): `scaleahead serve` as a subprocess, from
    exec to /livez, to /readyz answering 200, and to the first metric value served; with
-   one fitting worker (the baseline: refits on one core, as before workers) and with
-   one per usable core.
+   the refits in the serving process (the default, the baseline), in one worker process
+   and in one per usable core (`--fit-workers`).
 
 Run: python -m bench.restart_ready [--series 1000]
 """
@@ -127,7 +127,7 @@ def end_to_end(root: Path, url: str, rule: Rule, workers: int, rounds: int = 2) 
         proc.wait(30)
         name = "start" if k == 0 else "restart"
         print(
-            f"  {workers} fitting worker(s), {name}: live {marks.get('live', float('nan')):.2f} s, "
+            f"  --fit-workers {workers}, {name}: live {marks.get('live', float('nan')):.2f} s, "
             f"ready {marks.get('ready', float('nan')):.2f} s, "
             f"first value {marks.get('value', float('nan')):.2f} s"
         )
@@ -154,7 +154,7 @@ def main() -> None:
             print("in process:")
             in_process(server.url, rule)
             print("end to end (scaleahead serve):")
-            for workers in sorted({1, usable_cores()}):
+            for workers in sorted({0, 1, usable_cores()}):
                 end_to_end(root, server.url, rule, workers)
         finally:
             server.stop()
