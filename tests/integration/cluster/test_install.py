@@ -298,7 +298,33 @@ def replicas_agree(installed: Installed, token: str) -> dict[str, tuple[str, str
             return answers
         if attempt == 0:
             installed.timeline.append(f"replicas disagreed once, asked again: {answers}")
-    raise AssertionError(f"the replicas serve different values: {answers}")
+    raise AssertionError(
+        f"the replicas serve different values: {answers}\n{replica_states(installed, token)}"
+    )
+
+
+def replica_states(installed: Installed, token: str) -> str:
+    """What each replica's /metrics says of its cycles and of checkout, for a failure's
+    message: why two replicas disagree (a cycle behind, another model, another actual)."""
+    secret = installed.json("secret", "scaleahead-certs", "-n", NAMESPACE)
+    context = ssl.create_default_context(cadata=base64.b64decode(secret["data"]["ca.crt"]).decode())
+    context.check_hostname = False
+    wanted = ("scaleahead_cycle_last_success", "scaleahead_cycle_duration_seconds_sum")
+    lines = []
+    for pod in installed.ready_pods():
+        r = httpx.get(
+            f"https://{pod['status']['podIP']}:6443/metrics",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=context,
+            timeout=10,
+        )
+        lines.append(f"--- {pod['metadata']['name']}: /metrics {r.status_code}")
+        lines += [
+            line
+            for line in r.text.splitlines()
+            if line.startswith(wanted) or ('service="checkout"' in line and "default" in line)
+        ]
+    return "\n".join(lines)
 
 
 def test_the_example_hpa_reads_the_forecast(installed: Installed):
