@@ -151,9 +151,10 @@ class ForecastEngine:
         (the same step again: the same values). A series that failed is left to
         `forecast`, which does it all and raises."""
         due = [key for key in histories if self._due(key, end)]
+        if not due:  # most cycles: no refit falls on this grid point
+            return
         jobs = [(key, histories[key], end) for key in due]
-        blank = replace(self, series={})
-        for key, state in zip(due, run(blank, jobs), strict=True):
+        for key, state in zip(due, run(replace(self, series={}), jobs), strict=True):
             if state is not None:
                 self.series[key] = state
 

@@ -264,12 +264,19 @@ def hpa_token(installed: Installed) -> str:
     ).strip()
 
 
+def replica_context(installed: Installed) -> ssl.SSLContext:
+    """TLS to a replica at its pod IP: the serving CA of the Secret, no hostname check
+    (the certificate names the Service, not the pod IP)."""
+    secret = installed.json("secret", "scaleahead-certs", "-n", NAMESPACE)
+    context = ssl.create_default_context(cadata=base64.b64decode(secret["data"]["ca.crt"]).decode())
+    context.check_hostname = False
+    return context
+
+
 def served_by_each_replica(installed: Installed, token: str) -> dict[str, tuple[str, str]]:
     """What each Ready replica answers for checkout, asked directly at its pod IP as the
     HPA controller: pod name -> (value, timestamp)."""
-    secret = installed.json("secret", "scaleahead-certs", "-n", NAMESPACE)
-    context = ssl.create_default_context(cadata=base64.b64decode(secret["data"]["ca.crt"]).decode())
-    context.check_hostname = False  # the certificate names the Service, not the pod IP
+    context = replica_context(installed)
     out = {}
     for pod in installed.ready_pods():
         ip = pod["status"]["podIP"]
@@ -306,9 +313,7 @@ def replicas_agree(installed: Installed, token: str) -> dict[str, tuple[str, str
 def replica_states(installed: Installed, token: str) -> str:
     """What each replica's /metrics says of its cycles and of checkout, for a failure's
     message: why two replicas disagree (a cycle behind, another model, another actual)."""
-    secret = installed.json("secret", "scaleahead-certs", "-n", NAMESPACE)
-    context = ssl.create_default_context(cadata=base64.b64decode(secret["data"]["ca.crt"]).decode())
-    context.check_hostname = False
+    context = replica_context(installed)
     wanted = ("scaleahead_cycle_last_success", "scaleahead_cycle_duration_seconds_sum")
     lines = []
     for pod in installed.ready_pods():
