@@ -1,8 +1,11 @@
 """Upper bands from a model's own past errors, and the level that makes q mean the peak.
 
 The band is conformal: empirical quantiles of the chosen model's residuals by horizon,
-scaled by a power of the forecast (constant, count-like or proportional noise, whichever
-is sharpest at equal coverage). Its level is the lowest at which the served value,
+scaled by a power of the forecast (constant, count-like or proportional noise) and, for
+a band that follows volatility, by how much the series has been moving lately (surges
+cluster in time: a band that widens after one catches the next, and narrows in calm
+stretches to pay for it); the sharpest at equal coverage, or under a budget the one that
+leaves the least demand uncovered. Its level is the lowest at which the served value,
 max(actual, max of the band over the lead window), covered the window's realised peak a
 `quantile` share of the time; adaptive conformal inference then moves that level online.
 Under a pod-minutes budget, the quantile itself is the coverage of the highest level
@@ -13,13 +16,14 @@ affordable values leave the least demand uncovered (`Budget.choose`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from forecaster.config import QUANTILE_RANGE
 from forecaster.models.base import Model, SeriesContext, ffill
+from forecaster.models.volatility import VOLATILITY_RANGE, volatility
 from forecaster.policy import serve
 from forecaster.times import DAY
 
@@ -39,12 +43,24 @@ FALLBACK_QUANTILE = 0.9
 HEADROOM_LIMIT = 1.1
 """The most what is left of a budget may raise the served value by: the HPA's default
 tolerance, within which a value above the pods' capacity moves no pod."""
+FACTORS = np.concatenate(
+    [np.linspace(0.0, 1.0, 20, endpoint=False), np.linspace(1.0, HEADROOM_LIMIT, 21)]
+)
+"""The factors a budget may put on a band: above 1, what is left of it after the level it
+affords; below 1, where even the lowest level costs more than it allows, the band
+lowered towards the actual (0: the actual alone, reactive scaling, the least any
+forecast can cost)."""
 
 
 def fixed_quantile(quantile: float | None) -> float:
     """The quantile where none is bought: a rule's fixed `quantile`, or FALLBACK_QUANTILE
     under a budget (`quantile` None)."""
     return FALLBACK_QUANTILE if quantile is None else quantile
+
+
+def level_index(level: float) -> int:
+    """The index of LEVELS at or just above `level`."""
+    return min(int(np.searchsorted(LEVELS, level)), len(LEVELS) - 1)
 
 
 def per_step_quantile(quantile: float, steps: int) -> float:
@@ -57,26 +73,36 @@ def per_step_quantile(quantile: float, steps: int) -> float:
 @dataclass(frozen=True)
 class Band:
     """Residual quantiles by horizon at every level of LEVELS, in units of the scale
-    max(forecast, floor) ** power."""
+    max(forecast, floor) ** power, times, for a band that follows volatility
+    (`calm` > 0), the series' volatility at the origin over `calm`, its median over the
+    calibration origins (within VOLATILITY_RANGE)."""
 
     zgrid: np.ndarray  # (len(LEVELS), horizon)
     floor: float
     power: float
+    calm: float = 0.0  # 0: a band of constant width in these units
 
     @classmethod
     def flat(cls, horizon: int, floor: float) -> Band:
         """No calibration history: an upper band equal to the mean."""
         return cls(np.zeros((len(LEVELS), horizon)), floor, 0.5)
 
-    def scale(self, forecast: np.ndarray) -> np.ndarray:
-        return np.maximum(forecast, self.floor) ** self.power
+    def scale(self, forecast: np.ndarray, moving: np.ndarray | float = 0.0) -> np.ndarray:
+        """The band's unit about `forecast`, made at origins whose volatility is `moving`."""
+        unit = np.maximum(forecast, self.floor) ** self.power
+        if self.calm > 0.0:
+            unit = unit * np.clip(np.asarray(moving) / self.calm, *VOLATILITY_RANGE)
+        return unit
 
-    def quantile(self, mean: np.ndarray, level: float) -> np.ndarray:
-        """The forecast's quantile `level` (interpolated) about the model's forecast `mean`."""
+    def quantile(
+        self, mean: np.ndarray, level: float, moving: np.ndarray | float = 0.0
+    ) -> np.ndarray:
+        """The forecast's quantile `level` (interpolated) about the model's forecast `mean`,
+        made where the series' volatility is `moving`."""
         i = int(np.clip(np.searchsorted(LEVELS, level), 1, len(LEVELS) - 1))
         w = float(np.clip((level - LEVELS[i - 1]) / (LEVELS[i] - LEVELS[i - 1]), 0.0, 1.0))
         zq = (1 - w) * self.zgrid[i - 1] + w * self.zgrid[i]
-        return mean + zq * self.scale(mean)
+        return mean + zq * self.scale(mean, moving)
 
 
 def nan_quantiles(z: np.ndarray, q: float | np.ndarray) -> np.ndarray:
@@ -100,22 +126,33 @@ def nan_quantiles(z: np.ndarray, q: float | np.ndarray) -> np.ndarray:
     return out[0] if np.ndim(q) == 0 else out
 
 
-def candidate_bands(paths: np.ndarray, actual: np.ndarray, floor: float) -> list[Band]:
-    """A band for each residual scaling of SCALE_POWERS with enough calibration origins,
-    from forecasts `paths` and what happened, `actual` (both origins x horizon)."""
+def candidate_bands(
+    paths: np.ndarray, actual: np.ndarray, floor: float, moving: np.ndarray
+) -> list[Band]:
+    """A band for each residual scaling of SCALE_POWERS, and one that follows volatility
+    (whose unit is the volatility alone), each where there are enough calibration
+    origins, from forecasts `paths`, what happened, `actual` (both origins x horizon),
+    and the series' volatility at each origin, `moving`."""
+    calm = float(np.median(moving)) if len(moving) else 0.0
+    shapes = [Band(np.empty((0, 0)), floor, power) for power in SCALE_POWERS]
+    if calm > 0.0:
+        shapes.append(Band(np.empty((0, 0)), floor, 0.0, calm))
     bands = []
-    for power in SCALE_POWERS:
-        scale = np.maximum(paths, floor) ** power
-        z = (actual - paths) / scale
+    for shape in shapes:
+        z = (actual - paths) / shape.scale(paths, moving[:, None])
         if np.isfinite(z).sum(axis=0).min() >= MIN_ORIGINS:
-            bands.append(Band(nan_quantiles(z, LEVELS), floor, power))
+            bands.append(replace(shape, zgrid=nan_quantiles(z, LEVELS)))
     return bands
 
 
-def sharpest(bands: list[Band], paths: np.ndarray, quantile: float) -> Band:
-    """Of `bands` (at least one), the narrowest on average above forecasts `paths` at
-    `quantile` (the first of equals)."""
-    return min(bands, key=lambda band: float(np.nanmean(band.quantile(paths, quantile) - paths)))
+def sharpest(bands: list[Band], bt: Backtest, quantile: float) -> Band:
+    """Of `bands` (at least one), the narrowest on average above the backtest's forecasts
+    at `quantile` (the first of equals)."""
+    moving = bt.moving[:, None]
+    return min(
+        bands,
+        key=lambda band: float(np.nanmean(band.quantile(bt.paths, quantile, moving) - bt.paths)),
+    )
 
 
 def _first(ok: Callable[[int], bool], n: int = len(LEVELS)) -> int:
@@ -138,11 +175,14 @@ class Backtest:
     actual: np.ndarray
     peak: np.ndarray  # NaN where a step of the window is missing
     window: int
+    moving: np.ndarray  # the series' volatility at each origin
 
     @classmethod
     def of(cls, model: Model, ctx: SeriesContext, origins: np.ndarray, window: int) -> Backtest:
         ahead = origins[:, None] + np.arange(1, window + 1)[None, :]
-        return cls(model.paths(ctx, origins), ctx.y[origins], ctx.y[ahead].max(axis=1), window)
+        peak = ctx.y[ahead].max(axis=1)
+        moving = volatility(ctx.y, ctx.step)[origins]
+        return cls(model.paths(ctx, origins), ctx.y[origins], peak, window, moving)
 
     def served(self, band: Band) -> Callable[[int, float], np.ndarray]:
         """What the policy serves from each origin with `band` at LEVELS[j], raised by a
@@ -150,7 +190,7 @@ class Backtest:
         # Steps by row (window x origins, contiguous): the max over a window is then a
         # reduction across a few long rows, several times faster than along short ones.
         head = np.ascontiguousarray(self.paths[:, : self.window].T)
-        scale = band.scale(head)
+        scale = band.scale(head, self.moving[None, :])
         missing = ~np.isfinite(head)  # window_peak's rule, applied once for every level
         holes = bool(missing.any())
 
@@ -184,33 +224,44 @@ def peak_level(bt: Backtest, band: Band, quantile: float) -> float:
     return float(LEVELS[min(j, len(LEVELS) - 1)])  # the top, if none covers enough
 
 
-def pod_time(served: np.ndarray, stabilization: int) -> float:
+def pod_time(served: np.ndarray, hold: float) -> float:
     """Pod-time an HPA spends on values `served` one per step, in units of its target,
     with as many pods as the values ask for (no rounding, no tolerance) and each held
-    through the scale-down stabilization window (`stabilization` steps): the HPA's
-    cost, free of its target. A value missing (NaN, -inf: nothing served) holds the pods."""
-    held = ffill(served)
-    if stabilization > 1 and len(held):
-        # The max over the `stabilization` steps ending at each (fewer at the start).
-        held = maximum_filter1d(
-            held, stabilization, mode="nearest", origin=(stabilization - 1) // 2
-        )
+    through the scale-down stabilization window, `hold` steps long (its seconds over the
+    step: 5 at 1-minute steps, a half at 10-minute ones, where a drop takes effect half
+    way through the step): the HPA's cost, free of its target. A value missing (NaN,
+    -inf: nothing served) holds the pods."""
+    values = ffill(served)
+    if not len(values):
+        return 0.0
+    whole = int(hold)
+    part = hold - whole
+    held = _held(values, whole + 1)
+    if part > 0.0:
+        held = (1.0 - part) * held + part * _held(values, whole + 2)
     return float(held.sum())
+
+
+def _held(values: np.ndarray, steps: int) -> np.ndarray:
+    """The max over the `steps` steps ending at each (fewer at the start)."""
+    if steps <= 1:
+        return values
+    return maximum_filter1d(values, steps, mode="nearest", origin=(steps - 1) // 2)
 
 
 class Budget:
     """What a series may spend over its calibration origins: `ratio` x the pod-time that
     perfect foresight (serving each lead window's realised peak) would cost there,
-    through an HPA whose scale-down stabilization spans `stabilization` steps."""
+    through an HPA whose scale-down stabilization window is `hold` steps long."""
 
-    def __init__(self, bt: Backtest, ratio: float, stabilization: int) -> None:
+    def __init__(self, bt: Backtest, ratio: float, hold: float) -> None:
         self.bt = bt
-        self.stabilization = stabilization
+        self.hold = hold
         self.known = int(np.isfinite(bt.peak).sum()) >= MIN_ORIGINS
-        self.bound = ratio * pod_time(serve(bt.actual, bt.peak), stabilization)
+        self.bound = ratio * pod_time(serve(bt.actual, bt.peak), hold)
 
     def _over(self, served: np.ndarray) -> bool:
-        return pod_time(served, self.stabilization) > self.bound
+        return pod_time(served, self.hold) > self.bound
 
     def choose(self, bands: list[Band]) -> tuple[Band, float, float]:
         """Of `bands` (at least one; the preferred first, kept at a tie), the one whose
@@ -234,16 +285,14 @@ class Budget:
         return served(max(_first(lambda j: self._over(served(j, 1.0))) - 1, 0), 1.0)
 
     def headroom(self, band: Band, level: float) -> float:
-        """The factor, up to HEADROOM_LIMIT, by which `band` at `level` can be raised for
-        what is left of the budget: above 1 where it affords more than that band (as
-        where it affords the top level)."""
+        """The factor of FACTORS by which `band` at `level` is raised (above 1) for what is
+        left of the budget, or lowered (below 1) where even it costs more than the budget."""
         if not self.known:
             return 1.0
-        j = min(int(np.searchsorted(LEVELS, level)), len(LEVELS) - 1)
-        factors = np.linspace(1.0, HEADROOM_LIMIT, 21)
+        j = level_index(level)
         served = self.bt.served(band)
-        i = _first(lambda i: self._over(served(j, float(factors[i]))), len(factors))
-        return float(factors[max(i - 1, 0)])
+        i = _first(lambda i: self._over(served(j, float(FACTORS[i]))), len(FACTORS))
+        return float(FACTORS[max(i - 1, 0)])
 
 
 @dataclass

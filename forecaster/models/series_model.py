@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from forecaster.config import QUANTILE_RANGE
 from forecaster.models import ladder, selection
 from forecaster.models import seasonality as sz
 from forecaster.models.base import (
@@ -24,9 +25,11 @@ from forecaster.models.calibration import (
     Budget,
     candidate_bands,
     fixed_quantile,
+    level_index,
     peak_level,
     sharpest,
 )
+from forecaster.models.volatility import volatility_now
 from forecaster.policy import as_rates, lead_window
 from forecaster.times import DAY, WEEK, format_duration
 
@@ -111,7 +114,7 @@ class SeriesModel:
         self.window = lead_window(lead, step)
         self.quantile = quantile
         self.budget = budget
-        self.stabilization = stabilization // step + 1  # steps a held value spans
+        self.hold = stabilization / step  # the scale-down window, in steps
 
     def fit(self, y: np.ndarray, end: int) -> SeriesFit:
         """Choose and calibrate a model from history y (NaN holes) ending at grid point end.
@@ -138,7 +141,7 @@ class SeriesModel:
             if trials[winner].shortfall < OUTCOME_MARGIN * trials[0].shortfall:
                 first = evidence[0]
                 if first is not None:  # the point forecast stays the least error's
-                    point = (best.fit(ctx), sharpest(first.bands, first.bt.paths, 0.5))
+                    point = (best.fit(ctx), sharpest(first.bands, first.bt, 0.5))
                 best, error = shortlist[winner]
             else:
                 winner = 0
@@ -210,7 +213,7 @@ class SeriesModel:
         origins = np.arange(n - H - n_origins, n - H)
         bt = Backtest.of(model, ctx, origins, self.window)
         future = ctx.y[ctx.future(origins)]
-        bands = candidate_bands(bt.paths, future, floor)
+        bands = candidate_bands(bt.paths, future, floor, bt.moving)
         return Evidence(bt, future, bands) if bands else None
 
     def _calibrate(
@@ -224,13 +227,17 @@ class SeriesModel:
         if evidence is None:
             return Calibrated(Band.flat(self.horizon, floor), fixed, fixed, 1.0, np.inf)
         bt, bands = evidence.bt, evidence.bands
-        band = sharpest(bands, bt.paths, fixed)
+        band = sharpest(bands, bt, fixed)
         if asked is None:
             return Calibrated(band, fixed, peak_level(bt, band, fixed), 1.0, np.inf)
-        budget = Budget(bt, asked, self.stabilization)
+        budget = Budget(bt, asked, self.hold)
         band, q, shortfall = budget.choose([band, *[b for b in bands if b is not band]])
         level = peak_level(bt, band, q)
-        return Calibrated(band, q, level, budget.headroom(band, level), shortfall)
+        headroom = budget.headroom(band, level)
+        if headroom < 1.0:  # lowered: it covers less than the level does
+            lowered = bt.served(band)(level_index(level), headroom)
+            q = float(np.clip(bt.covered(lowered), *QUANTILE_RANGE))
+        return Calibrated(band, q, level, headroom, shortfall)
 
     def forecast(
         self,
@@ -255,7 +262,9 @@ class SeriesModel:
         day = y[-(DAY // self.step) :]
         recent_max = max(float(np.nanmax(day)) if np.isfinite(day).any() else 0.0, fit.band.floor)
         mean = clip_mean(mean, float(observed[-1]), recent_max)
-        upper = fit.band.quantile(mean, fit.level if level is None else level) * fit.headroom
+        moving = volatility_now(y, self.step)
+        level = fit.level if level is None else level
+        upper = fit.band.quantile(mean, level, moving) * fit.headroom
         # The model's forecast is a level, which spikes lift; the point forecast is the
         # band's median, the one with the least absolute error (of the model with the
         # least point error, where the outcome chose another for the band).
@@ -269,7 +278,7 @@ class SeriesModel:
                 clip_mean(point_mean, float(observed[-1]), recent_max),
                 fit.point[1],
             )
-        median = point_band.quantile(point_mean, 0.5)
+        median = point_band.quantile(point_mean, 0.5, moving)
         return (
             clip_band(median, point_mean, recent_max),
             clip_band(upper, mean, recent_max),

@@ -240,8 +240,9 @@ class SeriesCollector(Collector):
             ),
             "headroom": GaugeMetricFamily(
                 "scaleahead_series_headroom",
-                "The factor (1 to 1.1) by which the upper band is raised with what its "
-                "pod-minutes budget affords beyond the band at its quantile; 1 otherwise.",
+                "The factor on the upper band from its pod-minutes budget: up to 1.1 with "
+                "what the budget affords beyond the band at its quantile, under 1 (down to 0, "
+                "the actual alone) where even the lowest band costs more; 1 otherwise.",
             ),
             "model": GaugeMetricFamily(
                 "scaleahead_series_model_info", "The model forecasting the series (value 1)."

@@ -36,13 +36,20 @@ def test_pod_time_is_what_the_simulated_hpa_spends_with_many_pods(july: np.ndarr
         scale_up_pods=10**9,
         max_replicas=10**9,
     )
-    held = 300 // STEP + 1  # the window reaches into the sixth step back
+    held = 300 / STEP  # the window reaches five steps back
     for served in (y, ahead):
         simulated = simulate(0, STEP, y, served, hpa).pod_minutes
         assert pod_time(served, held) * STEP / 60 / target == pytest.approx(simulated, rel=0.01)
     # Without the hold, the cost of bursty values is understated.
-    unheld = pod_time(y, 1) * STEP / 60 / target
+    unheld = pod_time(y, 0) * STEP / 60 / target
     assert unheld < 0.97 * simulate(0, STEP, y, y, hpa).pod_minutes
+    # At 10-minute steps the 300 s window holds a drop for half a step, which a hold of
+    # whole steps (none, or all of it) misjudges by several percent.
+    coarse = y[: len(y) // 10 * 10].reshape(-1, 10).mean(axis=1)
+    simulated = simulate(0, 600, coarse, coarse, hpa).pod_minutes
+    assert pod_time(coarse, 0.5) * 10 / target == pytest.approx(simulated, rel=0.01)
+    for whole in (0, 1):
+        assert pod_time(coarse, whole) * 10 / target != pytest.approx(simulated, rel=0.02)
 
 
 def test_a_larger_budget_buys_a_higher_quantile(july: np.ndarray):
@@ -105,7 +112,7 @@ def _through_the_hpa(trace: Trace, **quantile: float) -> Outcome:
     r = _last_week(trace, **quantile)
     judge = Judge(r, _hpa(r))
     hpa = judge.method("scaleahead", r.before_floors).hpa
-    held = 300 // r.rule.step + 1
+    held = 300 / r.rule.step
     perfect = serve(r.actual, judge.window_max)
     ok = np.isfinite(perfect) & np.isfinite(r.before_floors)
     return Outcome(
@@ -198,6 +205,30 @@ def test_a_budget_below_what_the_median_costs_buys_a_quantile_under_it():
     assert ours.pod_minutes / scores.bound.pod_minutes < 0.83
     assert ours.pod_minutes < crane.pod_minutes
     assert ours.beyond_capacity_share < crane.beyond_capacity_share
+
+
+def test_a_budget_under_what_every_level_costs_lowers_the_band_down_to_reactive(
+    july: np.ndarray,
+):
+    """Where even the lowest band level costs more than the budget, the band is lowered
+    towards the actual instead of served at that level anyway: on NASA, a budget of half
+    perfect foresight's (less than the actual alone costs) serves the actual alone. On
+    LLM client 15, whose lowest level cost about 1.01x whatever was asked under it, a
+    budget of 0.85x now costs under 0.95x through the simulated HPA, between what reactive
+    scaling costs and what was asked."""
+    y = july[: 14 * DAYS]
+    model = SeriesModel(step=STEP, horizon=10, lead=180, quantile=None, budget=0.5)
+    fit = model.fit(y, end_of(y))
+    assert fit.headroom == 0.0
+    _, upper, _ = model.forecast(fit, y, end_of(y))
+    assert (upper == 0.0).all()  # served: max(actual, 0), the actual
+    r = _last_week(shared_trace("servegen_m_mid_client15_10min.csv"), max_pod_minutes=0.85)
+    judge = Judge(r, _hpa(r))
+    cost = {
+        name: judge.method(name, values).hpa.pod_minutes / judge.bound.pod_minutes
+        for name, values in (("scaleahead", r.before_floors), ("reactive", r.actual))
+    }
+    assert cost["reactive"] <= cost["scaleahead"] < 0.95
 
 
 @pytest.mark.parametrize(

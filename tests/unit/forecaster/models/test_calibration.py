@@ -6,7 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forecaster.models import SeriesModel
 from forecaster.models.calibration import LEVELS, nan_quantiles
+from forecaster.models.volatility import volatility
 
 
 @settings(max_examples=200, deadline=None)
@@ -28,3 +30,47 @@ def test_nan_quantiles_is_numpys_nanquantile(rows, columns, holes, seed, q):
         expected_levels = np.nanquantile(z, LEVELS, axis=0)
     np.testing.assert_allclose(nan_quantiles(z, q), expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(nan_quantiles(z, LEVELS), expected_levels, rtol=1e-12, atol=1e-12)
+
+
+def test_volatility_at_an_index_reads_only_the_values_up_to_it():
+    rng = np.random.default_rng(3)
+    y = rng.gamma(2.0, 10.0, 600)
+    y[rng.random(600) < 0.05] = np.nan
+    whole = volatility(y, 300)
+    for k in (1, 50, 333, 599):
+        np.testing.assert_allclose(volatility(y[:k], 300), whole[:k], rtol=1e-12)
+
+
+def _clustered(seed: int = 7, days: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """A daily cycle at 5-minute steps with noise that is calm (sd 1) or turbulent (sd 8)
+    in stretches of one to three hours, a third of the time turbulent; and the sd."""
+    rng = np.random.default_rng(seed)
+    n = days * 288
+    sd = np.empty(n)
+    i = 0
+    while i < n:
+        length = int(rng.integers(12, 36))
+        sd[i : i + length] = 8.0 if rng.random() < 1 / 3 else 1.0
+        i += length
+    base = 100 + 40 * np.sin(2 * np.pi * np.arange(n) / 288)
+    return np.clip(base + rng.normal(0.0, 1.0, n) * sd, 0.0, None), sd
+
+
+def test_under_a_budget_surges_that_cluster_widen_the_band_after_a_turbulent_hour():
+    """Where the noise comes in calm and turbulent stretches, the budget is spent on the
+    band that follows the series' volatility (it leaves less demand uncovered than one of
+    constant width), so the band served after a turbulent hour is several times the one
+    served after a calm hour; the median is not moved by it."""
+    step = 300
+    y, sd = _clustered()
+    end = 1_000_000 * step + (len(y) - 1) * step
+    model = SeriesModel(step=step, horizon=3, lead=600, quantile=None, budget=1.1)
+    fit = model.fit(y, end)
+    assert fit.band.calm > 0.0
+    last_day = range(len(y) - 288, len(y))
+    widths = {}
+    for regime in (1.0, 8.0):
+        i = [k for k in last_day if (sd[k - 11 : k + 1] == regime).all()][-1]
+        median, upper, _ = model.forecast(fit, y[: i + 1], end - (len(y) - 1 - i) * step)
+        widths[regime] = float(np.mean(upper - median))
+    assert widths[8.0] > 2.5 * widths[1.0]
