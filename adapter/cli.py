@@ -1,4 +1,5 @@
-"""The `scaleahead` command: parses flags and dispatches to serve, backtest, check-config."""
+"""The `scaleahead` command: parses flags and dispatches to serve, backtest, whatif,
+check-config."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from adapter import backtest_flags, flags, logs
+from adapter import backtest_flags, flags, logs, whatif_flags
 from adapter.errors import UsageError
 from forecaster.config import ConfigError
 
@@ -77,6 +78,17 @@ def parser() -> argparse.ArgumentParser:
     )
     backtest_flags.backtest_flags(b)
     b.set_defaults(func=_backtest)
+
+    w = sub.add_parser(
+        "whatif",
+        help="what predictive scaling would do for every series of a fleet",
+        description="Replay the last days of every series through the backtest (the same "
+        "cycle, engine and serving policy as `serve`), on a Dask cluster, and rank them by "
+        "requests saved per extra pod-minute against reactive scaling.",
+        formatter_class=formatter,
+    )
+    whatif_flags.whatif_flags(w)
+    w.set_defaults(func=whatif_flags.run_whatif)
 
     c = sub.add_parser("check-config", help="validate a configuration file and exit")
     c.add_argument("file")

@@ -1,5 +1,5 @@
 """The house's layering, read from the imports of every module: no stage imports one
-above it (sources < models < runtime < evaluation, with the foundations below them all),
+above it (sources < models < runtime < evaluation < fleet, with the foundations below them all),
 the forecaster never imports the adapter, and the API layer never reaches Prometheus."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ FORECASTER_ORDER = (
     ("forecaster.models",),
     ("forecaster.runtime",),
     ("forecaster.evaluation",),
+    ("forecaster.fleet",),
 )
 """Each row may import the rows above it and itself, never a row below."""
 

@@ -1,0 +1,160 @@
+"""The fleet report: every series ranked by requests saved per extra pod-minute, as CSV,
+JSON and one self-contained HTML page (no network needed to view it)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from forecaster.fleet.judge import FAILED, GAINS, NO_GAIN, SHORT
+
+COLUMNS = (
+    ("id", "series"),
+    ("verdict", "verdict"),
+    ("saved_per_extra_pod_minute", "requests saved per extra pod-minute"),
+    ("reactive_dropped", "reactive: dropped"),
+    ("scaleahead_dropped", "scaleahead: dropped"),
+    ("best_baseline", "best baseline"),
+    ("best_baseline_dropped", "best baseline: dropped"),
+    ("reactive_pod_minutes", "reactive: pod-minutes"),
+    ("scaleahead_pod_minutes", "scaleahead: pod-minutes"),
+    ("best_baseline_pod_minutes", "best baseline: pod-minutes"),
+    ("budget", "budget"),
+    ("quantile_mean", "q bought"),
+    ("lead_seconds", "lead (s)"),
+    ("step_seconds", "step (s)"),
+    ("history_days", "history (days)"),
+    ("sentence", "what it means"),
+)
+ORDER = {GAINS: 0, NO_GAIN: 1, SHORT: 2, FAILED: 3}
+
+
+def ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Series that gain first, by requests saved per extra pod-minute (saved for no
+    extra pod-minute first of all), then the others by verdict and id."""
+
+    def key(row: dict[str, Any]) -> tuple[int, float, str]:
+        per = row.get("saved_per_extra_pod_minute")
+        if per is None:
+            per = math.inf if (row.get("requests_saved") or 0) > 0 else -math.inf
+        return ORDER.get(row["verdict"], 4), -per, str(row["id"])
+
+    return sorted(rows, key=key)
+
+
+def fleet_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts by verdict, and requests dropped and pod-minutes summed over the judged
+    series: reactive scaling against scaleahead at the default budget."""
+    judged = [r for r in rows if "requests" in r]
+    requests = sum(r["requests"] for r in judged)
+
+    def dropped(method: str) -> float:
+        return sum(r[f"{method}_dropped"] * r["requests"] for r in judged)
+
+    def pods(method: str) -> float:
+        return sum(r[f"{method}_pod_minutes"] for r in judged)
+
+    return {
+        "series": len(rows),
+        "verdicts": {v: sum(r["verdict"] == v for r in rows) for v in ORDER},
+        "requests": requests,
+        "dropped": {m: dropped(m) for m in ("reactive", "scaleahead")},
+        "pod_minutes": {
+            **{m: pods(m) for m in ("reactive", "scaleahead")},
+            "perfect foresight": sum(r["perfect_pod_minutes"] for r in judged),
+        },
+    }
+
+
+def write(out: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """report.csv, report.json and report.html in `out`; the fleet summary."""
+    rows = ranked(rows)
+    summary = fleet_summary(rows)
+    (out / "report.json").write_text(json.dumps({"summary": summary, "series": rows}, indent=1))
+    with (out / "report.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([key for key, _ in COLUMNS])
+        writer.writerows([[_plain(row.get(key)) for key, _ in COLUMNS] for row in rows])
+    (out / "report.html").write_text(page(summary, rows))
+    return summary
+
+
+def _plain(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _cell(key: str, value: Any) -> tuple[str, str]:
+    """(text shown, value sorted by) of one cell."""
+    if value is None:
+        return "", ""
+    if key.endswith("_dropped"):
+        return f"{value:.2%}", f"{value:.8f}"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}", repr(value)
+    return html.escape(str(value)), html.escape(str(value))
+
+
+def page(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The report as one HTML page: the fleet summary, then a table of every series
+    that sorts by any column when its heading is clicked."""
+    v = summary["verdicts"]
+    dropped, pods = summary["dropped"], summary["pod_minutes"]
+    share = {m: dropped[m] / summary["requests"] if summary["requests"] else 0.0 for m in dropped}
+    extra = pods["scaleahead"] / pods["reactive"] - 1 if pods["reactive"] else 0.0
+    head = "".join(
+        f'<th data-col="{i}" title="click to sort">{html.escape(label)}</th>'
+        for i, (_, label) in enumerate(COLUMNS)
+    )
+    body = []
+    for row in rows:
+        cells = [_cell(key, row.get(key)) for key, _ in COLUMNS]
+        tds = "".join(f'<td data-sort="{s}">{t}</td>' for t, s in cells)
+        body.append(f'<tr class="{html.escape(row["verdict"]).replace(" ", "-")}">{tds}</tr>')
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>scaleahead what-if</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
+table{{border-collapse:collapse;font-size:13px}}
+th,td{{border:1px solid #ccc;padding:3px 6px;text-align:right}}
+td:first-child,td:nth-child(2),td:nth-child(6),td:last-child{{text-align:left}}
+td:last-child{{min-width:36em}}
+th{{vertical-align:bottom}}
+th{{cursor:pointer;background:#eee;position:sticky;top:0}}
+tr.gains td:nth-child(2){{color:#060;font-weight:bold}}
+tr.failed td:nth-child(2){{color:#a00}}
+</style></head><body>
+<h1>What predictive scaling would do for this fleet</h1>
+<p id="summary">{summary["series"]} series: <b>{v[GAINS]} gain</b>, {v[NO_GAIN]} no gain,
+{v[SHORT]} not enough history, {v[FAILED]} failed. Over the judged series, reactive
+scaling drops {share["reactive"]:.2%} of {summary["requests"]:,.0f} requests for
+{pods["reactive"]:,.0f} pod-minutes; scaleahead at the default budget drops
+{share["scaleahead"]:.2%} for {pods["scaleahead"]:,.0f} ({extra:+.1%}); perfect foresight
+would take {pods["perfect foresight"]:,.0f}.</p>
+<table id="series"><thead><tr>{head}</tr></thead><tbody>
+{chr(10).join(body)}
+</tbody></table>
+<script>
+document.querySelectorAll("#series th").forEach(function (th) {{
+  th.addEventListener("click", function () {{
+    var col = Number(th.dataset.col), tbody = document.querySelector("#series tbody");
+    var asc = th.dataset.dir !== "asc";
+    document.querySelectorAll("#series th").forEach(function (h) {{ delete h.dataset.dir; }});
+    th.dataset.dir = asc ? "asc" : "desc";
+    var rows = Array.prototype.slice.call(tbody.rows);
+    rows.sort(function (a, b) {{
+      var x = a.cells[col].dataset.sort, y = b.cells[col].dataset.sort;
+      var nx = parseFloat(x), ny = parseFloat(y), c;
+      if (x === "" || y === "") c = (x === "") - (y === "");
+      else if (!isNaN(nx) && !isNaN(ny)) c = nx - ny;
+      else c = x.localeCompare(y);
+      return asc ? c : -c;
+    }});
+    rows.forEach(function (r) {{ tbody.appendChild(r); }});
+  }});
+}});
+</script></body></html>
+"""
