@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from adapter.errors import UsageError
+from forecaster.selector import SelectorError, parse_selector
 
 
 def whatif_flags(p: argparse.ArgumentParser) -> None:
     """Add the whatif flags to its subcommand's parser."""
     source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="read every series of the rule --metric from this configuration's Prometheus "
+        "(or Thanos, Mimir, VictoriaMetrics), judged under that rule",
+    )
     source.add_argument(
         "--traces",
         type=Path,
@@ -24,6 +33,12 @@ def whatif_flags(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="a Parquet file of tidy series: unique_id, ds (datetimes or Unix seconds), "
         "y (requests per second)",
+    )
+    p.add_argument("--metric", metavar="NAME", help="with --config: the rule whose series to judge")
+    p.add_argument(
+        "--selector",
+        metavar="LABELS",
+        help="with --config: only the series these labels pick, e.g. 'namespace=shop'",
     )
     p.add_argument(
         "--out",
@@ -59,17 +74,30 @@ def run_whatif(args: argparse.Namespace) -> None:
         raise UsageError(f"--workers: at least 1, got {args.workers}")
     if args.max_pod_minutes is not None and not 0.5 <= args.max_pod_minutes <= 10:
         raise UsageError(f"--max-pod-minutes: between 0.5 and 10, got {args.max_pod_minutes}")
+    if (args.config is None) != (args.metric is None):
+        raise UsageError("--config and --metric go together")
+    if args.selector is not None and args.config is None:
+        raise UsageError("--selector picks series of --config's rule: give --config too")
+    rule = None
     try:
-        series = (
-            inputs.from_folder(args.traces)
-            if args.traces is not None
-            else inputs.from_parquet(args.parquet)
-        )
+        if args.config is not None:
+            try:
+                selector = parse_selector(args.selector)
+            except SelectorError as err:
+                raise UsageError(f"--selector: {err}") from None
+            rule, series = inputs.from_prometheus(
+                args.config, args.metric, selector, args.days, int(time.time())
+            )
+        elif args.traces is not None:
+            series = inputs.from_folder(args.traces)
+        else:
+            series = inputs.from_parquet(args.parquet)
         rows = run.run(
             series,
             args.out,
             days=args.days,
             budget=args.max_pod_minutes,
+            rule=rule,
             scheduler=args.scheduler,
             workers=args.workers,
             progress=run.print_progress,

@@ -1,5 +1,7 @@
-"""The series a fleet run judges: a folder of trace CSVs, or a Parquet file of tidy series
-(statsforecast's `unique_id`, `ds`, `y`, with `y` in requests per second)."""
+"""The series a fleet run judges: every series of a rule, read from Prometheus (or an API
+that speaks it: Thanos, Mimir, VictoriaMetrics) in chunked range queries; a folder of
+trace CSVs; or a Parquet file of tidy series (statsforecast's `unique_id`, `ds`, `y`,
+with `y` in requests per second)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forecaster.config import ConfigError, Rule, load_config
+from forecaster.selector import LabelSelector
+from forecaster.sources.base import RangeSeries, SourceError
+from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
 from forecaster.sources.trace import Trace, TraceError, read_trace
+from forecaster.times import DAY
 
 TIDY_COLUMNS = ("unique_id", "ds", "y")
 
@@ -20,10 +27,16 @@ class FleetError(ValueError):
 
 @dataclass(frozen=True)
 class SeriesInput:
-    """One series to judge: its id (unique in the run) and its counts per interval."""
+    """One series to judge: its id (unique in the run), its counts per interval, and
+    its labels where it has some (they place its refits in time, as in `serve`)."""
 
     id: str
     trace: Trace
+    labels: dict[str, str] | None = None
+
+    def source_labels(self) -> dict[str, str]:
+        """The labels it is replayed under: its own, else its id as `series`."""
+        return dict(self.labels) if self.labels else {"series": self.id}
 
 
 def from_folder(folder: Path) -> list[SeriesInput]:
@@ -81,3 +94,36 @@ def from_parquet(path: Path) -> list[SeriesInput]:
         # A rate is labelled by the end of its interval: the interval starts a step before.
         out.append(SeriesInput(str(uid), Trace(int(t[0]) - step, step, counts)))
     return out
+
+
+def from_prometheus(
+    config: Path, metric: str, selector: LabelSelector, days: int, end: int
+) -> tuple[Rule, list[SeriesInput]]:
+    """The rule `metric` of a configuration file, and every series its query gives
+    that `selector` picks, over its history before the last `days` up to `end`, read
+    from the configuration's Prometheus; each series' id is its labels."""
+    try:
+        loaded = load_config(config)
+    except ConfigError as err:
+        raise FleetError(str(err)) from None
+    rule = loaded.rule(metric)
+    if rule is None:
+        names = ", ".join(r.name for r in loaded.rules)
+        raise FleetError(f"--metric {metric}: no such rule in {config} (rules: {names})")
+    source = PrometheusSource(PrometheusClient(loaded.prometheus))
+    try:
+        found = source.fetch_range(rule, end - days * DAY - rule.history, end, selector)
+    except SourceError as err:
+        raise FleetError(f"{source.describe()}: {err}") from None
+    if not found:
+        raise FleetError(f"--metric {metric}: no series match '{selector}' in {source.describe()}")
+    return rule, [_series(s, rule.step) for s in found]
+
+
+def _series(found: RangeSeries, step: int) -> SeriesInput:
+    """A series of rates on the rule's grid as counts per interval, holes as NaN."""
+    ts = found.timestamps
+    counts = np.full((int(ts[-1]) - int(ts[0])) // step + 1, np.nan)
+    counts[(ts - ts[0]) // step] = found.values * step
+    name = ",".join(f"{k}={v}" for k, v in sorted(found.labels.items()))
+    return SeriesInput(name or "{}", Trace(int(ts[0]) - step, step, counts), dict(found.labels))

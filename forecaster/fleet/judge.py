@@ -27,11 +27,14 @@ better on both counts; not that; too little history to judge; an error (a bug: r
 BASELINES = ("seasonal naive", "holt-winters", "crane dsp", "mstl")
 
 
-def judge_series(series: SeriesInput, days: int, budget: float | None = None) -> dict[str, Any]:
-    """The series' row of the fleet report: its last `days` replayed (at the rule's
-    default budget, or `budget`) after at least a day of history; never raises."""
+def judge_series(
+    series: SeriesInput, days: int, budget: float | None = None, rule: Rule | None = None
+) -> dict[str, Any]:
+    """The series' row of the fleet report: its last `days` replayed under `rule` (the
+    one it was read by; default: the defaults at its step), at `budget` if given, after
+    at least a day of history; never raises."""
     try:
-        return _judge(series, days, budget)
+        return _judge(series, days, budget, rule)
     except Exception as err:  # one series' failure must not stop the fleet
         return {
             "id": series.id,
@@ -41,18 +44,21 @@ def judge_series(series: SeriesInput, days: int, budget: float | None = None) ->
         }
 
 
-def _judge(series: SeriesInput, days: int, budget: float | None) -> dict[str, Any]:
+def _judge(
+    series: SeriesInput, days: int, budget: float | None, given: Rule | None
+) -> dict[str, Any]:
     trace = series.trace
-    rule = Rule.model_validate(
+    rule = given or Rule.model_validate(
         {
             "name": "whatif",
             "query": "csv{<<.LabelMatchers>>}",
             "step": trace.resolution,
             "phase": trace.phase,
             "history": "15d",
-            **({} if budget is None else {"max_pod_minutes": budget, "quantile": None}),
         }
     )
+    if budget is not None:
+        rule = rule.changed(max_pod_minutes=budget, quantile=None)
     end = trace.end
     start = max(trace.start + DAILY_MIN_HISTORY, end - days * DAY)
     observed = np.isfinite(trace.counts).sum() * trace.resolution
@@ -69,7 +75,7 @@ def _judge(series: SeriesInput, days: int, budget: float | None) -> dict[str, An
             "sentence": f"{observed / DAY:.1f} days observed: a fleet run needs more than "
             f"{(DAILY_MIN_HISTORY + DAY) / DAY:.1f} (a day to learn from, a day to judge on)",
         }
-    source = record(TraceSource(trace, {"series": series.id}), rule, EVERYTHING, start, end)
+    source = record(TraceSource(trace, series.source_labels()), rule, EVERYTHING, start, end)
     result = replay(rule, source, start, end)
     capacity = default_capacity(result.actual)
     hpa = HPASettings(target_per_pod=capacity, capacity_per_pod=capacity, startup=rule.lead)

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forecaster.config import Rule
 from forecaster.fleet.inputs import FleetError, SeriesInput
 from forecaster.fleet.judge import judge_series
 
@@ -90,12 +91,14 @@ def run(
     *,
     days: int = 7,
     budget: float | None = None,
+    rule: Rule | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
     progress: Progress = lambda done, total, judged, seconds: None,
 ) -> list[dict[str, Any]]:
-    """Judge every series not yet in `out`/results.jsonl and append its row there as it
-    finishes; every series' row, in the order of `series`."""
+    """Judge every series not yet in `out`/results.jsonl (under `rule`, default: the
+    defaults at each series' step) and append its row there as it finishes; every
+    series' row, in the order of `series`."""
     ids = [s.id for s in series]
     twice = sorted(i for i, n in Counter(ids).items() if n > 1)
     if twice:
@@ -114,7 +117,12 @@ def run(
             started = time.monotonic()
             progress(len(series) - len(todo), len(series), 0, 0.0)
             futures = c.map(
-                judge_series, todo, days=days, budget=budget, key=[f"whatif-{s.id}" for s in todo]
+                judge_series,
+                todo,
+                days=days,
+                budget=budget,
+                rule=rule,
+                key=[f"whatif-{s.id}" for s in todo],
             )
             for judged, future in enumerate(as_completed(futures), start=1):
                 row = future.result()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from forecaster.fleet import run
@@ -227,3 +228,79 @@ def test_bad_input_is_refused_by_name_with_exit_2(
         not (tmp_path / "out" / run.RESULTS).exists()
         or not (tmp_path / "out" / run.RESULTS).read_text()
     )
+
+
+def test_every_series_of_a_rule_read_from_a_real_prometheus_is_judged(fleet: Path, tmp_path: Path):
+    """50 series backfilled into a real Prometheus as a gauge of requests per second at
+    10-minute steps (the six LLM clients at several scales, the last one a day old):
+    `whatif --config --metric` reads every series the rule's query gives, in chunked
+    range queries, and judges each; a series' row is the one its own CSV gets."""
+    from forecaster.fleet.inputs import from_prometheus
+    from forecaster.fleet.judge import judge_series
+    from forecaster.selector import EVERYTHING
+    from harness.net import free_port
+    from harness.prometheus import PrometheusServer, system_tool, write_blocks
+
+    step, now = 600, int(time.time())
+    end = now // step * step
+    lines = ["# HELP llm_requests Requests a second.", "# TYPE llm_requests gauge"]
+    traces = {s.id: s.trace for s in from_folder(fleet)}
+    ids = []
+    for k in range(50):
+        name = LLM_CLIENTS[k % len(LLM_CLIENTS)] if k < 49 else "young"
+        counts = traces[name].counts * (1 + k // len(LLM_CLIENTS))
+        stamps = end - step * np.arange(len(counts))[::-1]
+        ids.append(f"client={name},copy={k}")
+        lines += [
+            f'llm_requests{{client="{name}",copy="{k}"}} {c / step!r} {t}'
+            for c, t in zip(counts.tolist(), stamps.tolist(), strict=True)
+            if c == c
+        ]
+    data = tmp_path / "data"
+    write_blocks(lines, data)
+    (tmp_path / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
+    server = PrometheusServer(
+        system_tool("prometheus"), data, tmp_path / "prometheus.yml", free_port(), end
+    )
+    server.start()
+    try:
+        config = tmp_path / "scaleahead.yaml"
+        config.write_text(
+            f"prometheus:\n  url: {server.url}\n  timeout: 60s\n"
+            "rules:\n  - name: llm_requests_forecast\n"
+            "    query: 'llm_requests{<<.LabelMatchers>>}'\n    step: 10m\n    history: 15d\n"
+        )
+        rule, read = from_prometheus(config, "llm_requests_forecast", EVERYTHING, DAYS, now)
+        (one,) = [s for s in read if s.id == "client=client36,copy=1"]
+        counts = traces["client36"].counts  # the file's series, moved to end now
+        assert one.trace.start == end - step * len(counts)
+        np.testing.assert_allclose(one.trace.counts, counts, rtol=1e-14)
+        out = tmp_path / "report"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "adapter.cli",
+                "whatif",
+                "--config",
+                str(config),
+                "--metric",
+                "llm_requests_forecast",
+                "--days",
+                str(DAYS),
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    rows = {r["id"]: r for r in json.loads((out / "report.json").read_text())["series"]}
+    assert sorted(rows) == sorted(ids)
+    assert rows["client=young,copy=49"]["verdict"] == "not enough history"
+    assert all(r["verdict"] in ("gains", "no gain") for i, r in rows.items() if "young" not in i)
+    # Judged on Dask in the command, as in this process, under the rule it was read by.
+    assert rows[one.id] == judge_series(one, DAYS, rule=rule)
