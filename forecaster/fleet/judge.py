@@ -5,6 +5,7 @@ then scored with the baselines through the simulated HPA."""
 from __future__ import annotations
 
 import traceback
+import warnings
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from forecaster.evaluation.backtest import replay
 from forecaster.evaluation.hpa_sim import HPASettings
 from forecaster.evaluation.recorded import record
 from forecaster.evaluation.report import summary
-from forecaster.evaluation.scoring import default_capacity, score
+from forecaster.evaluation.scoring import Scores, default_capacity, score
 from forecaster.fleet.inputs import SeriesInput
 from forecaster.models.ladder import DAILY_MIN_HISTORY
 from forecaster.selector import EVERYTHING
@@ -25,6 +26,9 @@ GAINS, NO_GAIN, SHORT, FAILED = "gains", "no gain", "not enough history", "faile
 """The verdicts: fewer requests dropped than reactive scaling with no simpler method
 better on both counts; not that; too little history to judge; an error (a bug: reported)."""
 BASELINES = ("seasonal naive", "holt-winters", "crane dsp", "mstl")
+VIEW_POINTS = 336
+"""Points of a series' view in the report (two an hour over a week): demand at its peak,
+each HPA's Ready capacity at its lowest within each."""
 
 
 def judge_series(
@@ -79,7 +83,8 @@ def _judge(
     result = replay(rule, source, start, end)
     capacity = default_capacity(result.actual)
     hpa = HPASettings(target_per_pod=capacity, capacity_per_pod=capacity, startup=rule.lead)
-    data = summary(result, score(result, hpa), 0.0)
+    scores = score(result, hpa)
+    data = summary(result, scores, 0.0)
     by = {m["method"]: m for m in data["methods"]}
     ours, reactive = by["scaleahead"], by["reactive"]
     best = min((by[b] for b in BASELINES if b in by), key=lambda m: m["beyond_capacity_share"])
@@ -110,4 +115,35 @@ def _judge(
         "requests_saved": saved,
         "saved_per_extra_pod_minute": saved / extra if extra > 0 else None,
         "models": data["models"],
+        "view": view(result.times, result.actual, scores, rule.step),
+    }
+
+
+def view(times: np.ndarray, demand: np.ndarray, scores: Scores, step: int) -> dict[str, Any]:
+    """The series' judged days in at most VIEW_POINTS bins: the demand (requests a
+    second) at its peak and the Ready capacity of reactive scaling and of scaleahead at
+    their lowest within each bin, to 4 significant digits; `t0` the first bin's start
+    and `dt` a bin's seconds."""
+    size = max(1, -(-len(times) // VIEW_POINTS))
+    by = {m.name: m.hpa for m in scores.methods}
+    capacity = scores.hpa.capacity_per_pod
+
+    def binned(values: np.ndarray, how: str) -> list[float | None]:
+        pad = -len(values) % size
+        rows = np.append(values, np.full(pad, np.nan)).reshape(-1, size)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out = np.nanmax(rows, axis=1) if how == "max" else np.nanmin(rows, axis=1)
+        return [None if not np.isfinite(v) else float(f"{v:.4g}") for v in out]
+
+    def ready(method: str) -> np.ndarray:
+        per_step = by[method].ready.reshape(len(times), -1).min(axis=1)
+        return per_step.astype(np.float64) * capacity
+
+    return {
+        "t0": int(times[0]) - step,
+        "dt": size * step,
+        "demand": binned(demand, "max"),
+        "reactive": binned(ready("reactive"), "min"),
+        "scaleahead": binned(ready("scaleahead"), "min"),
     }

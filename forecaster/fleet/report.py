@@ -109,6 +109,8 @@ def page(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f'<th data-col="{i}" title="click to sort">{html.escape(label)}</th>'
         for i, (_, label) in enumerate(COLUMNS)
     )
+    views = {row["id"]: row["view"] for row in rows if row.get("view")}
+    data = json.dumps(views, separators=(",", ":")).replace("</", "<\\/")
     body = []
     for row in rows:
         cells = [_cell(key, row.get(key)) for key, _ in COLUMNS]
@@ -126,6 +128,8 @@ th{{vertical-align:bottom}}
 th{{cursor:pointer;background:#eee;position:sticky;top:0}}
 tr.gains td:nth-child(2){{color:#060;font-weight:bold}}
 tr.failed td:nth-child(2){{color:#a00}}
+td.open{{cursor:pointer;color:#1f4e99;text-decoration:underline}}
+tr.detail td{{text-align:left;background:#fafafa}}
 </style></head><body>
 <h1>What predictive scaling would do for this fleet</h1>
 <p id="summary">{summary["series"]} series: <b>{v[GAINS]} gain</b>, {v[NO_GAIN]} no gain,
@@ -134,10 +138,69 @@ scaling drops {share["reactive"]:.2%} of {summary["requests"]:,.0f} requests for
 {pods["reactive"]:,.0f} pod-minutes; scaleahead at the default budget drops
 {share["scaleahead"]:.2%} for {pods["scaleahead"]:,.0f} ({extra:+.1%}); perfect foresight
 would take {pods["perfect foresight"]:,.0f}.</p>
+<p>Click a series to see its judged days: demand (requests a second, at its peak in each
+point) and the Ready capacity of reactive scaling and of scaleahead (at their lowest);
+hover over the chart to read them.</p>
 <table id="series"><thead><tr>{head}</tr></thead><tbody>
 {chr(10).join(body)}
 </tbody></table>
+<script type="application/json" id="views">{data}</script>
 <script>
+var VIEWS = JSON.parse(document.getElementById("views").textContent);
+var LINES = [["demand", "#222"], ["reactive", "#999"], ["scaleahead", "#1f77b4"]];
+function chart(v) {{
+  var W = 1100, H = 220, L = 50, n = v.demand.length, top = 0;
+  LINES.forEach(function (l) {{ v[l[0]].forEach(function (y) {{ if (y > top) top = y; }}); }});
+  top = top || 1;
+  var x = function (i) {{ return L + (W - L - 10) * i / Math.max(n - 1, 1); }};
+  var y = function (val) {{ return H - 20 - (H - 30) * val / top; }};
+  var svg = '<svg class="view" width="' + W + '" height="' + H + '">';
+  svg += '<text x="4" y="14" font-size="11">' + top.toPrecision(3) + '/s</text>';
+  svg += '<text x="4" y="' + (H - 22) + '" font-size="11">0</text>';
+  LINES.forEach(function (l, k) {{
+    svg += '<text x="' + (W - 330 + 110 * k) + '" y="14" font-size="11" fill="' + l[1]
+      + '">&#9632; ' + (k ? l[0] + " Ready capacity" : l[0]) + '</text>';
+  }});
+  LINES.forEach(function (l) {{
+    var d = "", pen = "M";
+    v[l[0]].forEach(function (val, i) {{
+      if (val === null) {{ pen = "M"; return; }}
+      d += pen + x(i).toFixed(1) + "," + y(val).toFixed(1); pen = "L";
+    }});
+    svg += '<path d="' + d + '" fill="none" stroke="' + l[1] + '" stroke-width="1.2"/>';
+  }});
+  svg += '<line class="cursor" y1="5" y2="' + (H - 20) + '" stroke="#c00" visibility="hidden"/>';
+  svg += '<text class="readout" x="' + L + '" y="' + (H - 4) + '" font-size="11">'
+    + LINES.map(function (l) {{ return l[0]; }}).join(" / ") + '</text></svg>';
+  return svg;
+}}
+function hover(svg, v) {{
+  var n = v.demand.length, line = svg.querySelector(".cursor");
+  var text = svg.querySelector(".readout");
+  svg.addEventListener("mousemove", function (e) {{
+    var box = svg.getBoundingClientRect(), px = e.clientX - box.left;
+    var i = Math.round((px - 50) / (1100 - 60) * (n - 1));
+    if (i < 0 || i >= n) return;
+    var at = new Date((v.t0 + i * v.dt) * 1000).toISOString().slice(0, 16).replace("T", " ");
+    line.setAttribute("x1", px); line.setAttribute("x2", px);
+    line.setAttribute("visibility", "visible");
+    text.textContent = at + "  " + LINES.map(function (l) {{
+      var val = v[l[0]][i]; return l[0] + " " + (val === null ? "-" : val);
+    }}).join("  ");
+  }});
+}}
+document.querySelectorAll("#series tbody tr").forEach(function (tr) {{
+  var id = tr.cells[0].textContent, v = VIEWS[id];
+  if (!v) return;
+  tr.cells[0].classList.add("open");
+  tr.cells[0].addEventListener("click", function () {{
+    var next = tr.nextElementSibling;
+    if (next && next.classList.contains("detail")) {{ next.remove(); return; }}
+    var row = document.createElement("tr"), cell = document.createElement("td");
+    row.className = "detail"; cell.colSpan = tr.cells.length; cell.innerHTML = chart(v);
+    row.appendChild(cell); tr.after(row); hover(cell.querySelector("svg"), v);
+  }});
+}});
 document.querySelectorAll("#series th").forEach(function (th) {{
   th.addEventListener("click", function () {{
     var col = Number(th.dataset.col), tbody = document.querySelector("#series tbody");
@@ -145,6 +208,8 @@ document.querySelectorAll("#series th").forEach(function (th) {{
     document.querySelectorAll("#series th").forEach(function (h) {{ delete h.dataset.dir; }});
     th.dataset.dir = asc ? "asc" : "desc";
     var rows = Array.prototype.slice.call(tbody.rows);
+    tbody.querySelectorAll("tr.detail").forEach(function (r) {{ r.remove(); }});
+    rows = rows.filter(function (r) {{ return !r.classList.contains("detail"); }});
     rows.sort(function (a, b) {{
       var x = a.cells[col].dataset.sort, y = b.cells[col].dataset.sort;
       var nx = parseFloat(x), ny = parseFloat(y), c;

@@ -197,7 +197,19 @@ def test_the_report_opens_in_a_browser_sorts_and_shows_every_series(
         shown = page.locator("#series tbody tr td:nth-child(5)").all_inner_texts()
         values = [float(v.rstrip("%")) for v in shown if v]
         assert values == sorted(values) and shown[-1] == ""
+        # A series' view: its row opens a chart of demand and both HPAs' Ready capacity,
+        # whose readout follows the pointer; a second click closes it.
+        page.click("#series tbody tr:first-child td:first-child")
+        chart = page.locator("svg.view")
+        assert chart.count() == 1 and chart.locator("path").count() == 3
+        box = chart.bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        readout = chart.locator(".readout").text_content() or ""
+        assert readout.startswith("20") and "demand" in readout and "scaleahead" in readout
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        page.click("#series tbody tr:first-child td:first-child")
+        assert page.locator("svg.view").count() == 0
         browser.close()
     assert errors == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
