@@ -158,7 +158,7 @@ function chart(v) {{
   svg += '<text x="4" y="14" font-size="11">' + top.toPrecision(3) + '/s</text>';
   svg += '<text x="4" y="' + (H - 22) + '" font-size="11">0</text>';
   LINES.forEach(function (l, k) {{
-    svg += '<text x="' + (W - 330 + 110 * k) + '" y="14" font-size="11" fill="' + l[1]
+    svg += '<text x="' + (W - 520 + 170 * k) + '" y="14" font-size="11" fill="' + l[1]
       + '">&#9632; ' + (k ? l[0] + " Ready capacity" : l[0]) + '</text>';
   }});
   LINES.forEach(function (l) {{
