@@ -1,5 +1,6 @@
 """The fleet run's speed: series judged per minute by a plain loop in this process, and by
-the embedded Dask cluster at 1 and 2 workers, in one run on the same series; each
+the embedded Dask cluster at 1 and 2 workers, and by a plain pool of 2 processes (what
+this machine allows two processes, Dask or not), in one run on the same series; each
 worker's memory; and the time 10,000 series x 7 days would take at N workers, from the
 measured rate.
 
@@ -41,6 +42,18 @@ def _embedded(series: list[SeriesInput], days: int, workers: int) -> tuple[float
     return seconds, memory
 
 
+def _pool(series: list[SeriesInput], days: int, workers: int) -> float:
+    """Seconds to judge every series on a plain process pool (started beforehand): what
+    the machine allows at `workers` processes, with no Dask at all."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(time.sleep, [0.0] * workers))
+        started = time.perf_counter()
+        list(pool.map(judge_series, series, [days] * len(series)))
+        return time.perf_counter() - started
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--days", type=int, default=7)
@@ -55,13 +68,14 @@ def main() -> None:
     for workers in (1, 2):
         seconds, memory = _embedded(series, args.days, workers)
         rows.append((f"embedded Dask, {workers} worker{'s' * (workers > 1)}", seconds, memory))
+    rows.append(("plain process pool, 2", _pool(series, args.days, 2), None))
     print(f"\n{len(series)} series x {args.days} days (10-minute steps)")
     print(f"{'how':28s} {'seconds':>8s} {'series/min':>11s} {'vs loop':>8s} {'MiB/worker':>11s}")
     for name, seconds, memory in rows:
         mem = "" if memory is None else f"{memory:11.0f}"
         rate = len(series) / seconds * 60
         print(f"{name:28s} {seconds:8.1f} {rate:11.1f} {loop / seconds:7.2f}x {mem}")
-    best = len(series) / rows[-1][1] * 60 / 2  # per worker, at 2 workers
+    best = len(series) / rows[2][1] * 60 / 2  # per worker, at 2 Dask workers
     for n in (2, 16, 64):
         minutes = 10_000 / (best * n)
         print(f"10,000 series x {args.days} days at {n} workers: {minutes:.0f} min (projected)")

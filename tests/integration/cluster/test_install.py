@@ -306,13 +306,19 @@ def replicas_agree(installed: Installed, token: str) -> dict[str, tuple[str, str
         if attempt == 0:
             installed.timeline.append(f"replicas disagreed once, asked again: {answers}")
     raise AssertionError(
-        f"the replicas serve different values: {answers}\n{replica_states(installed, token)}"
+        f"the replicas serve different values: {answers}\n{replica_states(installed)}"
     )
 
 
-def replica_states(installed: Installed, token: str) -> str:
+def replica_states(installed: Installed) -> str:
     """What each replica's /metrics says of its cycles and of checkout, for a failure's
-    message: why two replicas disagree (a cycle behind, another model, another actual)."""
+    message: why two replicas disagree (a cycle behind, another model, another actual).
+    Read as the scrape example's ServiceAccount, which may get /metrics (the HPA
+    controller's may not)."""
+    installed.kubectl("apply", "-f", str(REPO / "manifests/examples/scrape/prometheus-rbac.yaml"))
+    token = installed.kubectl(
+        "create", "token", "scaleahead-metrics-scraper", "-n", NAMESPACE, "--duration=10m"
+    ).strip()
     context = replica_context(installed)
     wanted = ("scaleahead_cycle_last_success", "scaleahead_cycle_duration_seconds_sum")
     lines = []
@@ -379,6 +385,23 @@ def replacement(installed: Installed, victim: str) -> set[str] | None:
     """The two Ready replicas once neither is `victim`."""
     ready = {p["metadata"]["name"] for p in installed.ready_pods()}
     return ready if len(ready) == 2 and victim not in ready else None
+
+
+def test_the_scrape_examples_account_reads_metrics_and_the_hpas_may_not(installed: Installed):
+    """/metrics is authorized per request: the scrape example's ServiceAccount (its RBAC
+    applied) reads each replica's, cycles included; the HPA controller's token is refused."""
+    states = replica_states(installed)
+    pods = [p["metadata"]["name"] for p in installed.ready_pods()]
+    for pod in pods:
+        assert f"--- {pod}: /metrics 200" in states, states
+    assert states.count("scaleahead_cycle_last_success") >= len(pods), states
+    refused = httpx.get(
+        f"https://{installed.ready_pods()[0]['status']['podIP']}:6443/metrics",
+        headers={"Authorization": f"Bearer {hpa_token(installed)}"},
+        verify=replica_context(installed),
+        timeout=10,
+    )
+    assert refused.status_code == 403
 
 
 def test_a_killed_replica_is_replaced_and_nobody_notices(installed: Installed):
