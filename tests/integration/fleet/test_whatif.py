@@ -282,6 +282,28 @@ def test_every_series_of_a_rule_read_from_a_real_prometheus_is_judged(fleet: Pat
             "rules:\n  - name: llm_requests_forecast\n"
             "    query: 'llm_requests{<<.LabelMatchers>>}'\n    step: 10m\n    history: 15d\n"
         )
+        # A rule that is not there, and a selection of nothing, each refused by name.
+        for flags, said in (
+            (["--metric", "nope"], "--metric nope: no such rule"),
+            (["--metric", "llm_requests_forecast", "--selector", "copy=999"], "no series match"),
+        ):
+            refused = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "adapter.cli",
+                    "whatif",
+                    "--config",
+                    str(config),
+                    *flags,
+                    "--out",
+                    str(tmp_path / "refused"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert refused.returncode == 2 and said in refused.stderr, refused.stderr
         rule, read = from_prometheus(config, "llm_requests_forecast", EVERYTHING, DAYS, now)
         (one,) = [s for s in read if s.id == "client=client36,copy=1"]
         counts = traces["client36"].counts  # the file's series, moved to end now
