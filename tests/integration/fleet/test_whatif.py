@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +17,18 @@ import pytest
 
 from forecaster.fleet import run
 from forecaster.fleet.inputs import from_folder
-from tests.conftest import venv_tool
+from tests.conftest import scaleahead_cmd, venv_tool
 
 TRACES = Path(__file__).resolve().parents[3].parent / "shared" / "traces"
 LLM_CLIENTS = ("client15", "client36", "client60", "client66", "client73", "client101")
 DAYS = 3
+
+
+def _whatif(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`scaleahead whatif` with these arguments, run to its end."""
+    return subprocess.run(
+        [*scaleahead_cmd(), "whatif", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +131,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_the_report_is_the_embedded_ru
     address, workers = dask_cluster
     out = tmp_path / "report"
     command = [
-        sys.executable,
-        "-m",
-        "adapter.cli",
+        *scaleahead_cmd(),
         "whatif",
         "--traces",
         str(fleet),
@@ -228,12 +232,7 @@ def test_bad_input_is_refused_by_name_with_exit_2(
     fleet: Path, tmp_path: Path, flags: list[str], said: str
 ):
     args = [f.format(missing=tmp_path / "missing", fleet=fleet) for f in flags]
-    done = subprocess.run(
-        [sys.executable, "-m", "adapter.cli", "whatif", *args, "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _whatif(*args, "--out", str(tmp_path / "out"))
     assert done.returncode == 2
     assert said in done.stderr and "Traceback" not in done.stderr
     assert (
@@ -287,22 +286,7 @@ def test_every_series_of_a_rule_read_from_a_real_prometheus_is_judged(fleet: Pat
             (["--metric", "nope"], "--metric nope: no such rule"),
             (["--metric", "llm_requests_forecast", "--selector", "copy=999"], "no series match"),
         ):
-            refused = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "adapter.cli",
-                    "whatif",
-                    "--config",
-                    str(config),
-                    *flags,
-                    "--out",
-                    str(tmp_path / "refused"),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            refused = _whatif("--config", str(config), *flags, "--out", str(tmp_path / "refused"))
             assert refused.returncode == 2 and said in refused.stderr, refused.stderr
         rule, read = from_prometheus(config, "llm_requests_forecast", EVERYTHING, DAYS, now)
         (one,) = [s for s in read if s.id == "client=client36,copy=1"]
@@ -310,23 +294,15 @@ def test_every_series_of_a_rule_read_from_a_real_prometheus_is_judged(fleet: Pat
         assert one.trace.start == end - step * len(counts)
         np.testing.assert_allclose(one.trace.counts, counts, rtol=1e-14)
         out = tmp_path / "report"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "adapter.cli",
-                "whatif",
-                "--config",
-                str(config),
-                "--metric",
-                "llm_requests_forecast",
-                "--days",
-                str(DAYS),
-                "--out",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
+        done = _whatif(
+            "--config",
+            str(config),
+            "--metric",
+            "llm_requests_forecast",
+            "--days",
+            str(DAYS),
+            "--out",
+            str(out),
             timeout=600,
         )
     finally:
