@@ -2,8 +2,8 @@
 on apscheduler, a failed cycle retried with backoff, and a watch on their progress.
 
 Jobs run on their interval's wall-clock grid (SETTLE seconds after each multiple), so that
-replicas query Prometheus about the same times; the first run is at once. A rule's cycle
-never runs twice at once, nor does its refresh.
+replicas query Prometheus about the same times; besides, each runs once at start, off the
+grid. A rule's cycle never runs twice at once, nor does its refresh.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ has stopped making progress (a deadlock, a hung call past every timeout): /livez
 
 
 def on_grid(seconds: int, clock: Clock) -> IntervalTrigger:
-    """Every `seconds`, SETTLE seconds after each multiple of `seconds` in Unix time."""
-    start = grid_floor(clock(), seconds) + SETTLE
+    """Every `seconds`, SETTLE seconds after each multiple of `seconds` in Unix time (the
+    first grid point at or after now)."""
+    start = grid_floor(clock() - SETTLE, seconds) + SETTLE
     return IntervalTrigger(seconds=seconds, start_date=datetime.fromtimestamp(start, UTC))
 
 
@@ -95,24 +96,21 @@ class Jobs:
             self._progress[f"current:{rule.name}"] = _Progress(current.interval, started)
 
     def start(self) -> None:
-        """Start the scheduler; each job's first run is at once."""
+        """Start the scheduler: each job runs once at once, then on its grid.
+
+        The run at start is a job of its own: apscheduler counts an interval job's later
+        runs from its first, so a first run at start would put a replica off the grid
+        for good, a step behind the others whenever it started in the SETTLE seconds
+        after a grid point."""
         for rule in self.cycle.rules.values():
-            self.scheduler.add_job(
-                self.run_cycle,
-                on_grid(rule.interval, self.clock),
-                args=[rule],
-                id=f"cycle:{rule.name}",
-                next_run_time=datetime.now(UTC),
-            )
-            self.scheduler.add_job(
-                self.refresh,
-                on_grid(self.current.interval, self.clock),
-                args=[rule],
-                id=f"current:{rule.name}",
-                next_run_time=datetime.now(UTC),
-            )
+            self._add(self.run_cycle, rule, f"cycle:{rule.name}", rule.interval)
+            self._add(self.refresh, rule, f"current:{rule.name}", self.current.interval)
         self.scheduler.start()
         self._started = True
+
+    def _add(self, run: Callable[[Rule], None], rule: Rule, job: str, interval: int) -> None:
+        self.scheduler.add_job(run, on_grid(interval, self.clock), args=[rule], id=job)
+        self.scheduler.add_job(run, "date", args=[rule], id=f"start:{job}")
 
     def stop(self) -> None:
         """Stop scheduling and the on-demand refreshes; a cycle that is running is

@@ -13,6 +13,7 @@ from forecaster.runtime.scheduler import STALL_AFTER, Jobs
 from forecaster.runtime.store import ForecastStore
 from forecaster.sources.base import SourceError
 from forecaster.sources.trace import DEMO_LABELS, TraceSource, demo_trace
+from forecaster.times import SETTLE
 
 
 class DemoSource(TraceSource):
@@ -92,6 +93,27 @@ def test_a_slow_cycle_is_never_run_twice_at_once():
     assert source.fetches >= 2  # it kept running on its interval...
     assert source.most_at_once == 1  # ...but never overlapped itself
     assert store.snapshot("demo") is not None
+
+
+def test_the_jobs_run_at_start_and_then_on_the_grid_whenever_the_service_started():
+    """A replica that starts in the SETTLE seconds after a grid point runs its cycle at
+    once, and then on the grid like every other replica, not a step behind for good."""
+    rule = Rule(name="demo", query="x{<<.LabelMatchers>>}", interval="1m", history="2d")
+    jobs, store = jobs_for(rule, DemoSource())
+    jobs.start()
+    try:
+        deadline = time.monotonic() + 30
+        while store.snapshot("demo") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.snapshot("demo") is not None  # the run at start
+        for job, interval in (("cycle:demo", 60), ("current:demo", 30)):
+            regular = jobs.scheduler.get_job(job)
+            assert regular is not None
+            at = regular.next_run_time.timestamp()
+            assert (at - SETTLE) % interval == 0, (job, at)
+            assert time.time() < at <= time.time() + interval
+    finally:
+        jobs.stop()
 
 
 def test_a_failed_cycle_is_retried_with_backoff_before_its_interval():
