@@ -56,10 +56,10 @@ def serve_flags(s: argparse.ArgumentParser) -> None:
     )
     s.add_argument(
         "--fit-workers",
-        type=int,
-        default=serve.fit_workers,
-        help="processes that refit the models beside the serving one, about 150 MiB each "
-        "(0: the serving process refits them)",
+        default="auto",
+        help="processes that refit the models beside the serving one, about 150 MiB each, "
+        "started once a cycle has refits enough for them (0: the serving process refits "
+        "them; default auto: one per usable core, none on one core)",
     )
     t = s.add_argument_group(
         "secure serving (TLS; every request is authenticated and authorized through the "
@@ -197,7 +197,14 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
     )
 
 
-def _fit_workers(value: int) -> int:
-    if value < 0:
-        raise UsageError(f"--fit-workers: a number of processes, 0 or more, got {value}")
-    return value
+def _fit_workers(value: str) -> int | None:
+    """None for auto, else the number of processes given."""
+    if value == "auto":
+        return None
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = -1
+    if workers < 0:
+        raise UsageError(f"--fit-workers: auto, or a number of processes 0 or more, got {value!r}")
+    return workers

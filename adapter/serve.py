@@ -46,7 +46,7 @@ class ServeOptions:
     keda_insecure_any_client: bool = False
     log_level: str = "info"
     verbosity: int = 0  # 2 and up logs every request
-    fit_workers: int = 0  # processes that refit the models; 0: the serving process
+    fit_workers: int | None = None  # refitting processes; 0: the serving one; None: one a core
 
 
 def _is_loopback(address: str) -> bool:
@@ -151,9 +151,11 @@ def banner(metrics: list[str], url: str, demo: bool, tls: bool) -> str:
 def _service(options: ServeOptions) -> Service:
     from adapter.service import DEMO_RULE, build_service, demo_source, prometheus_source
     from forecaster.config import load_config
+    from forecaster.runtime.fitting import default_workers
 
+    workers = default_workers() if options.fit_workers is None else options.fit_workers
     if options.config is None:
-        return build_service([DEMO_RULE], demo_source, time.time, fit_workers=options.fit_workers)
+        return build_service([DEMO_RULE], demo_source, time.time, fit_workers=workers)
     config = load_config(options.config)
     return build_service(
         config.rules,
@@ -161,7 +163,7 @@ def _service(options: ServeOptions) -> Service:
         time.time,
         config.current,
         config.forward,
-        options.fit_workers,
+        workers,
     )
 
 

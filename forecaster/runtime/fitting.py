@@ -13,7 +13,7 @@ import math
 import multiprocessing
 import os
 from collections.abc import Callable, Hashable
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 CHUNK = 32
 """Series per task: enough to amortise a task's round trip, few enough to spread a cycle
 of a few hundred refits over every worker."""
+LEAST = CHUNK
+"""Refits a batch needs for the workers to take it: a smaller one is made in process,
+where the round trip (and, the first time, the workers' start) costs more than it saves."""
+SILENCE = 120.0
+"""Seconds the workers may go without finishing a task while some are pending before they
+are taken as hung, killed and replaced (a task is CHUNK refits: about 2 s on one core)."""
 THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 """Thread pools of the numeric libraries, held to one thread in each worker: the workers
 are the parallelism, and more threads than cores only contend."""
@@ -50,6 +56,13 @@ def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     if quota is not None:
         cores = min(cores, math.ceil(quota))
     return max(cores, 1)
+
+
+def default_workers() -> int:
+    """Fitting workers when none are asked for: one per usable core, none on one core
+    (a worker there only competes with the serving interpreter)."""
+    cores = usable_cores()
+    return cores if cores >= 2 else 0
 
 
 def _limit_threads() -> None:
@@ -77,17 +90,25 @@ def _prepare_chunk(engine: ForecastEngine, jobs: list[Job]) -> list[SeriesState 
 
 class FitPool:
     """`workers` processes (default: usable_cores()) that refit series for the cycles'
-    engines (`ForecastEngine.prepare`); `on_restart` is called when one died and they
-    were restarted. Started with `spawn`: the serving process has
-    threads, which a fork would copy mid-lock."""
+    engines (`ForecastEngine.prepare`), started with the first batch of at least `least`
+    refits (a service with few series never pays for them); `on_restart` is called
+    when they died or hung and were replaced. Started with `spawn`: the serving process
+    has threads, which a fork would copy mid-lock."""
 
     def __init__(
-        self, workers: int | None = None, on_restart: Callable[[], None] = lambda: None
+        self,
+        workers: int | None = None,
+        on_restart: Callable[[], None] = lambda: None,
+        silence: float = SILENCE,
+        least: int = LEAST,
     ) -> None:
         self.workers = workers or usable_cores()
+        self.silence = silence
+        self.least = least
         self.restarts = 0
         self.on_restart = on_restart
-        self._pool = self._start()
+        self._pool: ProcessPoolExecutor | None = None
+        self._stopped = False
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -97,41 +118,59 @@ class FitPool:
         )
 
     def start(self) -> None:
-        """Start the workers, which import the models while the first cycle fetches."""
-        engine = ForecastEngine(step=60, horizon=10, lead=60, quantile=0.9)
-        for _ in range(self.workers):
-            self._pool.submit(_prepare_chunk, engine, [])
+        """Nothing to start yet: the workers start with the first batch worth them."""
 
     def prepare_many(self, engine: ForecastEngine, jobs: list[Job]) -> list[SeriesState | None]:
-        """Each job's state (None where it failed), in the order of `jobs`."""
-        if not jobs:
-            return []
-        futures: list[Future[list[SeriesState | None]]] = [
-            self._pool.submit(_prepare_chunk, engine, jobs[i : i + CHUNK])
-            for i in range(0, len(jobs), CHUNK)
-        ]
-        out: list[SeriesState | None] = []
-        try:
-            for future in futures:
-                out += future.result()
-        except CancelledError:  # the pool is closing: the service stops
-            out += [None] * (len(jobs) - len(out))
-        except BrokenProcessPool:
-            # A worker died (killed, out of memory): these fits are made in process by
-            # the cycle, and a new pool takes the next ones.
-            self.restarts += 1
-            self.on_restart()
-            log.error(
-                "a fitting worker died; %d refits of this cycle run in the serving process, "
-                "and the workers are restarted (%d restarts so far)",
-                len(jobs) - len(out),
-                self.restarts,
-            )
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """Each job's state, in the order of `jobs`; None where the cycle is to make it
+        in process: all of a batch under `least`, a refit that failed, and those of a
+        worker that died or hung (the workers are then replaced). No forecast is lost."""
+        if len(jobs) < self.least or self._stopped:
+            return [None] * len(jobs)
+        if self._pool is None:
             self._pool = self._start()
-            out += [None] * (len(jobs) - len(out))
+        pool = self._pool
+        chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+        futures = [pool.submit(_prepare_chunk, engine, chunk) for chunk in chunks]
+        pending: set[Future[list[SeriesState | None]]] = set(futures)
+        hung = False
+        while pending and not hung:
+            done, pending = wait(pending, timeout=self.silence, return_when=FIRST_COMPLETED)
+            hung = not done
+        if hung:
+            self._replace(f"hung (no refits finished in {self.silence:g} s)")
+        out: list[SeriesState | None] = []
+        broken = False
+        for future, chunk in zip(futures, chunks, strict=True):
+            try:
+                out += future.result(timeout=0)
+            except BrokenProcessPool:  # a worker died (killed, out of memory)
+                broken = True
+                out += [None] * len(chunk)
+            except (CancelledError, TimeoutError):  # closing, or left by a hung worker
+                out += [None] * len(chunk)
+        if broken and not hung:
+            self._replace("died")
         return out
+
+    def _replace(self, how: str) -> None:
+        """Kill the workers and start new ones for the next cycle's refits."""
+        self.restarts += 1
+        self.on_restart()
+        log.error(
+            "a fitting worker %s; the refits it held run in the serving process this "
+            "cycle, and the workers are replaced (%d replacements so far)",
+            how,
+            self.restarts,
+        )
+        pool, self._pool = self._pool, None  # new ones start with the next batch
+        if pool is not None:
+            # ProcessPoolExecutor cannot kill its workers before 3.14's kill_workers().
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def stop(self) -> None:
         """Stop the workers, giving up fits not yet started."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._stopped = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

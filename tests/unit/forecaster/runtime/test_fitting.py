@@ -4,17 +4,22 @@ counted from the CPU affinity and the cgroup's quota."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from forecaster.config import Rule
-from forecaster.models.engine import ForecastEngine
+from forecaster.models.engine import ForecastEngine, SeriesState
+from forecaster.runtime import fitting
 from forecaster.runtime.cycle import ForecastCycle
-from forecaster.runtime.fitting import FitPool, cgroup_cpus, usable_cores
+from forecaster.runtime.fitting import LEAST, FitPool, cgroup_cpus, default_workers, usable_cores
 from forecaster.runtime.store import ForecastStore
 from forecaster.sources.trace import Trace, TraceSource
 from forecaster.times import SETTLE
@@ -48,8 +53,7 @@ def _forecasts(nasa: Trace, prepare_many) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def pool():
-    fits = FitPool(2)
-    fits.start()
+    fits = FitPool(2, least=1)
     yield fits
     fits.stop()
 
@@ -74,9 +78,8 @@ def test_refits_in_workers_serve_what_refits_in_process_serve(nasa: Trace, pool:
 
 def test_a_worker_killed_mid_cycle_loses_no_forecast(nasa: Trace):
     told: list[bool] = []
-    fits = FitPool(2, on_restart=lambda: told.append(True))
+    fits = FitPool(2, on_restart=lambda: told.append(True), least=1)
     try:
-        fits.start()
         rule = Rule(name="m", query="x{<<.LabelMatchers>>}", history="9d")
         engine = ForecastEngine(
             step=STEP, horizon=rule.horizon_steps, lead=rule.lead, quantile=None, budget=1.1
@@ -102,15 +105,52 @@ def test_a_worker_killed_mid_cycle_loses_no_forecast(nasa: Trace):
         fits.stop()
 
 
+@dataclass
+class StoppingEngine(ForecastEngine):
+    """An engine whose refits stop the worker process they run in: alive and silent, as
+    a worker stuck past every timeout is."""
+
+    def prepared(self, key: Hashable, y: np.ndarray, end: int) -> SeriesState:
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return super().prepared(key, y, end)
+
+
+def test_a_hung_worker_is_killed_and_replaced_and_its_refits_left_to_the_cycle(nasa: Trace):
+    told: list[bool] = []
+    fits = FitPool(2, on_restart=lambda: told.append(True), silence=3.0, least=1)
+    rule = Rule(name="m", query="x{<<.LabelMatchers>>}", history="9d")
+    kwargs = dict(step=STEP, horizon=rule.horizon_steps, lead=rule.lead, quantile=0.9)
+    y = nasa.counts[: 9 * DAY].astype(float) / STEP
+    jobs = [(("s", "x"), y, nasa.start + (9 * DAY - 1) * STEP)]
+    others = set(multiprocessing.active_children())  # the module's pool's workers
+    try:
+        began = time.monotonic()
+        got = fits.prepare_many(StoppingEngine(**kwargs), jobs)
+        took = time.monotonic() - began
+        assert got == [None]  # the cycle makes it in process (tested above for a death)
+        assert 3.0 <= took < 30, took  # the silence, not forever
+        assert fits.restarts == 1 and told == [True]
+        deadline = time.monotonic() + 10
+        while set(multiprocessing.active_children()) - others and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not set(multiprocessing.active_children()) - others  # killed, not left stopped
+        # New workers make the next batch.
+        [again] = fits.prepare_many(ForecastEngine(**kwargs), jobs)
+        assert again is not None
+    finally:
+        fits.stop()
+
+
 def test_a_cycle_whose_worker_died_still_forecasts_every_series(nasa: Trace):
     rule = Rule(name="m", query="x{<<.LabelMatchers>>}", history="9d")
-    dead = FitPool(1)
-    dead.start()
+    dead = FitPool(1, least=1)
     store = ForecastStore()
     source = _sources(nasa)[0]
 
     def dying(engine: ForecastEngine, jobs: list) -> list:
-        for pid in list(dead._pool._processes):
+        dead.prepare_many(engine, jobs)  # the worker is up...
+        assert dead._pool is not None
+        for pid in list(dead._pool._processes):  # ...and dies before the next batch
             os.kill(pid, signal.SIGKILL)
         return dead.prepare_many(engine, jobs)
 
@@ -121,6 +161,24 @@ def test_a_cycle_whose_worker_died_still_forecasts_every_series(nasa: Trace):
         dead.stop()
     assert report.series == 1 and report.fit_failures == 0
     assert dead.restarts == 1
+
+
+def test_a_batch_too_small_for_the_workers_is_left_to_the_cycle_and_starts_none(nasa: Trace):
+    fits = FitPool(2)
+    engine = ForecastEngine(step=STEP, horizon=10, lead=60, quantile=0.9)
+    y = nasa.counts[: 2 * DAY].astype(float) / STEP
+    jobs = [(("s", str(i)), y, nasa.start + (2 * DAY - 1) * STEP) for i in range(LEAST - 1)]
+    try:
+        assert fits.prepare_many(engine, jobs) == [None] * (LEAST - 1)
+        assert fits._pool is None  # no worker started for it
+    finally:
+        fits.stop()
+
+
+def test_workers_by_default_on_two_cores_and_up_none_on_one(monkeypatch):
+    for cores, workers in ((1, 0), (2, 2), (8, 8)):
+        monkeypatch.setattr(fitting, "usable_cores", lambda cores=cores: cores)
+        assert default_workers() == workers
 
 
 def test_cores_from_affinity_and_the_cgroup_quota(tmp_path):

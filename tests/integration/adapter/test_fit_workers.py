@@ -1,0 +1,140 @@
+"""`scaleahead serve` with its default fitting workers against a real Prometheus: a worker
+SIGKILLed during the first cycle loses no forecast, the service is ready on time, and the
+replacement is counted where the alert reads it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from forecaster.runtime.fitting import LEAST
+from forecaster.sources.trace import Trace
+from harness.net import free_port, wait_http
+from harness.prometheus import PrometheusServer, system_tool, write_blocks
+from tests.conftest import clean_env, parse_quantity, scaleahead_cmd
+
+SERIES = LEAST + 8  # one batch the workers take: the first cycle's refits
+SCRAPE = 15
+HOURS = 50  # past the ladder's young series (statsforecast, batched in process)
+PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/http_requests_forecast"
+
+
+@pytest.fixture
+def many_series(nasa: Trace, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A Prometheus with SERIES counters (HOURS of NASA, each series at its own offset
+    and scale), running an hour past now."""
+    end = int(time.time()) // 60 * 60 + 3600
+    minutes = (HOURS + 1) * 60
+    sub = 60 // SCRAPE
+    start = end - minutes * 60
+    lines = ["# HELP http_requests Requests served.", "# TYPE http_requests counter"]
+    for k in range(SERIES):
+        first = (1 + k % 25) * 1440  # before the trace's August outage
+        counts = nasa.counts[first : first + minutes] * (1 + k / 10)
+        assert np.isfinite(counts).all()
+        cumulative = np.concatenate([[0.0], np.cumsum(np.repeat(counts / sub, sub))])
+        stamps = start + SCRAPE * np.arange(len(cumulative))
+        lines += [
+            f'http_requests_total{{namespace="default",service="s{k}"}} {v:.6f} {t}'
+            for t, v in zip(stamps.tolist(), cumulative.tolist(), strict=True)
+        ]
+    write_blocks(lines, tmp_path / "data")
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 15s\n")
+    prom = PrometheusServer(system_tool("prometheus"), tmp_path / "data", config, free_port(), end)
+    prom.start()
+    yield prom
+    prom.stop()
+
+
+def workers_of(pid: int) -> list[int]:
+    """The fitting workers among a process's children (spawned: `spawn_main`)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                out.append(int(child))
+    return out
+
+
+def metric_lines(base: str, name: str) -> list[str]:
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    return [line for line in text.splitlines() if line.startswith(name)]
+
+
+def test_a_worker_killed_in_the_first_cycle_loses_no_forecast(
+    many_series: PrometheusServer, tmp_path: Path
+):
+    config = tmp_path / "scaleahead.yaml"
+    config.write_text(
+        f"prometheus:\n  url: {many_series.url}\n"
+        "rules:\n  - name: http_requests_forecast\n"
+        "    query: 'sum by (namespace, service) "
+        "(rate(http_requests_total{<<.LabelMatchers>>}[1m]))'\n"
+        f"    history: {HOURS}h\n"
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "scaleahead.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(  # --fit-workers left to its default: one per core
+            [*scaleahead_cmd(), "serve", "--config", str(config), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+        )
+    try:
+        wait_http(f"{base}/healthz", timeout=60)
+        deadline = time.monotonic() + 60
+        killed = None
+        while killed is None and time.monotonic() < deadline:
+            found = workers_of(proc.pid)
+            if found:
+                killed = found[0]
+                os.kill(killed, signal.SIGKILL)
+            time.sleep(0.05)
+        assert killed is not None, "no fitting worker started for the first cycle"
+        ready_at = None
+        while time.monotonic() < deadline:
+            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                ready_at = time.monotonic()
+                break
+            time.sleep(0.2)
+        assert ready_at is not None, log.read_text()[-3000:]
+
+        # Every series forecast (no fallback to its actual), and served a positive value.
+        fallback = metric_lines(base, "scaleahead_series_fallback{")
+        assert len(fallback) == SERIES, fallback
+        assert all(line.endswith(" 0.0") for line in fallback), fallback
+        values = []
+        for k in range(SERIES):
+            r = httpx.get(f"{base}{PATH}", params={"labelSelector": f"service=s{k}"}, timeout=5)
+            assert r.status_code == 200, r.text
+            [item] = json.loads(r.text)["items"]
+            values.append(parse_quantity(item["value"]))
+        assert min(values) > 0
+        # The replacement counted once, for the alert, and said in the log.
+        [restarts] = metric_lines(base, "scaleahead_fit_worker_restarts_total")
+        assert restarts.endswith(" 1.0"), restarts
+        assert "a fitting worker died" in log.read_text()
+        assert killed not in workers_of(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, log.read_text()[-3000:]
