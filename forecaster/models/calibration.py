@@ -32,8 +32,9 @@ LEVELS = np.linspace(*QUANTILE_RANGE, 190)
 quantile a rule may ask for (forecaster.config.QUANTILE_RANGE)."""
 SCALE_POWERS = (0.0, 0.5, 1.0)
 """How residuals may grow with the forecast: constant, like counts (sqrt), proportionally."""
-CALIBRATION_SECONDS = 3 * DAY
-"""History whose residuals calibrate the band."""
+CALIBRATION_SECONDS = 2 * DAY
+"""History whose residuals calibrate the band and cost the budget: recent enough for what
+a budget buys there to be what the next day costs, and two daily cycles long."""
 MIN_ORIGINS = 10
 """Fewer calibration origins than this: no band is learnt (the quantile is used as is)."""
 ACI_RATE = 0.01
