@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.net import wait_http
+from harness.net import free_port, wait_http
 
 STEP = 60
 SCRAPE = 15  # seconds between backfilled counter samples
@@ -108,3 +108,34 @@ def write_blocks(lines: list[str], data: Path) -> None:
         capture_output=True,
     )
     om.unlink()
+
+
+def counter_lines(labels: str, counts: np.ndarray, start: int) -> list[str]:
+    """OpenMetrics samples of `http_requests_total{labels}` growing by `counts` requests a
+    minute from `start`, scraped every SCRAPE seconds (each minute's count spread evenly
+    over its scrapes, as a real counter grows)."""
+    sub = STEP // SCRAPE
+    cumulative = np.concatenate([[0.0], np.cumsum(np.repeat(counts / sub, sub))])
+    stamps = start + SCRAPE * np.arange(len(cumulative))
+    return [
+        f"http_requests_total{{{labels}}} {v:.6f} {t}"
+        for t, v in zip(stamps.tolist(), cumulative.tolist(), strict=True)
+    ]
+
+
+def backfilled(
+    lines: list[str],
+    root: Path,
+    end: int,
+    series: list[BackfilledSeries] | None = None,
+    host: str = "127.0.0.1",
+) -> PrometheusServer:
+    """A Prometheus (not started) on a free port of `host`, its TSDB under `root` holding
+    the OpenMetrics sample `lines` (after their # HELP/# TYPE), backfilled up to `end`."""
+    data = root / "data"
+    write_blocks(lines, data)
+    config = root / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 15s\n")
+    return PrometheusServer(
+        system_tool("prometheus"), data, config, free_port(), end, series or [], host=host
+    )

@@ -14,8 +14,7 @@ import pytest
 
 from forecaster.sources.trace import Trace
 from harness.controlplane import ControlPlane, MissingAssets
-from harness.net import free_port
-from harness.prometheus import SCRAPE, BackfilledSeries, PrometheusServer, system_tool, write_blocks
+from harness.prometheus import BackfilledSeries, PrometheusServer, backfilled, counter_lines
 from tests.conftest import STEP, venv_tool
 
 HISTORY_DAYS = 9
@@ -39,29 +38,14 @@ def backfilled_prometheus(nasa: Trace, root: Path, host: str = "127.0.0.1") -> P
     }
     series = []
     lines = ["# HELP http_requests Requests served.", "# TYPE http_requests counter"]
-    sub = STEP // SCRAPE
     for (ns, svc), last in windows.items():
         counts = nasa.counts[last - n : last]
         if np.isnan(counts).any():
             pytest.fail(f"trace slice for {ns}/{svc} has holes; pick another window")
         labels = {"namespace": ns, "service": svc}
         series.append(BackfilledSeries(labels, counts, start))
-        # Spread each minute's count evenly over its scrapes, as a real counter would grow.
-        increments = np.repeat(counts / sub, sub)
-        cumulative = np.concatenate([[0.0], np.cumsum(increments)])
-        stamps = start + SCRAPE * np.arange(len(cumulative))
-        label_text = f'namespace="{ns}",service="{svc}"'
-        lines.extend(
-            f"http_requests_total{{{label_text}}} {v:.6f} {t}"
-            for t, v in zip(stamps.tolist(), cumulative.tolist(), strict=True)
-        )
-    data = root / "data"
-    write_blocks(lines, data)
-    config = root / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n")
-    return PrometheusServer(
-        system_tool("prometheus"), data, config, free_port(), end, series, host=host
-    )
+        lines += counter_lines(f'namespace="{ns}",service="{svc}"', counts, start)
+    return backfilled(lines, root, end, series, host=host)
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,10 @@ from adapter.service import build_service, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
 from forecaster.sources.trace import Trace
 from forecaster.times import SETTLE
-from harness.net import free_port
-from harness.prometheus import PrometheusServer, system_tool, write_blocks
+from harness.prometheus import (
+    PrometheusServer,
+    backfilled,
+)
 from tests.conftest import RULE_QUERY, Clock, parse_quantity
 
 MINUTE = 60
@@ -94,11 +96,7 @@ def degraded(
             )
             samples = before + after
         lines += [f"http_requests_total{{{labels}}} {v} {t}" for t, v in samples]
-    data = root / "data"
-    write_blocks(lines, data)
-    config = root / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n")
-    server = PrometheusServer(system_tool("prometheus"), data, config, free_port(), end)
+    server = backfilled(lines, root, end)
     server.start()
     yield server, now, counts, cases
     server.stop()

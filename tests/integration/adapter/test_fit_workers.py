@@ -18,11 +18,14 @@ import pytest
 from forecaster.runtime.fitting import LEAST
 from forecaster.sources.trace import Trace
 from harness.net import free_port, wait_http
-from harness.prometheus import PrometheusServer, system_tool, write_blocks
+from harness.prometheus import (
+    PrometheusServer,
+    backfilled,
+    counter_lines,
+)
 from tests.conftest import clean_env, parse_quantity, scaleahead_cmd
 
 SERIES = LEAST + 8  # one batch the workers take: the first cycle's refits
-SCRAPE = 15
 HOURS = 50  # past the ladder's young series (statsforecast, batched in process)
 PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/http_requests_forecast"
 
@@ -33,23 +36,14 @@ def many_series(nasa: Trace, tmp_path: Path):  # type: ignore[no-untyped-def]
     and scale), running an hour past now."""
     end = int(time.time()) // 60 * 60 + 3600
     minutes = (HOURS + 1) * 60
-    sub = 60 // SCRAPE
     start = end - minutes * 60
     lines = ["# HELP http_requests Requests served.", "# TYPE http_requests counter"]
     for k in range(SERIES):
         first = (1 + k % 25) * 1440  # before the trace's August outage
         counts = nasa.counts[first : first + minutes] * (1 + k / 10)
         assert np.isfinite(counts).all()
-        cumulative = np.concatenate([[0.0], np.cumsum(np.repeat(counts / sub, sub))])
-        stamps = start + SCRAPE * np.arange(len(cumulative))
-        lines += [
-            f'http_requests_total{{namespace="default",service="s{k}"}} {v:.6f} {t}'
-            for t, v in zip(stamps.tolist(), cumulative.tolist(), strict=True)
-        ]
-    write_blocks(lines, tmp_path / "data")
-    config = tmp_path / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n")
-    prom = PrometheusServer(system_tool("prometheus"), tmp_path / "data", config, free_port(), end)
+        lines += counter_lines(f'namespace="default",service="s{k}"', counts, start)
+    prom = backfilled(lines, tmp_path, end)
     prom.start()
     yield prom
     prom.stop()

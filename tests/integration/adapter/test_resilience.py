@@ -18,13 +18,16 @@ import pytest
 
 from forecaster.sources.trace import Trace
 from harness.net import free_port, wait_http
-from harness.prometheus import PrometheusServer, system_tool, write_blocks
+from harness.prometheus import (
+    PrometheusServer,
+    backfilled,
+    counter_lines,
+)
 from tests.conftest import clean_env, parse_quantity, scaleahead_cmd
 
 STEP = 5  # seconds: the rule's step and interval, so that a TTL passes within the test
 LEAD = 10
 TTL = 25  # horizon 40s = lead + step + TTL
-SCRAPE = 15
 HOURS = 6
 PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/http_requests_forecast"
 SELECTOR = {"labelSelector": "service=checkout"}
@@ -118,19 +121,10 @@ def own_prometheus(nasa: Trace, tmp_path: Path) -> PrometheusServer:
     minutes = (HOURS + 1) * 60
     counts = nasa.counts[10 * 1440 : 10 * 1440 + minutes]
     assert not np.isnan(counts).any()
-    sub = 60 // SCRAPE
-    cumulative = np.concatenate([[0.0], np.cumsum(np.repeat(counts / sub, sub))])
     start = end - minutes * 60
-    stamps = start + SCRAPE * np.arange(len(cumulative))
     lines = ["# HELP http_requests Requests served.", "# TYPE http_requests counter"]
-    lines += [
-        f'http_requests_total{{namespace="default",service="checkout"}} {v:.6f} {t}'
-        for t, v in zip(stamps.tolist(), cumulative.tolist(), strict=True)
-    ]
-    write_blocks(lines, tmp_path / "data")
-    config = tmp_path / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n")
-    return PrometheusServer(system_tool("prometheus"), tmp_path / "data", config, free_port(), end)
+    lines += counter_lines('namespace="default",service="checkout"', counts, start)
+    return backfilled(lines, tmp_path, end)
 
 
 def test_prometheus_missing_killed_and_hung(own_prometheus: PrometheusServer, tmp_path: Path):

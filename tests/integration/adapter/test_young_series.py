@@ -17,8 +17,10 @@ from fastapi.testclient import TestClient
 from adapter.service import build_service, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
 from forecaster.times import SETTLE
-from harness.net import free_port
-from harness.prometheus import PrometheusServer, system_tool, write_blocks
+from harness.prometheus import (
+    PrometheusServer,
+    backfilled,
+)
 from tests.conftest import Clock, parse_quantity
 
 MINUTE = 60
@@ -48,13 +50,7 @@ def born(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrometheusS
             f"http_requests_total{{{labels}}} {v:.1f} {t}"
             for t, v in zip(stamps.tolist(), totals.tolist(), strict=True)
         ]
-    data = root / "data"
-    write_blocks(lines, data)
-    config = root / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n")
-    server = PrometheusServer(
-        system_tool("prometheus"), data, config, free_port(), birth + MINUTES * MINUTE
-    )
+    server = backfilled(lines, root, birth + MINUTES * MINUTE)
     server.start()
     yield server, birth
     server.stop()

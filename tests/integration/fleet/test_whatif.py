@@ -249,8 +249,7 @@ def test_every_series_of_a_rule_read_from_a_real_prometheus_is_judged(fleet: Pat
     from forecaster.fleet.inputs import from_prometheus
     from forecaster.fleet.judge import judge_series
     from forecaster.selector import EVERYTHING
-    from harness.net import free_port
-    from harness.prometheus import PrometheusServer, system_tool, write_blocks
+    from harness.prometheus import backfilled
 
     step, now = 600, int(time.time())
     end = now // step * step
@@ -267,12 +266,7 @@ def test_every_series_of_a_rule_read_from_a_real_prometheus_is_judged(fleet: Pat
             for c, t in zip(counts.tolist(), stamps.tolist(), strict=True)
             if c == c
         ]
-    data = tmp_path / "data"
-    write_blocks(lines, data)
-    (tmp_path / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
-    server = PrometheusServer(
-        system_tool("prometheus"), data, tmp_path / "prometheus.yml", free_port(), end
-    )
+    server = backfilled(lines, tmp_path, end)
     server.start()
     try:
         config = tmp_path / "scaleahead.yaml"
