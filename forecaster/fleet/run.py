@@ -56,6 +56,7 @@ def client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
     """A Dask client of the scheduler at `scheduler`, or of an embedded local cluster of
     `workers` single-threaded processes (default: one per usable core)."""
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ModuleNotFoundError:
         raise FleetError("whatif needs Dask: pip install 'scaleahead[fleet]'") from None
@@ -72,7 +73,10 @@ def client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
 
     for name in THREAD_LIMITS:
         os.environ.setdefault(name, "1")
+    # The workers' statistical profiler samples every thread's stack every 10 ms, under
+    # the GIL of the process doing the work; nobody reads it here (no dashboard).
     with (
+        dask.config.set({"distributed.worker.profile.enabled": False}),
         LocalCluster(
             n_workers=workers or usable_cores(),
             threads_per_worker=1,

@@ -308,3 +308,16 @@ def test_every_series_of_a_rule_read_from_a_real_prometheus_is_judged(fleet: Pat
     assert all(r["verdict"] in ("gains", "no gain") for i, r in rows.items() if "young" not in i)
     # Judged on Dask in the command, as in this process, under the rule it was read by.
     assert rows[one.id] == judge_series(one, DAYS, rule=rule)
+
+
+def test_the_embedded_workers_do_not_sample_their_own_stacks():
+    """The embedded workers run with Dask's statistical profiler off: it samples every
+    thread's stack each 10 ms under the GIL of the process judging series (about 5 % of
+    the run in bench.fleet), for a dashboard that is not there."""
+    import dask
+
+    with run.client(None, 1) as c:
+        c.wait_for_workers(1)
+        enabled = c.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+    assert list(enabled.values()) == [False]
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # not this process's
