@@ -36,6 +36,9 @@ CALIBRATION_SECONDS = 2 * DAY
 """History whose residuals calibrate the band and cost the budget: recent enough for what
 a budget buys there to be what the next day costs, and two daily cycles long."""
 MIN_ORIGINS = 10
+BUDGET_PARTS = 2
+"""A budget holds on each of this many consecutive parts of the calibration origins (its
+days), not only on their sum."""
 """Fewer calibration origins than this: no band is learnt (the quantile is used as is)."""
 ACI_RATE = 0.01
 """Adaptive conformal step: how fast the quantile level used reacts to misses."""
@@ -253,16 +256,23 @@ def _held(values: np.ndarray, steps: int) -> np.ndarray:
 class Budget:
     """What a series may spend over its calibration origins: `ratio` x the pod-time that
     perfect foresight (serving each lead window's realised peak) would cost there,
-    through an HPA whose scale-down stabilization window is `hold` steps long."""
+    through an HPA whose scale-down stabilization window is `hold` steps long, on each
+    of BUDGET_PARTS parts of them (a calm day may not spend what a surge left over: the
+    next day may be calm too)."""
 
     def __init__(self, bt: Backtest, ratio: float, hold: float) -> None:
         self.bt = bt
         self.hold = hold
         self.known = int(np.isfinite(bt.peak).sum()) >= MIN_ORIGINS
-        self.bound = ratio * pod_time(serve(bt.actual, bt.peak), hold)
+        perfect = serve(bt.actual, bt.peak)
+        self.parts = np.array_split(np.arange(len(perfect)), BUDGET_PARTS)
+        self.bounds = [ratio * pod_time(perfect[p], hold) for p in self.parts]
 
     def _over(self, served: np.ndarray) -> bool:
-        return pod_time(served, self.hold) > self.bound
+        return any(
+            pod_time(served[p], self.hold) > bound
+            for p, bound in zip(self.parts, self.bounds, strict=True)
+        )
 
     def choose(self, bands: list[Band]) -> tuple[Band, float, float]:
         """Of `bands` (at least one; the preferred first, kept at a tie), the one whose
@@ -274,13 +284,13 @@ class Budget:
         nothing is known)."""
         if not self.known:
             return bands[0], FALLBACK_QUANTILE, np.inf
-        afforded = [self._afforded(band) for band in bands]
+        afforded = [self.afforded(band) for band in bands]
         shortfalls = [self.bt.shortfall(values) for values in afforded]
         best = min(range(len(bands)), key=lambda i: shortfalls[i])
         q = np.clip(self.bt.covered(afforded[best]), *QUANTILE_RANGE)
         return bands[best], float(q), shortfalls[best]
 
-    def _afforded(self, band: Band) -> np.ndarray:
+    def afforded(self, band: Band) -> np.ndarray:
         """What `band` serves at its highest level within budget (its lowest, if none is)."""
         served = self.bt.served(band)
         return served(max(_first(lambda j: self._over(served(j, 1.0))) - 1, 0), 1.0)

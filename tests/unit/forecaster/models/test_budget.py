@@ -267,3 +267,24 @@ def test_the_median_stays_the_least_error_models_where_the_outcome_chose_the_ban
     errors = {m.name: m.mae_lead for m in scores.methods if m.mae_lead is not None}
     ours = errors.pop("scaleahead")
     assert ours < min(errors.values())
+
+
+def test_a_budget_holds_on_each_day_of_the_calibration_not_only_on_their_sum():
+    """Two days of one actual: perfect foresight costs the first day as much (its peaks
+    are the actual), the second half as much again (a surge). A band that serves 100 + z
+    everywhere may spend 1.1x on each day: z up to 10, not the 37.5 the two days' sum
+    allows, which would spend 1.375x on the calm day (as the next, calm, day would)."""
+    from forecaster.models.calibration import LEVELS, Backtest, Band, Budget
+
+    n = 2 * 288
+    actual = np.full(n, 100.0)
+    peak = np.where(np.arange(n) < n // 2, 100.0, 150.0)
+    bt = Backtest(np.full((n, 1), 100.0), actual, peak, 1, np.ones(n))
+    band = Band(np.linspace(0.0, 100.0, len(LEVELS))[:, None], 1.0, 0.0)
+    budget = Budget(bt, 1.1, hold=1.0)
+    values = budget.afforded(band)
+    halves = (slice(0, n // 2), slice(n // 2, n))
+    spent = [pod_time(values[h], 1.0) / pod_time(serve(actual, peak)[h], 1.0) for h in halves]
+    assert max(spent) <= 1.1
+    assert spent[0] > 1.1 - 100 / len(LEVELS) / 100  # the highest level that holds: z ~ 10
+    assert values.max() == pytest.approx(110.0, abs=100 / len(LEVELS))
