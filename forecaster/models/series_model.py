@@ -127,7 +127,8 @@ class SeriesModel:
         least point error's."""
         ctx, points, masked = self._prepare(y, end)
         candidates = self._candidates(ctx, points)
-        ranked = selection.rank(candidates, ctx, self.window)
+        held = self._held_out(ctx, candidates)
+        ranked = selection.rank(candidates, held, self.window)
         best, error = ranked[0]
         floor = 0.05 * max(float(np.nanmean(ctx.y)), 1e-9)  # the least scale a band reads
         point: tuple[Fitted, Band] | None = None
@@ -135,7 +136,7 @@ class SeriesModel:
             shortlist = ranked[:SHORTLIST] + [
                 (m, e) for m, e in ranked[SHORTLIST:] if m.kind in ALWAYS_TRIED
             ]
-            evidence = [self._evidence(m, ctx, floor) for m, _ in shortlist]
+            evidence = [self._evidence(m, held, floor) for m, _ in shortlist]
             trials = [self._calibrate(ev, self.budget, floor) for ev in evidence]
             winner = int(np.argmin([t.shortfall for t in trials]))  # the first of equals
             if trials[winner].shortfall < OUTCOME_MARGIN * trials[0].shortfall:
@@ -147,7 +148,7 @@ class SeriesModel:
                 winner = 0
             calibrated = trials[winner]
         else:
-            calibrated = self._calibrate(self._evidence(best, ctx, floor), self.budget, floor)
+            calibrated = self._calibrate(self._evidence(best, held, floor), self.budget, floor)
         band, quantile, level, headroom, _ = calibrated
         return SeriesFit(
             best.fit(ctx),
@@ -191,6 +192,20 @@ class SeriesModel:
             if c.period and c.season not in ctx.profiles:
                 ctx.profiles[c.season] = self._profile(ctx, c.period, c.layers)
         return candidates
+
+    def _held_out(self, ctx: SeriesContext, candidates: list[Model]) -> SeriesContext:
+        """The series as the candidates are tried and calibrated on it: its profiles learnt
+        from the history before the first calibration origin, so that the errors a band
+        is made of are those of forecasts of days the profile never saw."""
+        n, H = len(ctx.y), self.horizon
+        first = n - H - min(CALIBRATION_SECONDS // self.step, max(0, n - H - 1))
+        cut = max(first + 1, 1)
+        past = SeriesContext(ctx.y[:cut], ctx.end - (n - cut) * self.step, self.step, H)
+        held = SeriesContext(ctx.y, ctx.end, self.step, H)
+        for c in candidates:
+            if c.period and c.season not in held.profiles:
+                held.profiles[c.season] = self._profile(past, c.period, c.layers)
+        return held
 
     def _profile(self, ctx: SeriesContext, period: int, layers: tuple[int, ...]) -> np.ndarray:
         """The profile of a cycle (smoothed unless sub-daily: a burst is sharp), with the
