@@ -15,9 +15,15 @@ and cost (pod-minutes over perfect foresight's under the same HPA), the best bas
 and costs no more), and each budget realised against the budget asked. One summary line
 per HPA: traces with an undominated baseline (goal 0), the worst realised/asked ratio
 (goal <= 1.02), and the mean dropped share against the mean of each trace's best
-baseline (goal <= 0.5x). Traces run in parallel, one process per core.
+baseline (goal <= 0.5x); and every budget's realised/asked ratio pooled over the traces
+(how many above 1.02, their mean, p90 and max). With --against OLD.json (a --json of an
+earlier run), each trace's curve against the old one at equal cost: the dropped share
+interpolated along this run's curve at each old point's cost, over the old point's, then
+their geometric mean over the traces (below 1: fewer requests dropped for the same pods).
+Traces run in parallel, one process per core.
 
 Run: python -m bench.corpus [--traces DIR] [--only NAME] [--budgets 1.0,1.1,...]
+       [--json NEW.json] [--against OLD.json]
 """
 
 from __future__ import annotations
@@ -164,6 +170,42 @@ def realised(points: dict[str, dict[str, float]]) -> dict[str, float]:
     return {k: points[k]["cost"] / x for k, x in asked.items() if x >= floor}
 
 
+def curve(points: dict[str, dict[str, float]]) -> np.ndarray:
+    """scaleahead's points (the default and every budget) as (cost, dropped), by cost."""
+    ours = [p for label, p in points.items() if label == DEFAULT or label.startswith("budget")]
+    return np.array(sorted((p["cost"], p["dropped"]) for p in ours))
+
+
+def at_equal_cost(old: dict[str, dict[str, float]], new: dict[str, dict[str, float]]) -> float:
+    """The new curve's dropped share at each old point's cost (within the new curve's
+    costs) over the old point's, averaged; NaN where no old point can be compared."""
+    a, b = curve(old), curve(new)
+    ok = (a[:, 0] >= b[0, 0]) & (a[:, 0] <= b[-1, 0]) & (a[:, 1] > 0)
+    if not ok.any():
+        return float("nan")
+    return float(np.mean(np.interp(a[ok, 0], b[:, 0], b[:, 1]) / a[ok, 1]))
+
+
+def against(results: list[dict[str, object]], old: list[dict[str, object]]) -> str:
+    """Each trace's curve against an earlier run's at equal cost, per HPA."""
+    before = {str(r["trace"]): r for r in old}
+    lines = ["\n== dropped at equal cost, this run over the earlier one (below 1: better)"]
+    for hpa in HPAS:
+        ratios = {}
+        for r in results:
+            if str(r["trace"]) in before:
+                x = at_equal_cost(
+                    before[str(r["trace"])]["points"][hpa],  # type: ignore[index]
+                    r["points"][hpa],  # type: ignore[index]
+                )
+                if np.isfinite(x) and x > 0:
+                    ratios[str(r["trace"])] = x
+        each = " ".join(f"{t}:{x:.3f}" for t, x in ratios.items())
+        geo = float(np.exp(np.mean(np.log(list(ratios.values()))))) if ratios else float("nan")
+        lines.append(f"{hpa}: geometric mean {geo:.3f} over {len(ratios)} traces; {each}")
+    return "\n".join(lines)
+
+
 def report(results: list[dict[str, object]], budgets: tuple[float, ...]) -> str:
     lines = []
     for hpa in HPAS:
@@ -173,6 +215,7 @@ def report(results: list[dict[str, object]], budgets: tuple[float, ...]) -> str:
             "  undominated baselines"
         )
         worst: tuple[float, str] = (0.0, "")
+        pooled: list[float] = []
         undominated_traces = 0
         ours, theirs = [], []
         for r in results:
@@ -182,6 +225,7 @@ def report(results: list[dict[str, object]], budgets: tuple[float, ...]) -> str:
             left = undominated(points)
             undominated_traces += bool(left)
             ratios = realised(points)
+            pooled += ratios.values()
             key = max(ratios, key=lambda k: ratios[k])
             worst = max(worst, (ratios[key], f"{r['trace']} {key}"))
             ours.append(d["dropped"])
@@ -203,6 +247,12 @@ def report(results: list[dict[str, object]], budgets: tuple[float, ...]) -> str:
             f"baselines' {mean_theirs:.2%} "
             f"({mean_ours / mean_theirs if mean_theirs else float('nan'):.2f}x, goal <= 0.5x)"
         )
+        spread = np.array(pooled)
+        lines.append(
+            f"BUDGETS {hpa}: {int((spread > 1.02).sum())} of {len(spread)} realised above 1.02x "
+            f"what they asked; realised/asked mean {spread.mean():.3f}, "
+            f"p90 {np.percentile(spread, 90):.3f}, max {spread.max():.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -213,6 +263,7 @@ def main() -> None:
     ap.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS))
     ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--json", type=Path, help="write every point here")
+    ap.add_argument("--against", type=Path, help="an earlier --json: compare the curves")
     args = ap.parse_args()
     budgets = tuple(float(b) for b in args.budgets.split(","))
     paths = sorted(args.traces.glob("*.csv"), key=lambda p: -p.stat().st_size)  # longest first
@@ -227,6 +278,8 @@ def main() -> None:
         f"\n{len(results)} traces in {time.perf_counter() - started:.0f} s on {args.jobs} "
         f"processes; per trace: {seconds}"
     )
+    if args.against:
+        print(against(results, json.loads(args.against.read_text())))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
 
