@@ -130,8 +130,17 @@ class FitPool:
             self._pool = self._start()
         pool = self._pool
         chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
-        futures = [pool.submit(_prepare_chunk, engine, chunk) for chunk in chunks]
-        pending: set[Future[list[SeriesState | None]]] = set(futures)
+        futures: list[Future[list[SeriesState | None]] | None] = []
+        broken = False
+        for chunk in chunks:
+            try:
+                futures.append(pool.submit(_prepare_chunk, engine, chunk))
+            except BrokenProcessPool:  # a worker died before or while the batch was handed out
+                broken = True
+                futures.append(None)
+            except RuntimeError:  # the pool was shut down (stopping)
+                futures.append(None)
+        pending = {f for f in futures if f is not None}
         hung = False
         while pending and not hung:
             done, pending = wait(pending, timeout=self.silence, return_when=FIRST_COMPLETED)
@@ -139,8 +148,10 @@ class FitPool:
         if hung:
             self._replace(f"hung (no refits finished in {self.silence:g} s)")
         out: list[SeriesState | None] = []
-        broken = False
         for future, chunk in zip(futures, chunks, strict=True):
+            if future is None:
+                out += [None] * len(chunk)
+                continue
             try:
                 out += future.result(timeout=0)
             except BrokenProcessPool:  # a worker died (killed, out of memory)

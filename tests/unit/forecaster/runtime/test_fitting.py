@@ -163,6 +163,32 @@ def test_a_cycle_whose_worker_died_still_forecasts_every_series(nasa: Trace):
     assert dead.restarts == 1
 
 
+def test_a_worker_dead_before_the_batch_is_handed_out_loses_no_forecast(nasa: Trace):
+    """A worker killed between two batches, its death already seen by the pool when the
+    next batch is submitted (the pool refuses every submission from then on): the batch
+    is left to the cycle, the workers replaced, and the next batch theirs. (The pool's
+    refusal escaped before: the whole cycle failed, and no series was forecast.)"""
+    fits = FitPool(1, least=1)
+    engine = ForecastEngine(step=STEP, horizon=10, lead=60, quantile=0.9)
+    y = nasa.counts[: 2 * DAY].astype(float) / STEP
+    jobs = [(("s", str(i)), y, nasa.start + (2 * DAY - 1) * STEP) for i in range(40)]
+    try:
+        assert all(g is not None for g in fits.prepare_many(engine, jobs[:1]))
+        pool = fits._pool
+        assert pool is not None
+        for pid in list(pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not pool._broken and time.monotonic() < deadline:  # seen by the pool
+            time.sleep(0.05)
+        assert pool._broken
+        assert fits.prepare_many(engine, jobs) == [None] * len(jobs)
+        assert fits.restarts == 1
+        assert all(g is not None for g in fits.prepare_many(engine, jobs[:2]))
+    finally:
+        fits.stop()
+
+
 def test_a_batch_too_small_for_the_workers_is_left_to_the_cycle_and_starts_none(nasa: Trace):
     fits = FitPool(2)
     engine = ForecastEngine(step=STEP, horizon=10, lead=60, quantile=0.9)
