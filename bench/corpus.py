@@ -141,10 +141,15 @@ def forecasting(points: dict[str, dict[str, float]]) -> list[str]:
     return [b for b in _baselines()[1:] if points[b] != reactive]
 
 
+def scaleaheads(points: dict[str, dict[str, float]]) -> list[dict[str, float]]:
+    """scaleahead's points: the default and every budget."""
+    return [p for label, p in points.items() if label == DEFAULT or label.startswith("budget")]
+
+
 def undominated(points: dict[str, dict[str, float]]) -> list[str]:
     """The forecasting baselines no point of scaleahead's (the default and every budget)
     dominates: none drops no more and costs no more."""
-    ours = [p for label, p in points.items() if label == DEFAULT or label.startswith("budget")]
+    ours = scaleaheads(points)
     return [
         b
         for b in forecasting(points)
@@ -172,8 +177,7 @@ def realised(points: dict[str, dict[str, float]]) -> dict[str, float]:
 
 def curve(points: dict[str, dict[str, float]]) -> np.ndarray:
     """scaleahead's points (the default and every budget) as (cost, dropped), by cost."""
-    ours = [p for label, p in points.items() if label == DEFAULT or label.startswith("budget")]
-    return np.array(sorted((p["cost"], p["dropped"]) for p in ours))
+    return np.array(sorted((p["cost"], p["dropped"]) for p in scaleaheads(points)))
 
 
 def at_equal_cost(old: dict[str, dict[str, float]], new: dict[str, dict[str, float]]) -> float:

@@ -198,8 +198,7 @@ class SeriesModel:
         from the history before the first calibration origin, so that the errors a band
         is made of are those of forecasts of days the profile never saw."""
         n, H = len(ctx.y), self.horizon
-        first = n - H - min(CALIBRATION_SECONDS // self.step, max(0, n - H - 1))
-        cut = max(first + 1, 1)
+        cut = max(self._first_origin(n) + 1, 1)
         past = SeriesContext(ctx.y[:cut], ctx.end - (n - cut) * self.step, self.step, H)
         held = SeriesContext(ctx.y, ctx.end, self.step, H)
         for c in candidates:
@@ -216,16 +215,21 @@ class SeriesModel:
             base = ctx.profiles[period, ()] = sz.profile(ctx.y, ctx.end, self.step, period, smooth)
         return sz.layered_profile(ctx.y, ctx.end, self.step, base, layers) if layers else base
 
-    def _evidence(
-        self, model: Model, ctx: SeriesContext, floor: float, seconds: int = CALIBRATION_SECONDS
-    ) -> Evidence | None:
-        """The model's forecasts from every origin of the last `seconds` and the bands of
-        its errors there; None with too few origins (or errors) to learn a band from."""
+    def _first_origin(self, n: int) -> int:
+        """The index of the first calibration origin of a series of `n` steps: the last
+        CALIBRATION_SECONDS of origins whose horizon is observed, as many as there are."""
+        return (
+            n - self.horizon - min(CALIBRATION_SECONDS // self.step, max(0, n - self.horizon - 1))
+        )
+
+    def _evidence(self, model: Model, ctx: SeriesContext, floor: float) -> Evidence | None:
+        """The model's forecasts from every calibration origin and the bands of its errors
+        there; None with too few origins (or errors) to learn a band from."""
         n, H = len(ctx.y), self.horizon
-        n_origins = min(seconds // self.step, max(0, n - H - 1))
-        if n_origins < MIN_ORIGINS:
+        first = self._first_origin(n)
+        if n - H - first < MIN_ORIGINS:
             return None
-        origins = np.arange(n - H - n_origins, n - H)
+        origins = np.arange(first, n - H)
         bt = Backtest.of(model, ctx, origins, self.window)
         future = ctx.y[ctx.future(origins)]
         bands = candidate_bands(bt.paths, future, floor, bt.moving)

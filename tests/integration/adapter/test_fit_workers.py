@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,7 +22,8 @@ from harness.prometheus import (
     backfilled,
     counter_lines,
 )
-from tests.conftest import clean_env, parse_quantity, scaleahead_cmd
+from tests.conftest import parse_quantity
+from tests.integration.adapter.test_cli import running
 
 SERIES = LEAST + 8  # one batch the workers take: the first cycle's refits
 HOURS = 50  # past the ladder's young series (statsforecast, batched in process)
@@ -82,14 +82,8 @@ def test_a_worker_killed_in_the_first_cycle_loses_no_forecast(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "scaleahead.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(  # --fit-workers left to its default: one per core
-            [*scaleahead_cmd(), "serve", "--config", str(config), "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=clean_env(),
-        )
-    try:
+    # --fit-workers left to its default: one per core
+    with running(["serve", "--config", str(config), "--port", str(port)], log) as proc:
         wait_http(f"{base}/healthz", timeout=60)
         deadline = time.monotonic() + 60
         killed = None
@@ -124,11 +118,4 @@ def test_a_worker_killed_in_the_first_cycle_loses_no_forecast(
         assert restarts.endswith(" 1.0"), restarts
         assert "a fitting worker died" in log.read_text()
         assert killed not in workers_of(proc.pid)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
     assert proc.returncode == 0, log.read_text()[-3000:]
