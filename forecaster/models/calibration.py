@@ -36,10 +36,10 @@ CALIBRATION_SECONDS = 2 * DAY
 """History whose residuals calibrate the band and cost the budget: recent enough for what
 a budget buys there to be what the next day costs, and two daily cycles long."""
 MIN_ORIGINS = 10
+"""Fewer calibration origins than this: no band is learnt (the quantile is used as is)."""
 BUDGET_PARTS = 2
 """A budget holds on each of this many consecutive parts of the calibration origins (its
 days), not only on their sum."""
-"""Fewer calibration origins than this: no band is learnt (the quantile is used as is)."""
 ACI_RATE = 0.01
 """Adaptive conformal step: how fast the quantile level used reacts to misses."""
 FALLBACK_QUANTILE = 0.9
