@@ -21,6 +21,7 @@ from forecaster.config import PrometheusConfig, Rule
 from forecaster.policy import as_rates, is_rate
 from forecaster.selector import EVERYTHING, LabelSelector
 from forecaster.sources.base import InstantSample, RangeSeries, SeriesKey, SourceError, series_key
+from forecaster.sources.gcpause import paused_collection
 from forecaster.sources.tls import client_context
 from forecaster.times import grid_ceil, grid_floor
 
@@ -227,25 +228,29 @@ class PrometheusClient:
                 )
             return data["result"]
 
-        if len(spans) > 1:  # a backfill: bounded parallel, answers merged in time order
-            pool = ThreadPoolExecutor(PARALLEL_CHUNKS, thread_name_prefix="backfill")
-            try:
-                answers = list(pool.map(fetch, spans))
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
-        else:
-            answers = [fetch(span) for span in spans]
-        merged: dict[SeriesKey, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        for result in answers:
-            for item in result:
-                labels = _labels(item["metric"])
-                key = series_key(labels)
-                pairs = item["values"]
-                ts = np.fromiter((round(float(p[0])) for p in pairs), np.int64, len(pairs))
-                vs = np.fromiter((_parse_value(p[1]) for p in pairs), np.float64, len(pairs))
-                bucket = merged.setdefault(key, ([], []))
-                bucket[0].append(ts)
-                bucket[1].append(vs)
+        # The answers' millions of containers stay alive until their points are read out:
+        # collecting meanwhile would traverse them again and again, holding the GIL.
+        with paused_collection():
+            if len(spans) > 1:  # a backfill: bounded parallel, answers merged in time order
+                pool = ThreadPoolExecutor(PARALLEL_CHUNKS, thread_name_prefix="backfill")
+                try:
+                    answers = list(pool.map(fetch, spans))
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
+            else:
+                answers = [fetch(span) for span in spans]
+            merged: dict[SeriesKey, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+            for result in answers:
+                for item in result:
+                    labels = _labels(item["metric"])
+                    key = series_key(labels)
+                    pairs = item["values"]
+                    ts = np.fromiter((round(float(p[0])) for p in pairs), np.int64, len(pairs))
+                    vs = np.fromiter((_parse_value(p[1]) for p in pairs), np.float64, len(pairs))
+                    bucket = merged.setdefault(key, ([], []))
+                    bucket[0].append(ts)
+                    bucket[1].append(vs)
+            del answers
         out = []
         for key, (tss, vss) in merged.items():
             ts = np.concatenate(tss)

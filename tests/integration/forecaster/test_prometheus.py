@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -56,6 +58,45 @@ def test_long_range_is_chunked_and_exact(prometheus: PrometheusServer):
     # The first minute's rate needs the sample before it, so it starts one later.
     expected = prometheus.series_by(namespace="default", service="checkout").rates(end, n - 1)
     np.testing.assert_allclose(series.values, expected, rtol=1e-12)
+
+
+def test_no_garbage_collection_runs_while_a_range_is_read(prometheus: PrometheusServer):
+    """An answer's containers all live until its points are read out: a collection then
+    traverses them for nothing, holding the GIL (a million points decoded in 0.49 s
+    with the collector on, 0.19 s paused). None starts, in any thread, while the
+    answers of a two-chunk range are fetched and decoded; the collector is on after."""
+    assert gc.isenabled()
+
+    class Watched(PrometheusClient):
+        calls = 0  # answers being fetched and decoded now
+        lock = threading.Lock()
+
+        def _call(self, endpoint: str, params: dict[str, Any], method: str = "POST") -> Any:
+            with self.lock:
+                Watched.calls += 1
+            try:
+                return super()._call(endpoint, params, method)
+            finally:
+                with self.lock:
+                    Watched.calls -= 1
+
+    during: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and Watched.calls:
+            during.append(info["generation"])
+
+    end = prometheus.end
+    start = end - (12_960 - 1) * STEP
+    client = Watched(PrometheusConfig(url=prometheus.url))
+    gc.callbacks.append(record)
+    try:
+        [series] = client.query_range(QUERY, start, end, STEP)
+    finally:
+        gc.callbacks.remove(record)
+    assert len(series.values) == 12_960
+    assert during == []
+    assert gc.isenabled()
 
 
 def test_refused_query_is_named(prometheus: PrometheusServer):
