@@ -195,25 +195,6 @@ STORM_RATE = 500
 """Requests a second while the first cycle fits every series (the issue's refit storm)."""
 
 
-def wait_for(
-    base: str, path: str, ca: Path, server: subprocess.Popen[bytes], log: Path, started: float
-) -> None:
-    """Wait until `path` answers 200 over TLS (exit if the server dies or 900 s pass)."""
-    while True:
-        if server.poll() is not None:
-            sys.exit(f"scaleahead exited:\n{log.read_text()[-3000:]}")
-        if ca.exists():
-            try:
-                context = ssl.create_default_context(cafile=str(ca))
-                if httpx.get(base + path, verify=context, timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-        if time.monotonic() - started > 900:
-            sys.exit(f"{path} not 200 after 900 s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=20)
@@ -251,7 +232,7 @@ def main() -> None:
     server = None
     try:
         port = free_port()
-        from harness.aggregation import registration
+        from harness.aggregation import registration, wait_ready
 
         plane.apply(registration(port))
         plane.apply(
@@ -292,7 +273,7 @@ def main() -> None:
         ca = root / "certs" / "ca.crt"
         started = time.monotonic()
         base = f"https://127.0.0.1:{port}"
-        wait_for(base, "/livez", ca, server, log, started)
+        wait_ready(base, ca, server, log, "/livez", timeout=900)
         env = dict(os.environ) | {
             "LD_PRELOAD": str(shim),
             "CLIENT_CERT": str(plane.front_proxy_client.cert),
@@ -325,7 +306,7 @@ def main() -> None:
         storm = max(args.seconds // 2, 3)
         for target in ("healthz", "metric"):
             row(target, STORM_RATE, storm, "*")
-        wait_for(base, "/readyz", ca, server, log, started)
+        wait_ready(base, ca, server, log, timeout=900)
         print(f"ready {time.monotonic() - started:.0f}s after start; serving {args.series} series")
         rss_before = rss_mib(server.pid)
         print(HEADER)

@@ -94,9 +94,17 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: reader}}]
 """
 
 
-def wait_ready(url: str, ca: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Wait until the scaleahead at `url` (its CA in `ca`) is ready, or fail with its log."""
-    deadline = time.monotonic() + 90
+def wait_ready(
+    url: str,
+    ca: Path,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    path: str = "/readyz",
+    timeout: float = 90,
+) -> None:
+    """Wait until the scaleahead at `url` (its CA in `ca`) answers 200 on `path` (ready,
+    by default), or fail with its log."""
+    deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -104,14 +112,14 @@ def wait_ready(url: str, ca: Path, proc: subprocess.Popen[bytes], log: Path) -> 
         if ca.exists():
             try:
                 context = ssl.create_default_context(cafile=str(ca))
-                r = httpx.get(f"{url}/readyz", verify=context, timeout=2)
+                r = httpx.get(f"{url}{path}", verify=context, timeout=2)
                 if r.status_code == 200:
                     return
                 last = r.text
             except httpx.HTTPError as err:
                 last = str(err)
         time.sleep(0.3)
-    raise TimeoutError(f"scaleahead not ready: {last}\n{log.read_text()[-3000:]}")
+    raise TimeoutError(f"scaleahead: {path} not 200: {last}\n{log.read_text()[-3000:]}")
 
 
 def trust_and_wait(plane: ControlPlane, ca: Path) -> None:
