@@ -52,9 +52,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+_configured = ("info", "text")
+
+
+def settings() -> tuple[str, str]:
+    """The level and format last given to `configure` (for a process started from this one)."""
+    return _configured
+
+
 def configure(level: str = "info", fmt: str = "text") -> None:
     """Send every logger's records at `level` and above to stderr in format `fmt`
     ('text' or 'json'), replacing any handler set before."""
+    global _configured
+    _configured = (level, fmt)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

@@ -155,7 +155,9 @@ def _service(options: ServeOptions) -> Service:
 
     workers = default_workers() if options.fit_workers is None else options.fit_workers
     if options.config is None:
-        return build_service([DEMO_RULE], demo_source, time.time, fit_workers=workers)
+        return build_service(
+            [DEMO_RULE], demo_source, time.time, fit_workers=workers, forecaster_process=True
+        )
     config = load_config(options.config)
     return build_service(
         config.rules,
@@ -164,6 +166,7 @@ def _service(options: ServeOptions) -> Service:
         config.current,
         config.forward,
         workers,
+        forecaster_process=True,
     )
 
 
@@ -189,7 +192,7 @@ def serve(options: ServeOptions) -> None:
         app = secured.app
         service.parts += secured.parts
         service.parts.append(
-            WorkloadWatch(secured.kube, service.rules, service.demand, time.time, service.jobs.soon)
+            WorkloadWatch(secured.kube, service.rules, service.demand, time.time, service.soon)
         )
     if options.keda_scaler_port is not None:
         # Imported here: gRPC costs about 10 MiB and 40 ms of start-up that a server

@@ -3,14 +3,18 @@ built as one service, whose long-lived parts start from one list and stop in rev
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 
+from adapter import logs
+from adapter.forecasting.supervisor import ForecasterProcess, Merged
+from adapter.forecasting.worker import WorkerSpec
 from adapter.forward import Forwarder
 from adapter.metrics import ServerMetrics
 from adapter.provider import Check
@@ -18,9 +22,7 @@ from adapter.provider.forecast import ForecastProvider
 from adapter.server.app import create_app
 from forecaster.config import CurrentConfig, ForwardConfig, PrometheusConfig, Rule
 from forecaster.runtime.current import CurrentValues
-from forecaster.runtime.cycle import ForecastCycle
 from forecaster.runtime.demand import SeriesDemand
-from forecaster.runtime.fitting import FitPool
 from forecaster.runtime.scheduler import Jobs
 from forecaster.runtime.serving import ServingView
 from forecaster.runtime.store import ForecastStore
@@ -28,6 +30,9 @@ from forecaster.runtime.telemetry import SeriesCollector, Telemetry
 from forecaster.sources.base import Source
 from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
 from forecaster.sources.trace import DEMO_LABELS, TraceSource, demo_trace
+
+if TYPE_CHECKING:  # the models are imported only where the cycles run
+    from forecaster.runtime.cycle import ForecastCycle
 
 log = logging.getLogger("scaleahead")
 
@@ -56,7 +61,9 @@ class Service:
     store: ForecastStore
     current: CurrentValues
     current_config: CurrentConfig
-    cycle: ForecastCycle
+    cycle: ForecastCycle | None  # None: the cycles run in the forecaster process
+    forecaster: ForecasterProcess | None
+    soon: Callable[[Rule], None]  # run a rule's cycle now (it gained a series to forecast)
     provider: ForecastProvider
     registry: CollectorRegistry
     telemetry: Telemetry
@@ -89,36 +96,67 @@ def build_service(
     current_config: CurrentConfig | None = None,
     forward: ForwardConfig | None = None,
     fit_workers: int = 0,
+    forecaster_process: bool = False,
 ) -> Service:
     """Assemble the service; `source_factory` gets the telemetry to report queries to;
     `forward` names the server that answers the external metrics no rule serves; the
-    refits run in `fit_workers` processes (0: in this one)."""
+    refits run in `fit_workers` processes (0: in the cycles' own). With
+    `forecaster_process`, the cycles run in a supervised process of their own (then
+    `source_factory` must pickle, and the cycles' clock is the system's); without, in
+    this one, where a test or a replay may run them by hand."""
     current_config = current_config or CurrentConfig()
     registry = CollectorRegistry()
     GCCollector(registry=registry)  # python_gc_*: full collections pause serving
     ProcessCollector(registry=registry)  # process_*: CPU, RSS, open files
-    telemetry = Telemetry(registry, [r.name for r in rules])
+    # In process, the telemetry is exported as is; beside a forecaster process, which
+    # counts the same things, both are summed into one exposition.
+    own = CollectorRegistry() if forecaster_process else registry
+    telemetry = Telemetry(own, [r.name for r in rules])
     metrics = ServerMetrics(registry)
     source = source_factory(telemetry)
     store = ForecastStore()
     current = CurrentValues(rules, source, clock, current_config.max_age, current_config.interval)
     view = ServingView(store, current, clock)
     demand = SeriesDemand(rules)
-    pool = FitPool(fit_workers, telemetry.fit_worker_restarts.inc) if fit_workers else None
-    cycle = ForecastCycle(
-        rules,
-        source,
-        store,
-        telemetry=telemetry,
-        demand=demand,
-        prepare_many=pool.prepare_many if pool else None,
+    cycle: ForecastCycle | None = None
+    forecaster: ForecasterProcess | None = None
+    parts: list[Part] = []
+    if forecaster_process:
+        level, fmt = logs.settings()
+        spec = WorkerSpec(rules, source_factory, fit_workers, level, fmt)
+        forecaster = ForecasterProcess(spec, store, demand, registry)
+        registry.register(Merged(own, forecaster.families))
+        parts.append(forecaster)
+        jobs = Jobs(None, current, clock)
+        outcomes = forecaster.outcomes
+        soon: Callable[[Rule], None] = forecaster.soon
+    else:
+        from forecaster.runtime.cycle import ForecastCycle
+        from forecaster.runtime.fitting import FitPool
+
+        pool = FitPool(fit_workers, telemetry.fit_worker_restarts.inc) if fit_workers else None
+        cycle = ForecastCycle(
+            rules,
+            source,
+            store,
+            telemetry=telemetry,
+            demand=demand,
+            prepare_many=pool.prepare_many if pool else None,
+        )
+        if pool:
+            parts.append(pool)
+        jobs = Jobs(cycle, current, clock)
+        outcomes = cycle.outcomes
+        soon = jobs.soon
+    parts.append(jobs)
+    provider = ForecastProvider(
+        rules, view, telemetry, demand, checks=lambda: [forecaster.check()] if forecaster else []
     )
-    provider = ForecastProvider(rules, view, telemetry, demand)
-    registry.register(SeriesCollector(rules, view, cycle.outcomes))
-    jobs = Jobs(cycle, current, clock)
+    registry.register(SeriesCollector(rules, view, outcomes))
 
     def liveness() -> list[Check]:
-        return [Check(stall.job, False, stall.message) for stall in jobs.stalls()]
+        stalls = [*jobs.stalls(), *(forecaster.stalls() if forecaster else [])]
+        return [Check(stall.job, False, stall.message) for stall in stalls]
 
     app = create_app(provider, registry, liveness, Forwarder(forward) if forward else None)
     return Service(
@@ -128,6 +166,8 @@ def build_service(
         current,
         current_config,
         cycle,
+        forecaster,
+        soon,
         provider,
         registry,
         telemetry,
@@ -136,17 +176,18 @@ def build_service(
         jobs,
         app,
         clock,
-        parts=[pool, jobs] if pool else [jobs],
+        parts=parts,
     )
 
 
 def prometheus_source(config: PrometheusConfig) -> Callable[[Telemetry], Source]:
-    """A source factory for the configured Prometheus."""
+    """A source factory for the configured Prometheus (it pickles, for the forecaster
+    process)."""
+    return functools.partial(_prometheus, config)
 
-    def factory(telemetry: Telemetry) -> Source:
-        return PrometheusSource(PrometheusClient(config, observer=telemetry.observe_query))
 
-    return factory
+def _prometheus(config: PrometheusConfig, telemetry: Telemetry) -> Source:
+    return PrometheusSource(PrometheusClient(config, observer=telemetry.observe_query))
 
 
 def demo_source(_: Telemetry) -> Source:

@@ -5,16 +5,16 @@ Set-up (all real, on loopback): a kube-apiserver v1.28 for TokenReview and
 SubjectAccessReview (tests.controlplane), a Prometheus backfilled with 1,000 series (two
 days of per-minute counters from the bundled NASA trace, each at its own offset and
 scale), and `scaleahead serve` on its secure port pinned to one core (`taskset -c 0`)
-with its forecast cycle running in the same process. The load generator is Debian's
-`wrk`, pinned to the other core; each request names a random series and carries
-`X-Remote-User` as the aggregator's does. wrk cannot present a client certificate, so a
-12-line LD_PRELOAD shim (built here with gcc) loads the front-proxy certificate into its
-SSL_CTX. Fixed rates are paced with wrk's `delay()` hook over many connections (closed
-loop per connection: a stall delays that connection's next request, so tails under a
-stall are understated); saturation runs without delay.
+with its forecaster process (the cycles, at a lower CPU priority) on the same core. The
+load generator is Debian's `wrk`, pinned to the other core; each request names a random
+series and carries `X-Remote-User` as the aggregator's does. wrk cannot present a client
+certificate, so a 12-line LD_PRELOAD shim (built here with gcc) loads the front-proxy
+certificate into its SSL_CTX. Fixed rates are paced with wrk's `delay()` hook over many
+connections (closed loop per connection: a stall delays that connection's next request,
+so tails under a stall are understated); saturation runs without delay.
 
 The last two columns say what else ran in the window: forecast cycles (one per minute,
-in the same interpreter) and full garbage collections.
+in the forecaster process) and full garbage collections (in the serving process).
 
 Run: python -m bench.api_load  [--seconds 20] [--series 1000]
 Needs: wrk, gcc, etcd, prometheus/promtool (scripts/test installs all but wrk and gcc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 
 from adapter.errors import BadRequest, NotFound, Unavailable
 from adapter.provider import Check, MetricValue
@@ -30,11 +31,13 @@ class ForecastProvider:
         view: ServingView,
         telemetry: Telemetry | None = None,
         demand: SeriesDemand | None = None,
+        checks: Callable[[], list[Check]] = list,
     ) -> None:
         self.rules = {r.name: r for r in rules}
         self.view = view
         self.telemetry = telemetry
         self.demand = demand
+        self.checks = checks  # what else the forecasts depend on (the forecaster process)
         self._fallback: set[tuple[str, SeriesKey]] = set()
         self._lock = threading.Lock()
 
@@ -42,7 +45,7 @@ class ForecastProvider:
         return list(self.rules)
 
     def readiness(self) -> list[Check]:
-        return [self._rule_check(rule) for rule in self.rules.values()]
+        return [*(self._rule_check(rule) for rule in self.rules.values()), *self.checks()]
 
     def _rule_check(self, rule: Rule) -> Check:
         """Fails only during the rule's first cycle after a start (the other replica

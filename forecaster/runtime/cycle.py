@@ -13,7 +13,7 @@ from forecaster.config import Rule
 from forecaster.forecast import SeriesForecast
 from forecaster.models import ForecastEngine, ladder
 from forecaster.models.engine import PrepareMany
-from forecaster.runtime.demand import Selection, SeriesDemand
+from forecaster.runtime.demand import Demand, Selection
 from forecaster.runtime.failures import Failures
 from forecaster.runtime.history import HistoryBook, Observed
 from forecaster.runtime.outcomes import Outcomes
@@ -55,7 +55,7 @@ class ForecastCycle:
         store: ForecastStore,
         telemetry: Telemetry | None = None,
         spread_refits: bool = True,
-        demand: SeriesDemand | None = None,
+        demand: Demand | None = None,
         live: bool = True,
         prepare_many: PrepareMany | None = None,
     ) -> None:

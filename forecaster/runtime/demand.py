@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from forecaster.config import Rule
 from forecaster.selector import LabelSelector
@@ -42,6 +43,16 @@ class Selection:
 
     wanted: dict[SeriesKey, int | None]
     refused: frozenset[SeriesKey]
+
+
+class Demand(Protocol):
+    """What a cycle asks: which of the series the query yields to forecast."""
+
+    def select(
+        self, rule: Rule, labels: Mapping[SeriesKey, Mapping[str, str]], now: float
+    ) -> Selection:
+        """Of the series the query yields now (`labels`), those to forecast at `now`."""
+        ...
 
 
 class SeriesDemand:

@@ -14,14 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from forecaster.config import Rule
 from forecaster.runtime.current import CurrentValues
-from forecaster.runtime.cycle import ForecastCycle
 from forecaster.times import SETTLE, format_duration, grid_floor, rfc3339
+
+if TYPE_CHECKING:  # the models are not imported where no cycle runs (the serving process)
+    from forecaster.runtime.cycle import ForecastCycle
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +68,21 @@ class Stall:
 
 
 class Jobs:
-    """Runs each rule's cycle and current-value refresh in the background, retries failed
-    cycles with backoff, and tells whether the jobs still make progress."""
+    """Runs each rule's cycle and current-value refresh in the background (either may be
+    None: its jobs run elsewhere), retries failed cycles with backoff, and tells whether
+    the jobs still make progress."""
 
     def __init__(
         self,
-        cycle: ForecastCycle,
-        current: CurrentValues,
+        cycle: ForecastCycle | None,
+        current: CurrentValues | None,
         clock: Clock,
         monotonic: Clock = time.monotonic,
         retry_first: float = RETRY_FIRST,
+        after_cycle: Callable[[], None] = lambda: None,
     ) -> None:
         self.cycle = cycle
+        self.after_cycle = after_cycle  # called after each cycle, whether it succeeded or not
         self.retry_first = retry_first
         self.current = current
         self.clock = clock
@@ -85,15 +91,18 @@ class Jobs:
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        self._locks = {name: threading.Lock() for name in cycle.rules}
+        self.rules = list((cycle.rules if cycle else current.rules if current else {}).values())
+        self._locks = {rule.name: threading.Lock() for rule in self.rules}
         self._started = False
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         started = monotonic()
         self._progress: dict[str, _Progress] = {}
-        for rule in cycle.rules.values():
-            self._progress[f"cycle:{rule.name}"] = _Progress(rule.interval, started)
-            self._progress[f"current:{rule.name}"] = _Progress(current.interval, started)
+        for rule in self.rules:
+            if cycle:
+                self._progress[f"cycle:{rule.name}"] = _Progress(rule.interval, started)
+            if current:
+                self._progress[f"current:{rule.name}"] = _Progress(current.interval, started)
 
     def start(self) -> None:
         """Start the scheduler: each job runs once at once, then on its grid.
@@ -102,9 +111,11 @@ class Jobs:
         runs from its first, so a first run at start would put a replica off the grid
         for good, a step behind the others whenever it started in the SETTLE seconds
         after a grid point."""
-        for rule in self.cycle.rules.values():
-            self._add(self.run_cycle, rule, f"cycle:{rule.name}", rule.interval)
-            self._add(self.refresh, rule, f"current:{rule.name}", self.current.interval)
+        for rule in self.rules:
+            if self.cycle:
+                self._add(self.run_cycle, rule, f"cycle:{rule.name}", rule.interval)
+            if self.current:
+                self._add(self.refresh, rule, f"current:{rule.name}", self.current.interval)
         self.scheduler.start()
         self._started = True
 
@@ -118,7 +129,8 @@ class Jobs:
         self._stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        self.current.close()
+        if self.current:
+            self.current.close()
 
     def _report(self, job: str) -> None:
         """A running job's progress: noted, or Abandoned once stopping."""
@@ -135,6 +147,7 @@ class Jobs:
 
     def run_cycle(self, rule: Rule) -> None:
         """One cycle of the rule, unless one is running; a failure schedules a retry."""
+        assert self.cycle is not None, "this process runs no cycles"
         lock = self._locks[rule.name]
         if not lock.acquire(blocking=False):
             return
@@ -162,11 +175,12 @@ class Jobs:
         finally:
             self._beat(job, running=False)
             lock.release()
+            self.after_cycle()
 
     def soon(self, rule: Rule) -> None:
         """Run a cycle of the rule now in the background (it gained series to forecast),
         besides its regular ones."""
-        if self.scheduler.running:
+        if self.scheduler.running and self.cycle:
             self.scheduler.add_job(
                 self.run_cycle, "date", args=[rule], id=f"soon:{rule.name}", replace_existing=True
             )
@@ -176,6 +190,7 @@ class Jobs:
         soonest = self.clock() + delay
         regular = self.scheduler.get_job(f"cycle:{rule.name}") if self.scheduler.running else None
         retry_at: float | None
+        assert self.cycle is not None
         if regular is None or regular.next_run_time is None:
             retry_at = None  # not scheduled (stopping, or driven by hand)
         elif regular.next_run_time.timestamp() > soonest + 1:
@@ -202,6 +217,7 @@ class Jobs:
 
     def refresh(self, rule: Rule) -> None:
         """Refresh the rule's current values (CurrentValues never runs two at once)."""
+        assert self.current is not None, "this process refreshes no current values"
         job = f"current:{rule.name}"
         self._beat(job, running=True)
         try:

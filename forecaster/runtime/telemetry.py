@@ -7,6 +7,7 @@ are the adapter's (adapter.metrics).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -15,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from forecaster.config import Rule
 from forecaster.policy import Fallback
-from forecaster.runtime.outcomes import Outcomes
+from forecaster.runtime.outcomes import Tally
 from forecaster.runtime.serving import ServingView
 from forecaster.sources.prometheus import ERROR_KINDS
 
@@ -123,6 +124,13 @@ def _labels(series: dict[str, str], rule: str) -> dict[str, str]:
     return {**series, "rule": rule}
 
 
+class Tallies(Protocol):
+    """A rule's realised outcomes (forecaster.runtime.outcomes.Outcomes, or their copy
+    from the forecaster process)."""
+
+    def tallies(self) -> list[Tally]: ...
+
+
 class SeriesCollector(Collector):
     """Exports, per rule, its lead, step, TTL and quantile, and per forecast series the
     actual, forecast, band, served value, age, fallback, model and the realised outcomes.
@@ -130,7 +138,7 @@ class SeriesCollector(Collector):
     Each series sample carries the series' own labels plus `rule` (the rule's name).
     """
 
-    def __init__(self, rules: list[Rule], view: ServingView, outcomes: Mapping[str, Outcomes]):
+    def __init__(self, rules: list[Rule], view: ServingView, outcomes: Mapping[str, Tallies]):
         self.rules = rules
         self.view = view
         self.outcomes = outcomes

@@ -50,10 +50,24 @@ def many_series(nasa: Trace, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def workers_of(pid: int) -> list[int]:
-    """The fitting workers among a process's children (spawned: `spawn_main`)."""
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
+    """The fitting workers of `scaleahead serve` (pid): the children of its forecaster
+    process."""
+    return [w for forecaster in spawned(pid) for w in spawned(forecaster)]
+
+
+def spawned(pid: int) -> list[int]:
+    """The children of a process that multiprocessing spawned (`spawn_main`)."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # gone
+        return out
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
             try:
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
             except OSError:

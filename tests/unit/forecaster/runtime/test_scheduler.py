@@ -199,3 +199,22 @@ def test_stopping_abandons_a_long_cycle_at_its_next_series():
         logger.removeHandler(handler)
     assert store.snapshot("many") is None  # given up, not finished
     assert store.failure("many") is None  # and not taken for a failure
+
+
+def test_after_cycle_is_called_once_the_cycle_ended_well_or_not():
+    rule = Rule(name="demo", query="x{<<.LabelMatchers>>}", interval="1m", history="2d")
+    source = DownSource()
+    seen: list[tuple[bool, object]] = []
+    jobs, store = jobs_for(
+        rule,
+        source,
+        after_cycle=lambda: seen.append(
+            (store.snapshot("demo") is not None, store.failure("demo"))
+        ),
+    )
+    jobs.run_cycle(rule)  # fails: the failure is recorded before the call
+    source.down = False
+    jobs.run_cycle(rule)  # succeeds: the snapshot is stored before the call
+    assert len(seen) == 2
+    assert seen[0][0] is False and seen[0][1] is not None
+    assert seen[1] == (True, None)

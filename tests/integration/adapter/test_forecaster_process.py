@@ -1,0 +1,171 @@
+"""The forecaster process against a real Prometheus: its snapshots are the forecasts the
+cycle makes in process (replicas agree); killed or hung, it is replaced while the last
+forecasts are served, and /readyz?verbose, the log and a metric say so."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from adapter.forecasting.supervisor import ForecasterProcess
+from adapter.forecasting.worker import WorkerSpec
+from adapter.service import prometheus_source
+from forecaster.config import PrometheusConfig, Rule
+from forecaster.runtime.cycle import ForecastCycle
+from forecaster.runtime.demand import SeriesDemand
+from forecaster.runtime.store import ForecastStore
+from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
+from forecaster.times import SETTLE
+from harness.net import free_port, wait_http
+from harness.prometheus import PrometheusServer
+from tests.conftest import parse_quantity
+from tests.integration.adapter.test_cli import running
+from tests.integration.adapter.test_fit_workers import (  # noqa: F401 - a fixture
+    HOURS,
+    PATH,
+    SERIES,
+    many_series,
+    metric_lines,
+    spawned,
+)
+
+QUERY = "sum by (namespace, service) (rate(http_requests_total{<<.LabelMatchers>>}[1m]))"
+
+
+def wait_for(what, timeout: float, every: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout:g}s")
+
+
+def test_snapshots_are_the_in_process_forecasts_and_a_hung_process_is_replaced(
+    many_series: PrometheusServer,  # noqa: F811
+):
+    rule = Rule(name="http_requests_forecast", query=QUERY, history=f"{HOURS}h")
+    config = PrometheusConfig(url=many_series.url)
+    store = ForecastStore()
+    registry = CollectorRegistry()
+    spec = WorkerSpec([rule], prometheus_source(config), fit_workers=0)
+    supervisor = ForecasterProcess(spec, store, SeriesDemand([rule]), registry, hang=4)
+    supervisor.start()
+    try:
+        first = wait_for(lambda: store.snapshot(rule.name), timeout=120)
+        assert len(first) == SERIES
+
+        # The same forecasts as the cycle makes in this process at the same grid point.
+        [end] = {int(f.ds[0]) - rule.step for f in first.values()}
+        local = ForecastStore()
+        source = PrometheusSource(PrometheusClient(config))
+        ForecastCycle([rule], source, local).run(rule, end + SETTLE)
+        here = local.snapshot(rule.name)
+        assert here is not None and set(here) == set(first)
+        for key, theirs in first.items():
+            ours = here[key]
+            assert ours.model == theirs.model
+            np.testing.assert_array_equal(ours.point, theirs.point)
+            np.testing.assert_array_equal(ours.upper, theirs.upper)
+        assert supervisor.check().ok and not supervisor.check().degraded
+        assert registry.get_sample_value("scaleahead_forecaster_up") == 1
+
+        # Stopped (SIGSTOP): nothing heard for `hang` s, so killed and replaced; the store
+        # keeps the last snapshot meanwhile.
+        [pid] = spawned(os.getpid())
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(
+            lambda: registry.get_sample_value(
+                "scaleahead_forecaster_restarts_total", {"reason": "hung"}
+            ),
+            timeout=30,
+        )
+        assert store.snapshot(rule.name) is first
+        check = supervisor.check()
+        assert check.ok and check.degraded and "hung" in check.detail, check
+        assert registry.get_sample_value("scaleahead_forecaster_up") == 0
+        wait_for(lambda: store.snapshot(rule.name) is not first, timeout=120)
+        assert not supervisor.check().degraded
+        assert pid not in spawned(os.getpid())
+        assert (
+            registry.get_sample_value("scaleahead_forecaster_restarts_total", {"reason": "died"})
+            == 0
+        )
+    finally:
+        supervisor.stop()
+    assert spawned(os.getpid()) == []
+
+
+def test_serve_survives_its_forecaster_process_being_killed(
+    many_series: PrometheusServer,  # noqa: F811
+    tmp_path: Path,
+):
+    config = tmp_path / "scaleahead.yaml"
+    config.write_text(
+        f"prometheus:\n  url: {many_series.url}\n"
+        f"rules:\n  - name: http_requests_forecast\n    query: '{QUERY}'\n"
+        f"    history: {HOURS}h\n"
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "scaleahead.log"
+
+    def served() -> list[float]:
+        values = []
+        for k in range(SERIES):
+            r = httpx.get(f"{base}{PATH}", params={"labelSelector": f"service=s{k}"}, timeout=5)
+            assert r.status_code == 200, r.text
+            [item] = json.loads(r.text)["items"]
+            values.append(parse_quantity(item["value"]))
+        return values
+
+    def forecast_served() -> bool:
+        lines = metric_lines(base, "scaleahead_series_fallback{")
+        return len(lines) == SERIES and all(line.endswith(" 0.0") for line in lines)
+
+    with running(["serve", "--config", str(config), "--port", str(port)], log) as proc:
+        wait_http(f"{base}/healthz", timeout=60)
+        wait_for(lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200, 120, 0.2)
+        assert forecast_served()
+        before = served()
+        assert min(before) > 0
+        [forecaster] = spawned(proc.pid)
+
+        os.kill(forecaster, signal.SIGKILL)
+        wait_for(lambda: "the forecaster process died" in log.read_text(), timeout=10)
+        # Served on from the last snapshot: every series from its forecast, never 0.
+        ready = httpx.get(f"{base}/readyz", params={"verbose": "1"}, timeout=5)
+        assert ready.status_code == 200, ready.text
+        assert "[+]forecaster degraded: the forecaster process died" in ready.text, ready.text
+        assert forecast_served()
+        assert min(served()) > 0
+        [restarts] = metric_lines(base, 'scaleahead_forecaster_restarts_total{reason="died"}')
+        assert restarts.endswith(" 1.0"), restarts
+
+        # Replaced: a new process forecasts again and the check is clean.
+        wait_for(
+            lambda: (
+                "[+]forecaster ok"
+                in httpx.get(f"{base}/readyz", params={"verbose": "1"}, timeout=5).text
+            ),
+            timeout=120,
+            every=0.5,
+        )
+        [replacement] = spawned(proc.pid)
+        assert replacement != forecaster
+        assert forecast_served()
+        # The cycle's metrics come from the forecaster process (with a heartbeat, every
+        # worker.FULL_EVERY of them).
+        wait_for(lambda: metric_lines(base, "scaleahead_cycle_series{"), timeout=30)
+        [series] = metric_lines(base, "scaleahead_cycle_series{")
+        assert series.endswith(f" {float(SERIES)}"), series
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    assert spawned(proc.pid) == []
