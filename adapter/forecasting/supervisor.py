@@ -118,7 +118,7 @@ class ForecasterProcess:
         if process is not None:
             process.join(STOP_GRACE)
             self._kill(process)
-        if self._thread is not None:
+        if self._thread is not None:  # it kills a process it was starting meanwhile
             self._thread.join(STOP_GRACE)
 
     def soon(self, rule: object) -> None:
@@ -171,6 +171,8 @@ class ForecasterProcess:
             why = self._serve(process)
             self.up.set(0)
             self._kill(process)
+            if self._conn is not None:
+                self._conn.close()
             if why is None:
                 return
             with self._lock:
@@ -252,10 +254,15 @@ class ForecasterProcess:
                     copied.copy = tallies
 
     def _kill(self, process: BaseProcess) -> None:
-        """Kill the process and its fitting workers (its process group), if still there."""
+        """Kill the process and its fitting workers (its process group), if still there.
+        Before it has made its group (still starting), the process alone: it has no
+        workers yet. (Left alive, it would also hold the serving process at exit, which
+        joins its children.)"""
         if process.pid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
+        if process.is_alive():
+            process.kill()
         process.join(5)
 
 

@@ -210,8 +210,7 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
                 jobs.soon(rules[message.rule])
     finally:
         stopping.set()
-        jobs.stop()
+        if pool is not None:
+            pool.kill()  # also when the serving process died and no one else would
         logging.shutdown()
-        # Without waiting: a cycle in flight may be waiting on Prometheus, and the
-        # supervisor kills the fitting workers with this process' group.
-        os._exit(0)
+        os._exit(0)  # without waiting: a cycle in flight may be waiting on Prometheus

@@ -168,12 +168,16 @@ class FitPool:
         self.restarts += 1
         self.on_restart()
         log.error(
-            "a fitting worker %s; the refits it held run in the serving process this "
-            "cycle, and the workers are replaced (%d replacements so far)",
+            "a fitting worker %s; the refits it held are made by the cycle itself this "
+            "time, and the workers are replaced (%d replacements so far)",
             how,
             self.restarts,
         )
-        pool, self._pool = self._pool, None  # new ones start with the next batch
+        self.kill()  # new ones start with the next batch
+
+    def kill(self) -> None:
+        """Kill the workers at once, abandoning their refits (the pool may start anew)."""
+        pool, self._pool = self._pool, None
         if pool is not None:
             # ProcessPoolExecutor cannot kill its workers before 3.14's kill_workers().
             for process in list(getattr(pool, "_processes", {}).values()):

@@ -5,6 +5,7 @@ forecasts are served, and /readyz?verbose, the log and a metric say so."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import time
@@ -12,11 +13,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry
 
 from adapter.forecasting.supervisor import ForecasterProcess
 from adapter.forecasting.worker import WorkerSpec
-from adapter.service import prometheus_source
+from adapter.service import demo_source, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
 from forecaster.runtime.cycle import ForecastCycle
 from forecaster.runtime.demand import SeriesDemand
@@ -99,9 +101,10 @@ def test_snapshots_are_the_in_process_forecasts_and_a_hung_process_is_replaced(
             registry.get_sample_value("scaleahead_forecaster_restarts_total", {"reason": "died"})
             == 0
         )
+        replacement = spawned(os.getpid())
     finally:
         supervisor.stop()
-    assert spawned(os.getpid()) == []
+    assert not [pid for pid in replacement if running_pid(pid)]
 
 
 def test_serve_survives_its_forecaster_process_being_killed(
@@ -167,5 +170,34 @@ def test_serve_survives_its_forecaster_process_being_killed(
         wait_for(lambda: metric_lines(base, "scaleahead_cycle_series{"), timeout=30)
         [series] = metric_lines(base, "scaleahead_cycle_series{")
         assert series.endswith(f" {float(SERIES)}"), series
+        left = [replacement, *spawned(replacement)]  # with its fitting workers
+        assert len(left) > 1, "no fitting worker started"
     assert proc.returncode == 0, log.read_text()[-3000:]
-    assert spawned(proc.pid) == []
+    wait_for(lambda: not [pid for pid in left if running_pid(pid)], timeout=10)
+
+
+def running_pid(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("after", [0.0, 0.3, 1.0, 3.0])
+def test_a_stop_at_any_moment_of_its_start_leaves_no_process(after: float):
+    """Stopped while it was still importing, the process had no group to kill yet and
+    lived on, and the serving process' exit waited on it for good."""
+    rule = Rule(name="http_requests_forecast", query=QUERY)
+    spec = WorkerSpec([rule], demo_source, fit_workers=0)
+    supervisor = ForecasterProcess(spec, ForecastStore(), SeriesDemand([rule]), CollectorRegistry())
+    supervisor.start()
+    time.sleep(after)
+    started = [pid for pid in spawned(os.getpid()) if running_pid(pid)]
+    began = time.monotonic()
+    supervisor.stop()
+    assert time.monotonic() - began < 10
+    assert not [pid for pid in started if running_pid(pid)]
+    assert not [pid for pid in spawned(os.getpid()) if running_pid(pid)]
+    assert multiprocessing.active_children() == []  # nothing for the exit to join
