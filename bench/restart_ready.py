@@ -10,10 +10,12 @@ half an hour from now. Then:
    (backfill and a fit of every series).
 2. End to end, twice (a start and a restart): `scaleahead serve` as a subprocess, from
    exec to /livez, to /readyz answering 200, and to the first metric value served; with
-   the refits in the serving process (the default, the baseline), in one worker process
-   and in one per usable core (`--fit-workers`).
+   the refits in the forecaster process (the baseline), in one worker process and in one
+   per usable core (`--fit-workers`); once it serves, the resident memory of the
+   serving process, of its forecaster process and of the fitting workers (two runs at
+   different --series give the cost of a series: the difference over theirs).
 
-Run: python -m bench.restart_ready [--series 1000]
+Run: python -m bench.restart_ready [--series 1000] [--fit-workers 0,1,2] [--end-to-end-only]
 """
 
 from __future__ import annotations
@@ -123,20 +125,60 @@ def end_to_end(root: Path, url: str, rule: Rule, workers: int, rounds: int = 2) 
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
+        serving, forecaster, fitting = memory(proc.pid)
         proc.terminate()
         proc.wait(30)
         name = "start" if k == 0 else "restart"
         print(
             f"  --fit-workers {workers}, {name}: live {marks.get('live', float('nan')):.2f} s, "
             f"ready {marks.get('ready', float('nan')):.2f} s, "
-            f"first value {marks.get('value', float('nan')):.2f} s"
+            f"first value {marks.get('value', float('nan')):.2f} s; RSS MiB: serving "
+            f"{serving:.0f}, forecaster {forecaster:.0f}, {len(fitting)} fitting workers "
+            f"{sum(fitting):.0f}"
         )
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def spawned(pid: int) -> list[int]:
+    """A process's children that multiprocessing spawned (not its resource tracker)."""
+    return [c for c in children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def memory(pid: int) -> tuple[float, float, list[float]]:
+    """Resident MiB of `scaleahead serve` (pid), of its forecaster process, and of each of
+    the latter's fitting workers."""
+    [forecaster] = spawned(pid)
+    return rss_mib(pid), rss_mib(forecaster), [rss_mib(w) for w in spawned(forecaster)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1000)
+    parser.add_argument(
+        "--fit-workers",
+        default=None,
+        help="comma-separated worker counts to serve with (default: 0, 1 and one a core)",
+    )
+    parser.add_argument("--end-to-end-only", action="store_true", help="skip the in-process rows")
     args = parser.parse_args()
+    counts = (
+        sorted({0, 1, usable_cores()})
+        if args.fit_workers is None
+        else [int(n) for n in args.fit_workers.split(",")]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         end = grid_floor(time.time(), STEP)
@@ -151,10 +193,11 @@ def main() -> None:
         server.start()
         try:
             rule = Rule(name="http_requests_forecast", query=QUERY, history=f"{HISTORY}s")
-            print("in process:")
-            in_process(server.url, rule)
+            if not args.end_to_end_only:
+                print("in process:")
+                in_process(server.url, rule)
             print("end to end (scaleahead serve):")
-            for workers in sorted({0, 1, usable_cores()}):
+            for workers in counts:
                 end_to_end(root, server.url, rule, workers)
         finally:
             server.stop()

@@ -6,6 +6,8 @@ the pipe or dies."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import itertools
 import logging
 import os
@@ -138,6 +140,13 @@ class AskedDemand:
             waiting[0].set()
 
 
+def _return_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc keeps what a cycle freed: a
+    backfill's decoded answers, the fits' temporaries)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def main(conn: Connection, spec: WorkerSpec) -> None:
     """Run the cycles until told to stop or the pipe closes, then exit the process."""
     # Imported here: the serving process, which imports this module, runs no models.
@@ -181,8 +190,11 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
         tallies = {name: outcomes.tallies() for name, outcomes in cycle.outcomes.items()}
         link.send(Beat(jobs.stalls(), list(registry.collect()), tallies))
 
-    # After each cycle, a full heartbeat: its metrics and outcomes follow its snapshot.
-    jobs = Jobs(cycle, None, time.time, after_cycle=beat)
+    def after_cycle() -> None:
+        _return_freed_memory()
+        beat()  # a full heartbeat: the cycle's metrics and outcomes follow its snapshot
+
+    jobs = Jobs(cycle, None, time.time, after_cycle=after_cycle)
 
     stopping = threading.Event()
 
