@@ -39,6 +39,7 @@ from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
 from forecaster.sources.trace import read_trace
 from forecaster.times import SETTLE, grid_floor
 from harness.net import free_port
+from harness.proc import rss_kib, spawned
 from harness.prometheus import PrometheusServer, system_tool, write_blocks
 
 TRACE = Path(__file__).resolve().parent.parent.parent / "shared" / "traces" / "nasa_http_1995.csv"
@@ -138,30 +139,15 @@ def end_to_end(root: Path, url: str, rule: Rule, workers: int, rounds: int = 2) 
         )
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(c) for c in (task / "children").read_text().split()]
-    return out
-
-
-def spawned(pid: int) -> list[int]:
-    """A process's children that multiprocessing spawned (not its resource tracker)."""
-    return [c for c in children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-
-
 def memory(pid: int) -> tuple[float, float, list[float]]:
     """Resident MiB of `scaleahead serve` (pid), of its forecaster process, and of each of
     the latter's fitting workers."""
     [forecaster] = spawned(pid)
-    return rss_mib(pid), rss_mib(forecaster), [rss_mib(w) for w in spawned(forecaster)]
+    return (
+        rss_kib(pid) / 1024,
+        rss_kib(forecaster) / 1024,
+        [rss_kib(w) / 1024 for w in spawned(forecaster)],
+    )
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
-"""What a process on this machine holds, read from /proc: its resident memory and its
-sockets (for the tests and benchmarks that measure a server from outside)."""
+"""What a process on this machine holds, read from /proc: its resident memory, its
+sockets and the children multiprocessing spawned (for the tests and benchmarks that
+measure a server from outside)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,35 @@ def sockets(pid: int) -> int:
         with contextlib.suppress(OSError):  # closed meanwhile
             found += os.readlink(fd).startswith("socket:")
     return found
+
+
+def spawned(pid: int) -> list[int]:
+    """The process' children that multiprocessing spawned (`spawn_main`: not its
+    resource tracker); none once it has exited."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # gone
+        return out
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                out.append(int(child))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -26,6 +26,7 @@ from adapter.forecasting import worker
 from adapter.forecasting.messages import Beat, Failed, Put, Select, Selected, Soon, Stop
 from adapter.forecasting.worker import WorkerSpec
 from adapter.provider import Check
+from forecaster.config import Rule
 from forecaster.runtime.demand import SeriesDemand
 from forecaster.runtime.outcomes import Tally
 from forecaster.runtime.scheduler import Stall
@@ -121,10 +122,9 @@ class ForecasterProcess:
         if self._thread is not None:  # it kills a process it was starting meanwhile
             self._thread.join(STOP_GRACE)
 
-    def soon(self, rule: object) -> None:
-        """Run a cycle of `rule` (a Rule) now, besides its regular ones."""
-        name = getattr(rule, "name", rule)
-        self._send(Soon(str(name)))
+    def soon(self, rule: Rule) -> None:
+        """Run a cycle of `rule` now, besides its regular ones."""
+        self._send(Soon(rule.name))
 
     def stalls(self) -> list[Stall]:
         """The forecaster process' jobs that stopped making progress, as it last said."""

@@ -17,6 +17,7 @@ import pytest
 from forecaster.runtime.fitting import LEAST
 from forecaster.sources.trace import Trace
 from harness.net import free_port, wait_http
+from harness.proc import spawned
 from harness.prometheus import (
     PrometheusServer,
     backfilled,
@@ -55,31 +56,20 @@ def workers_of(pid: int) -> list[int]:
     return [w for forecaster in spawned(pid) for w in spawned(forecaster)]
 
 
-def spawned(pid: int) -> list[int]:
-    """The children of a process that multiprocessing spawned (`spawn_main`)."""
-    out: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:  # gone
-        return out
-    for task in tasks:
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"spawn_main" in cmdline:
-                out.append(int(child))
-    return out
-
-
 def metric_lines(base: str, name: str) -> list[str]:
     text = httpx.get(f"{base}/metrics", timeout=5).text
     return [line for line in text.splitlines() if line.startswith(name)]
+
+
+def served_values(base: str) -> list[float]:
+    """The value served for each of the SERIES series (each answered 200, one item)."""
+    values = []
+    for k in range(SERIES):
+        r = httpx.get(f"{base}{PATH}", params={"labelSelector": f"service=s{k}"}, timeout=5)
+        assert r.status_code == 200, r.text
+        [item] = json.loads(r.text)["items"]
+        values.append(parse_quantity(item["value"]))
+    return values
 
 
 def test_a_worker_killed_in_the_first_cycle_loses_no_forecast(
@@ -120,13 +110,7 @@ def test_a_worker_killed_in_the_first_cycle_loses_no_forecast(
         fallback = metric_lines(base, "scaleahead_series_fallback{")
         assert len(fallback) == SERIES, fallback
         assert all(line.endswith(" 0.0") for line in fallback), fallback
-        values = []
-        for k in range(SERIES):
-            r = httpx.get(f"{base}{PATH}", params={"labelSelector": f"service=s{k}"}, timeout=5)
-            assert r.status_code == 200, r.text
-            [item] = json.loads(r.text)["items"]
-            values.append(parse_quantity(item["value"]))
-        assert min(values) > 0
+        assert min(served_values(base)) > 0
         # The replacement counted once, for the alert, and said in the log.
         [restarts] = metric_lines(base, "scaleahead_fit_worker_restarts_total")
         assert restarts.endswith(" 1.0"), restarts

@@ -4,7 +4,6 @@ forecasts are served, and /readyz?verbose, the log and a metric say so."""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import signal
@@ -26,29 +25,19 @@ from forecaster.runtime.store import ForecastStore
 from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
 from forecaster.times import SETTLE
 from harness.net import free_port, wait_http
+from harness.proc import alive, spawned
 from harness.prometheus import PrometheusServer
-from tests.conftest import parse_quantity
 from tests.integration.adapter.test_cli import running
 from tests.integration.adapter.test_fit_workers import (  # noqa: F401 - a fixture
     HOURS,
-    PATH,
     SERIES,
     many_series,
     metric_lines,
-    spawned,
+    served_values,
 )
+from tests.integration.manifests.test_install import wait_for
 
 QUERY = "sum by (namespace, service) (rate(http_requests_total{<<.LabelMatchers>>}[1m]))"
-
-
-def wait_for(what, timeout: float, every: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout:g}s")
 
 
 def test_snapshots_are_the_in_process_forecasts_and_a_hung_process_is_replaced(
@@ -62,7 +51,7 @@ def test_snapshots_are_the_in_process_forecasts_and_a_hung_process_is_replaced(
     supervisor = ForecasterProcess(spec, store, SeriesDemand([rule]), registry, hang=4)
     supervisor.start()
     try:
-        first = wait_for(lambda: store.snapshot(rule.name), timeout=120)
+        first = wait_for("the first snapshot", lambda: store.snapshot(rule.name), timeout=120)
         assert len(first) == SERIES
 
         # The same forecasts as the cycle makes in this process at the same grid point.
@@ -85,6 +74,7 @@ def test_snapshots_are_the_in_process_forecasts_and_a_hung_process_is_replaced(
         [pid] = spawned(os.getpid())
         os.kill(pid, signal.SIGSTOP)
         wait_for(
+            "the hung process replaced",
             lambda: registry.get_sample_value(
                 "scaleahead_forecaster_restarts_total", {"reason": "hung"}
             ),
@@ -94,7 +84,7 @@ def test_snapshots_are_the_in_process_forecasts_and_a_hung_process_is_replaced(
         check = supervisor.check()
         assert check.ok and check.degraded and "hung" in check.detail, check
         assert registry.get_sample_value("scaleahead_forecaster_up") == 0
-        wait_for(lambda: store.snapshot(rule.name) is not first, timeout=120)
+        wait_for("a new snapshot", lambda: store.snapshot(rule.name) is not first, timeout=120)
         assert not supervisor.check().degraded
         assert pid not in spawned(os.getpid())
         assert (
@@ -104,7 +94,7 @@ def test_snapshots_are_the_in_process_forecasts_and_a_hung_process_is_replaced(
         replacement = spawned(os.getpid())
     finally:
         supervisor.stop()
-    assert not [pid for pid in replacement if running_pid(pid)]
+    assert not [pid for pid in replacement if alive(pid)]
 
 
 def test_serve_survives_its_forecaster_process_being_killed(
@@ -121,68 +111,56 @@ def test_serve_survives_its_forecaster_process_being_killed(
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "scaleahead.log"
 
-    def served() -> list[float]:
-        values = []
-        for k in range(SERIES):
-            r = httpx.get(f"{base}{PATH}", params={"labelSelector": f"service=s{k}"}, timeout=5)
-            assert r.status_code == 200, r.text
-            [item] = json.loads(r.text)["items"]
-            values.append(parse_quantity(item["value"]))
-        return values
-
-    def forecast_served() -> bool:
+    def all_forecast() -> bool:
         lines = metric_lines(base, "scaleahead_series_fallback{")
         return len(lines) == SERIES and all(line.endswith(" 0.0") for line in lines)
 
     with running(["serve", "--config", str(config), "--port", str(port)], log) as proc:
         wait_http(f"{base}/healthz", timeout=60)
-        wait_for(lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200, 120, 0.2)
-        assert forecast_served()
-        before = served()
+        wait_for(
+            "ready",
+            lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200,
+            timeout=120,
+            logs=[log],
+        )
+        assert all_forecast()
+        before = served_values(base)
         assert min(before) > 0
         [forecaster] = spawned(proc.pid)
 
         os.kill(forecaster, signal.SIGKILL)
-        wait_for(lambda: "the forecaster process died" in log.read_text(), timeout=10)
+        wait_for("the death logged", lambda: "the forecaster process died" in log.read_text(), 10)
         # Served on from the last snapshot: every series from its forecast, never 0.
         ready = httpx.get(f"{base}/readyz", params={"verbose": "1"}, timeout=5)
         assert ready.status_code == 200, ready.text
         assert "[+]forecaster degraded: the forecaster process died" in ready.text, ready.text
-        assert forecast_served()
-        assert min(served()) > 0
+        assert all_forecast()
+        assert min(served_values(base)) > 0
         [restarts] = metric_lines(base, 'scaleahead_forecaster_restarts_total{reason="died"}')
         assert restarts.endswith(" 1.0"), restarts
 
         # Replaced: a new process forecasts again and the check is clean.
         wait_for(
+            "the replacement's first snapshot",
             lambda: (
                 "[+]forecaster ok"
                 in httpx.get(f"{base}/readyz", params={"verbose": "1"}, timeout=5).text
             ),
             timeout=120,
-            every=0.5,
+            logs=[log],
         )
         [replacement] = spawned(proc.pid)
         assert replacement != forecaster
-        assert forecast_served()
+        assert all_forecast()
         # The cycle's metrics come from the forecaster process (with a heartbeat, every
         # worker.FULL_EVERY of them).
-        wait_for(lambda: metric_lines(base, "scaleahead_cycle_series{"), timeout=30)
+        wait_for("the cycle's metrics", lambda: metric_lines(base, "scaleahead_cycle_series{"), 30)
         [series] = metric_lines(base, "scaleahead_cycle_series{")
         assert series.endswith(f" {float(SERIES)}"), series
         left = [replacement, *spawned(replacement)]  # with its fitting workers
         assert len(left) > 1, "no fitting worker started"
     assert proc.returncode == 0, log.read_text()[-3000:]
-    wait_for(lambda: not [pid for pid in left if running_pid(pid)], timeout=10)
-
-
-def running_pid(pid: int) -> bool:
-    """Whether the process exists and has not exited (a zombie has)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    wait_for("no process left", lambda: not [pid for pid in left if alive(pid)], timeout=10)
 
 
 @pytest.mark.parametrize("after", [0.0, 0.3, 1.0, 3.0])
@@ -194,10 +172,10 @@ def test_a_stop_at_any_moment_of_its_start_leaves_no_process(after: float):
     supervisor = ForecasterProcess(spec, ForecastStore(), SeriesDemand([rule]), CollectorRegistry())
     supervisor.start()
     time.sleep(after)
-    started = [pid for pid in spawned(os.getpid()) if running_pid(pid)]
+    started = [pid for pid in spawned(os.getpid()) if alive(pid)]
     began = time.monotonic()
     supervisor.stop()
     assert time.monotonic() - began < 10
-    assert not [pid for pid in started if running_pid(pid)]
-    assert not [pid for pid in spawned(os.getpid()) if running_pid(pid)]
+    assert not [pid for pid in started if alive(pid)]
+    assert not [pid for pid in spawned(os.getpid()) if alive(pid)]
     assert multiprocessing.active_children() == []  # nothing for the exit to join
