@@ -4,7 +4,11 @@ a budget sweep and every baseline through two simulated HPAs, in one run.
 For each trace (its last 7 days, the lead the rule derives from its step):
 - scaleahead at the default budget, at each budget of BUDGETS and at each forecasting
   baseline's own cost (under either HPA), and every baseline (reactive, seasonal naive,
-  Holt-Winters, Crane's DSP, MSTL), each replayed once;
+  Holt-Winters, Crane's DSP, MSTL), each replayed once; then, for a baseline no budget
+  asked so far dominates, the highest budget that costs no more than it, by bisection
+  between the budgets replayed ("some budget drops no more and costs no more" asks it
+  of that budget; such a searched budget is a point of the curve, not counted in the
+  realised/asked figures);
 - each through two HPAs: `own`, the project's simulator (target = capacity = the range's
   p99 demand / 10), and `user`, as users configure theirs (target 0.7 of a pod's
   capacity, pods five times finer: capacity = p99 / 50), Kubernetes defaults otherwise.
@@ -32,6 +36,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -113,9 +118,32 @@ def judge_trace(path: Path, budgets: tuple[float, ...]) -> dict[str, object]:
         for label, _ in BASELINES:
             cost = round(point(hpa, served[label]).cost, 3)
             asked.add(min(max(cost, 0.5), 10.0))
+
+    def budget_point(budget: float, label: str = "budget") -> np.ndarray:
+        key = f"{label} {budget:g}"
+        if key not in served:
+            rule = base.changed(max_pod_minutes=budget, quantile=None)
+            served[key] = replay(rule, source, start, end).before_floors
+        return served[key]
+
     for budget in sorted(asked):
-        rule = base.changed(max_pod_minutes=budget, quantile=None)
-        served[f"budget {budget:g}"] = replay(rule, source, start, end).before_floors
+        budget_point(budget)
+    # "Some budget": where no budget asked so far dominates a baseline, the highest budget
+    # that costs no more than the baseline, by bisection between the budgets replayed (the
+    # cost rises with the budget asked); the baseline is dominated if it drops no more.
+    for hpa in HPAS:
+        for label, _ in BASELINES:
+            theirs = point(hpa, served[label])
+            costs = {
+                float(k.split()[1]): point(hpa, v).cost
+                for k, v in served.items()
+                if k.split()[0] in ("budget", SEARCHED)
+            }
+            ours = [point(hpa, served[k]) for k in served if k.split()[0] in ("budget", SEARCHED)]
+            if not any(p.dropped <= theirs.dropped and p.cost <= theirs.cost for p in ours):
+                highest_within(
+                    lambda x, h=hpa: point(h, budget_point(x, SEARCHED)).cost, costs, theirs.cost
+                )
     points = {hpa: {label: point(hpa, values) for label, values in served.items()} for hpa in HPAS}
     return {
         "trace": path.stem,
@@ -126,6 +154,35 @@ def judge_trace(path: Path, budgets: tuple[float, ...]) -> dict[str, object]:
         "seconds": time.perf_counter() - started,
         "points": {h: {m: asdict(p) for m, p in got.items()} for h, got in points.items()},
     }
+
+
+SEARCH_STEPS = 4
+"""Bisections between the two budgets replayed whose costs straddle a baseline's."""
+SEARCHED = "searched"
+"""The label of a budget the search asked: a point of the curve, left out of the budgets'
+realised/asked figures (it is asked where the cost crosses a baseline's, not as planned)."""
+
+
+def highest_within(
+    cost: Callable[[float], float], known: dict[float, float], limit: float
+) -> float | None:
+    """The highest budget (to 4 decimals) whose `cost` is at most `limit`, by bisection
+    between the budgets of `known` (budget -> cost) whose costs straddle it; None where
+    none of them costs at most `limit`."""
+    within = [b for b, c in known.items() if c <= limit]
+    if not within:
+        return None
+    lo = max(within)
+    above = [b for b, c in known.items() if c > limit and b > lo]
+    if not above:
+        return lo
+    hi = min(above)
+    for _ in range(SEARCH_STEPS):
+        mid = round((lo + hi) / 2, 4)
+        if mid in (lo, hi):
+            break
+        lo, hi = (mid, hi) if cost(mid) <= limit else (lo, mid)
+    return lo
 
 
 def _baselines() -> list[str]:
@@ -142,8 +199,8 @@ def forecasting(points: dict[str, dict[str, float]]) -> list[str]:
 
 
 def scaleaheads(points: dict[str, dict[str, float]]) -> list[dict[str, float]]:
-    """scaleahead's points: the default and every budget."""
-    return [p for label, p in points.items() if label == DEFAULT or label.startswith("budget")]
+    """scaleahead's points: the default and every budget, searched ones included."""
+    return [p for label, p in points.items() if label.split()[0] in (DEFAULT, "budget", SEARCHED)]
 
 
 def undominated(points: dict[str, dict[str, float]]) -> list[str]:
