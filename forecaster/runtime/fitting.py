@@ -138,6 +138,12 @@ class FitPool:
             except BrokenProcessPool:  # a worker died before or while the batch was handed out
                 broken = True
                 futures.append(None)
+            except (OSError, ValueError) as err:  # a worker could not be started
+                # (ValueError: "bad value(s) in fds_to_keep", seen with a worker killed
+                # while the pool was starting the others)
+                log.warning("a fitting worker could not be started: %s", err)
+                broken = True
+                futures.append(None)
             except RuntimeError:  # the pool was shut down (stopping)
                 futures.append(None)
         pending = {f for f in futures if f is not None}
