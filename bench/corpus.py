@@ -117,7 +117,7 @@ def judge_trace(path: Path, budgets: tuple[float, ...]) -> dict[str, object]:
     for hpa in HPAS:
         for label, _ in BASELINES:
             cost = round(point(hpa, served[label]).cost, 3)
-            asked.add(min(max(cost, 0.5), 10.0))
+            asked.add(min(max(cost, LEAST), 10.0))
 
     def budget_point(budget: float, label: str = "budget") -> np.ndarray:
         key = f"{label} {budget:g}"
@@ -158,6 +158,8 @@ def judge_trace(path: Path, budgets: tuple[float, ...]) -> dict[str, object]:
 
 SEARCH_STEPS = 4
 """Bisections between the two budgets replayed whose costs straddle a baseline's."""
+LEAST = 0.5
+"""The least budget a rule takes (`max_pod_minutes`)."""
 SEARCHED = "searched"
 """The label of a budget the search asked: a point of the curve, left out of the budgets'
 realised/asked figures (it is asked where the cost crosses a baseline's, not as planned)."""
@@ -167,11 +169,14 @@ def highest_within(
     cost: Callable[[float], float], known: dict[float, float], limit: float
 ) -> float | None:
     """The highest budget (to 4 decimals) whose `cost` is at most `limit`, by bisection
-    between the budgets of `known` (budget -> cost) whose costs straddle it; None where
-    none of them costs at most `limit`."""
+    between the budgets of `known` (budget -> cost) whose costs straddle it, or between
+    the least budget a rule takes (LEAST) and the cheapest known where every known one
+    costs more; None where LEAST does too."""
     within = [b for b, c in known.items() if c <= limit]
     if not within:
-        return None
+        if min(known) <= LEAST or cost(LEAST) > limit:
+            return None
+        within = [LEAST]
     lo = max(within)
     above = [b for b, c in known.items() if c > limit and b > lo]
     if not above:

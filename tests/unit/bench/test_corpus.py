@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.corpus import SEARCH_STEPS, SEARCHED, highest_within, realised, undominated
+from bench.corpus import LEAST, SEARCH_STEPS, SEARCHED, highest_within, realised, undominated
 
 
 def test_the_search_finds_the_highest_budget_within_a_cost():
@@ -28,8 +28,25 @@ def test_the_search_asks_nothing_where_the_replayed_budgets_decide():
     def cost(budget: float) -> float:
         raise AssertionError(f"replayed {budget}")
 
-    assert highest_within(cost, {1.0: 1.02, 1.1: 1.12}, 0.99) is None  # all cost more
+    assert highest_within(cost, {0.5: 0.93, 1.0: 1.02}, 0.92) is None  # all cost more
     assert highest_within(cost, {0.9: 0.91, 1.0: 0.98}, 0.99) == 1.0  # none costs more
+
+
+def test_below_every_budget_replayed_the_search_starts_from_the_least_a_rule_takes():
+    """Every budget replayed costs more than the baseline (0.8 costs 0.843, a cheap
+    baseline 0.841): the least budget, 0.5, is asked, and the search runs up from it."""
+    asked: list[float] = []
+
+    def cost(budget: float) -> float:
+        asked.append(budget)
+        return 0.83 + 0.0433 * max(budget - 0.5, 0.0)  # reactive's 0.83 at and below 0.5
+
+    known = {0.8: cost(0.8), 1.0: cost(1.0)}
+    asked.clear()
+    found = highest_within(cost, known, 0.841)
+    assert asked[0] == LEAST
+    assert found is not None and 0.5 < found < 0.8
+    assert cost(found) <= 0.841 < cost(found + 0.3 / 2**SEARCH_STEPS)
 
 
 def _points(**named: tuple[float, float]) -> dict[str, dict[str, float]]:
