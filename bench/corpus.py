@@ -6,7 +6,8 @@ For each trace (its last 7 days, the lead the rule derives from its step):
   baseline's own cost (under either HPA), and every baseline (reactive, seasonal naive,
   Holt-Winters, Crane's DSP, MSTL), each replayed once; then, for a baseline no budget
   asked so far dominates, the highest budget that costs no more than it, by bisection
-  between the budgets replayed ("some budget drops no more and costs no more" asks it
+  between the budgets replayed (from 0.5, the least a rule takes, where each costs
+  more) ("some budget drops no more and costs no more" asks it
   of that budget; such a searched budget is a point of the curve, not counted in the
   realised/asked figures);
 - each through two HPAs: `own`, the project's simulator (target = capacity = the range's
