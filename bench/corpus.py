@@ -6,10 +6,9 @@ For each trace (its last 7 days, the lead the rule derives from its step):
   baseline's own cost (under either HPA), and every baseline (reactive, seasonal naive,
   Holt-Winters, Crane's DSP, MSTL), each replayed once; then, for a baseline no budget
   asked so far dominates, the highest budget that costs no more than it, by bisection
-  between the budgets replayed (from 0.5, the least a rule takes, where each costs
-  more) ("some budget drops no more and costs no more" asks it
-  of that budget; such a searched budget is a point of the curve, not counted in the
-  realised/asked figures);
+  between the budgets replayed, or up from 0.5 (the least a rule takes) where each costs
+  more: "some budget drops no more and costs no more" is asked of that budget. Such a
+  searched budget is a point of the curve, not counted in the realised/asked figures;
 - each through two HPAs: `own`, the project's simulator (target = capacity = the range's
   p99 demand / 10), and `user`, as users configure theirs (target 0.7 of a pod's
   capacity, pods five times finer: capacity = p99 / 50), Kubernetes defaults otherwise.
@@ -72,6 +71,10 @@ class Point:
     dropped: float
     cost: float
 
+    def dominates(self, other: Point) -> bool:
+        """Drops no more and costs no more than `other`."""
+        return self.dropped <= other.dropped and self.cost <= other.cost
+
 
 def _hpa(actual: np.ndarray, lead: int, share: float, pods_at_p99: int) -> HPASettings:
     finite = actual[np.isfinite(actual)]
@@ -107,45 +110,48 @@ def judge_trace(path: Path, budgets: tuple[float, ...]) -> dict[str, object]:
         paths = forecast(some.y, some.origins, base.horizon_steps, base.step)
         served[label] = baselines.served(first.actual, paths, first.window)
 
-    def point(hpa: str, values: np.ndarray) -> Point:
-        judge = judges[hpa]
-        result = judge.simulate(values)
-        return Point(result.beyond_capacity_share, result.pod_minutes / judge.bound.pod_minutes)
+    judged: dict[tuple[str, str], Point] = {}
+
+    def point(hpa: str, label: str) -> Point:
+        """What `label` served, through the HPA (simulated once: labels never change)."""
+        if (hpa, label) not in judged:
+            judge = judges[hpa]
+            result = judge.simulate(served[label])
+            cost = result.pod_minutes / judge.bound.pod_minutes
+            judged[hpa, label] = Point(result.beyond_capacity_share, cost)
+        return judged[hpa, label]
 
     # The sweep, and a budget at each forecasting baseline's own cost under each HPA:
     # "some budget drops no more and costs no more" is asked of that budget first.
     asked = set(budgets)
     for hpa in HPAS:
         for label, _ in BASELINES:
-            cost = round(point(hpa, served[label]).cost, 3)
-            asked.add(min(max(cost, LEAST), 10.0))
+            asked.add(min(max(round(point(hpa, label).cost, 3), LEAST), 10.0))
 
-    def budget_point(budget: float, label: str = "budget") -> np.ndarray:
-        key = f"{label} {budget:g}"
-        if key not in served:
+    def replayed(budget: float, kind: str = "budget") -> str:
+        """The label of the budget, replayed the first time it is asked."""
+        label = f"{kind} {budget:g}"
+        if label not in served:
             rule = base.changed(max_pod_minutes=budget, quantile=None)
-            served[key] = replay(rule, source, start, end).before_floors
-        return served[key]
+            served[label] = replay(rule, source, start, end).before_floors
+        return label
 
     for budget in sorted(asked):
-        budget_point(budget)
+        replayed(budget)
     # "Some budget": where no budget asked so far dominates a baseline, the highest budget
     # that costs no more than the baseline, by bisection between the budgets replayed (the
     # cost rises with the budget asked); the baseline is dominated if it drops no more.
     for hpa in HPAS:
         for label, _ in BASELINES:
-            theirs = point(hpa, served[label])
-            costs = {
-                float(k.split()[1]): point(hpa, v).cost
-                for k, v in served.items()
-                if k.split()[0] in ("budget", SEARCHED)
-            }
-            ours = [point(hpa, served[k]) for k in served if k.split()[0] in ("budget", SEARCHED)]
-            if not any(p.dropped <= theirs.dropped and p.cost <= theirs.cost for p in ours):
+            theirs = point(hpa, label)
+            ours = {float(k.split()[1]): point(hpa, k) for k in served if is_budget(k)}
+            if not any(p.dominates(theirs) for p in ours.values()):
                 highest_within(
-                    lambda x, h=hpa: point(h, budget_point(x, SEARCHED)).cost, costs, theirs.cost
+                    lambda x, h=hpa: point(h, replayed(x, SEARCHED)).cost,
+                    {b: p.cost for b, p in ours.items()},
+                    theirs.cost,
                 )
-    points = {hpa: {label: point(hpa, values) for label, values in served.items()} for hpa in HPAS}
+    points = {hpa: {label: point(hpa, label) for label in served} for hpa in HPAS}
     return {
         "trace": path.stem,
         "step": base.step,
@@ -204,21 +210,22 @@ def forecasting(points: dict[str, dict[str, float]]) -> list[str]:
     return [b for b in _baselines()[1:] if points[b] != reactive]
 
 
+def is_budget(label: str) -> bool:
+    """Whether `label` is a budget replayed, searched ones included."""
+    return label.split()[0] in ("budget", SEARCHED)
+
+
 def scaleaheads(points: dict[str, dict[str, float]]) -> list[dict[str, float]]:
     """scaleahead's points: the default and every budget, searched ones included."""
-    return [p for label, p in points.items() if label.split()[0] in (DEFAULT, "budget", SEARCHED)]
+    return [p for label, p in points.items() if label == DEFAULT or is_budget(label)]
 
 
 def undominated(points: dict[str, dict[str, float]]) -> list[str]:
     """The forecasting baselines no point of scaleahead's (the default and every budget)
     dominates: none drops no more and costs no more."""
-    ours = scaleaheads(points)
+    ours = [Point(**p) for p in scaleaheads(points)]
     return [
-        b
-        for b in forecasting(points)
-        if not any(
-            p["dropped"] <= points[b]["dropped"] and p["cost"] <= points[b]["cost"] for p in ours
-        )
+        b for b in forecasting(points) if not any(p.dominates(Point(**points[b])) for p in ours)
     ]
 
 
