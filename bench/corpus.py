@@ -33,6 +33,7 @@ Run: python -m bench.corpus [--traces DIR] [--only NAME] [--budgets 1.0,1.1,...]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -138,6 +139,10 @@ def judge_trace(path: Path, budgets: tuple[float, ...]) -> dict[str, object]:
 
     for budget in sorted(asked):
         replayed(budget)
+
+    def searched_cost(hpa: str, budget: float) -> float:
+        return point(hpa, replayed(budget, SEARCHED)).cost
+
     # "Some budget": where no budget asked so far dominates a baseline, the highest budget
     # that costs no more than the baseline, by bisection between the budgets replayed (the
     # cost rises with the budget asked); the baseline is dominated if it drops no more.
@@ -147,7 +152,7 @@ def judge_trace(path: Path, budgets: tuple[float, ...]) -> dict[str, object]:
             ours = {float(k.split()[1]): point(hpa, k) for k in served if is_budget(k)}
             if not any(p.dominates(theirs) for p in ours.values()):
                 highest_within(
-                    lambda x, h=hpa: point(h, replayed(x, SEARCHED)).cost,
+                    functools.partial(searched_cost, hpa),
                     {b: p.cost for b, p in ours.items()},
                     theirs.cost,
                 )
