@@ -135,9 +135,11 @@ def simulate(
             wanted.append(cpu if metric is None or math.isfinite(value) else max(cpu, current))
         if wanted:
             desired = min(max(max(wanted), s.min_replicas), s.max_replicas)
-            recommendations.append((now, desired))
+            # Kubernetes' window: recommendations newer than now - window, and this one
+            # (a window of 0 keeps this one alone: scale down at once).
             while recommendations and recommendations[0][0] <= now - window:
                 recommendations.popleft()
+            recommendations.append((now, desired))
             if desired < current:
                 desired = min(current, max(r for _, r in recommendations))
             elif desired > current:

@@ -96,3 +96,15 @@ def test_the_layered_hpa_takes_the_larger_recommendation():
     gone = np.full(60, np.nan)
     held = simulate(0, 60, demand[::-1], gone, S, cpu_target=0.7)
     assert held.replicas[-1] == held.replicas.max()
+
+
+def test_a_stabilization_window_of_zero_scales_down_at_the_next_sync():
+    """`stabilizationWindowSeconds: 0`, as users set it to scale down at once: the first
+    tick of the low stretch already recommends 2 pods, and nothing older holds them."""
+    from dataclasses import replace
+
+    metric = [100.0] * 5 + [20.0] * 10
+    r = run(metric, s=replace(S, scale_down_stabilization=0))
+    ticks = r.times - r.times[0]
+    assert ticks[np.argmax(r.replicas < 10)] == 300  # the low stretch's first tick
+    assert r.replicas[-1] == 2
