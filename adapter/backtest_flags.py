@@ -61,7 +61,9 @@ _HPA_FLAGS = {
     "max_replicas": "spec.maxReplicas",
     "tolerance": "the controller's --horizontal-pod-autoscaler-tolerance",
     "sync_period": "the controller's --horizontal-pod-autoscaler-sync-period",
-    "scale_down_stabilization": "behavior.scaleDown.stabilizationWindowSeconds",
+    "scale_down_stabilization": (
+        "behavior.scaleDown.stabilizationWindowSeconds (a budget is costed through it)"
+    ),
     "scale_up_pods": "behavior.scaleUp policy: pods added per period",
     "scale_up_percent": "behavior.scaleUp policy: percent added per period",
     "scale_up_period": "behavior.scaleUp policies' periodSeconds",

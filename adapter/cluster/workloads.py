@@ -2,7 +2,8 @@
 metric names one of our rules pins the series its namespace and selector pick, so they
 are backfilled and forecast before the HPA's first request, with the lead its target's
 pods were measured to need (creation to Ready, a high percentile over recent pods,
-within the rule's lead bounds).
+within the rule's lead bounds) and its scale-down stabilization window, through which a
+budget of pod-minutes is costed.
 
 A background thread lists the HPAs, then watches them; each is measured when it appears
 or changes and every REMEASURE seconds. The Kubernetes API unreachable or forbidding it
@@ -70,6 +71,14 @@ def measured_lead(rule: Rule, pods: list[dict[str, Any]]) -> int | None:
     if len(times) < MIN_PODS:
         return None
     return rule.bounded_lead(float(np.percentile(times, PERCENTILE)))
+
+
+def scale_down_window(spec: dict[str, Any]) -> int | None:
+    """The HPA's `behavior.scaleDown.stabilizationWindowSeconds` (None where it sets none:
+    the controller's default applies)."""
+    behavior = spec.get("behavior") or {}
+    window = (behavior.get("scaleDown") or {}).get("stabilizationWindowSeconds")
+    return window if isinstance(window, int) and window >= 0 else None
 
 
 def metric_selector(selector: dict[str, Any] | None) -> LabelSelector:
@@ -213,7 +222,9 @@ class WorkloadWatch:
                 lead = kept.lead if kept is not None else None
             else:
                 lead = measured_lead(rule, pods)
-            pins[pin_name] = Pin(rule.name, ns, selector, lead, f"HPA {ns}/{name}")
+            pins[pin_name] = Pin(
+                rule.name, ns, selector, lead, f"HPA {ns}/{name}", scale_down_window(spec)
+            )
             self.demand.pin(pin_name, pins[pin_name])
             if old is None:
                 log.info(

@@ -18,6 +18,7 @@ import numpy as np
 from forecaster.config import Rule
 from forecaster.evaluation.recorded import RecordedSource
 from forecaster.models.calibration import fixed_quantile
+from forecaster.models.series_model import DEFAULT_STABILIZATION
 from forecaster.policy import ServingPolicy
 from forecaster.runtime.cycle import ForecastCycle
 from forecaster.runtime.store import ForecastStore
@@ -63,14 +64,18 @@ def replay(
     start: int,
     end: int,
     progress: Progress = lambda items, _: items,
+    stabilization: int = DEFAULT_STABILIZATION,
 ) -> Replay:
-    """Run the forecast cycle and the serving policy over [start, end]."""
+    """Run the forecast cycle and the serving policy over [start, end], a budget costed
+    through an HPA whose scale-down stabilization window lasts `stabilization` seconds."""
     step, H = rule.step, rule.horizon_steps
     times = np.arange(rule.grid_ceil(start), rule.grid_floor(end) + 1, step, dtype=np.int64)
     store = ForecastStore()
     policy = ServingPolicy(rule)
     # One series: its refits on the hour, whatever its labels (CSV and Prometheus agree).
-    cycle = ForecastCycle([rule], source, store, spread_refits=False, live=False)
+    cycle = ForecastCycle(
+        [rule], source, store, spread_refits=False, live=False, stabilization=stabilization
+    )
     labels = source.series.labels
     n = len(times)
     actual = np.full(n, np.nan)

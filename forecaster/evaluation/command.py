@@ -32,6 +32,7 @@ from forecaster.evaluation.report import (
     write_json,
 )
 from forecaster.evaluation.scoring import Judge, default_capacity, score, sweep
+from forecaster.models.series_model import DEFAULT_STABILIZATION
 from forecaster.selector import EVERYTHING, LabelSelector, SelectorError, parse_selector
 from forecaster.sources.base import Source, SourceError
 from forecaster.sources.prometheus import PrometheusClient, PrometheusSource
@@ -196,7 +197,10 @@ def run(options: BacktestOptions) -> None:
     except RangeError as err:
         raise BacktestError(f"--from/--to: {err}") from None
     started = time.perf_counter()
-    result = replay(rule, recorded, start, end, _progress)
+    # A budget is costed through the HPA the flags describe, as in a cluster through the
+    # HPAs that read the series.
+    window = int(options.hpa.get("scale_down_stabilization", DEFAULT_STABILIZATION))
+    result = replay(rule, recorded, start, end, _progress, stabilization=window)
     seconds = time.perf_counter() - started
     capacity = options.capacity_per_pod or default_capacity(result.actual)
     hpa = HPASettings(

@@ -30,7 +30,7 @@ import pandas as pd
 
 from forecaster.models.base import Fitted
 from forecaster.models.calibration import AdaptiveLevel, fixed_quantile, per_step_quantile
-from forecaster.models.series_model import SeriesFit, SeriesModel
+from forecaster.models.series_model import DEFAULT_STABILIZATION, SeriesFit, SeriesModel
 from forecaster.models.short_history import ShortHistoryForecaster
 from forecaster.policy import is_rate, last_rate, served_from, window_peak
 
@@ -74,19 +74,36 @@ class ForecastEngine:
     budget: float | None = None  # pod-minutes over perfect foresight's (see SeriesModel)
     refit_every: int = 0
     spread: bool = True  # refits at per-series offsets (else all on multiples of refit_every)
+    # The scale-down stabilization window (seconds) of the HPAs a budget is costed
+    # through: `scale_down` per series where its HPA is known, else `stabilization`.
+    stabilization: int = DEFAULT_STABILIZATION
+    scale_down: dict[Hashable, int] = field(default_factory=dict)
     series: dict[Hashable, SeriesState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.refit_every:
             self.refit_every = max(3600, REFIT_STEPS * self.step)
-        self.model = SeriesModel(
+        self.model = self._model(self.stabilization)
+        self._models = {self.stabilization: self.model}
+        self.short_history = ShortHistoryForecaster()
+
+    def _model(self, stabilization: int) -> SeriesModel:
+        return SeriesModel(
             step=self.step,
             horizon=self.horizon,
             lead=self.lead,
             quantile=self.quantile,
             budget=self.budget,
+            stabilization=stabilization,
         )
-        self.short_history = ShortHistoryForecaster()
+
+    def model_for(self, key: Hashable) -> SeriesModel:
+        """The model that fits a series: costed through its HPA's scale-down window."""
+        window = self.scale_down.get(key, self.stabilization)
+        model = self._models.get(window)
+        if model is None:
+            model = self._models[window] = self._model(window)
+        return model
 
     @property
     def window(self) -> int:
@@ -139,7 +156,7 @@ class ForecastEngine:
         # a history window that ends a whole refit period later still reaches.
         cut = len(y) - (end - at) // self.step
         keep = len(y) - self.refit_every // self.step
-        fit = self.model.fit(y[max(0, cut - keep) if keep > 0 else 0 : cut], at)
+        fit = self.model_for(key).fit(y[max(0, cut - keep) if keep > 0 else 0 : cut], at)
         new = SeriesState(fit, fit.fitted, at + self.refit_every, AdaptiveLevel(), at - self.step)
         self.series[key] = new
         return new

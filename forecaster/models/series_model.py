@@ -56,6 +56,9 @@ class SeriesFit:
         return self.fitted.model
 
 
+DEFAULT_STABILIZATION = 300
+"""Seconds an HPA holds its pods after the demand fell, where its own window is not known:
+Kubernetes' default `behavior.scaleDown.stabilizationWindowSeconds`."""
 OUTCOME_MARGIN = 0.9
 """A model chosen by outcome must leave at most this share of the demand the one with the
 least point error leaves uncovered (else the point error's choice stands: a difference
@@ -103,7 +106,7 @@ class SeriesModel:
         lead: int,
         quantile: float | None,
         budget: float | None = None,
-        stabilization: int = 300,
+        stabilization: int = DEFAULT_STABILIZATION,
     ) -> None:
         if (quantile is None) == (budget is None):
             raise ValueError(

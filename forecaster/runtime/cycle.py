@@ -13,6 +13,7 @@ from forecaster.config import Rule
 from forecaster.forecast import SeriesForecast
 from forecaster.models import ForecastEngine, ladder
 from forecaster.models.engine import PrepareMany
+from forecaster.models.series_model import DEFAULT_STABILIZATION
 from forecaster.runtime.demand import Demand, Selection
 from forecaster.runtime.failures import Failures
 from forecaster.runtime.history import HistoryBook, Observed
@@ -58,6 +59,7 @@ class ForecastCycle:
         demand: Demand | None = None,
         live: bool = True,
         prepare_many: PrepareMany | None = None,
+        stabilization: int = DEFAULT_STABILIZATION,
     ) -> None:
         self.rules = {r.name: r for r in rules}
         self.source = source
@@ -76,6 +78,7 @@ class ForecastCycle:
                 quantile=r.quantile,
                 budget=r.budget,
                 spread=spread_refits,
+                stabilization=stabilization,
             )
             for r in rules
         }
@@ -119,6 +122,8 @@ class ForecastCycle:
             wanted = set(selection.wanted)
             fetched = [s for s in fetched if series_key(s.labels) in wanted]
             book.keep(wanted)
+            # Each series' budget is costed through the window of the HPAs that read it.
+            engine.scale_down = {key: w for key, w in selection.scale_down.items()}
         book.advance(end, fetched)
         progress()
 

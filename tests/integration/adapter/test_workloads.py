@@ -49,23 +49,28 @@ def deployment(name: str, app: str) -> dict:
     }
 
 
-def hpa(name: str, target: str, metric: str, selector: dict | None) -> dict:
+def hpa(
+    name: str, target: str, metric: str, selector: dict | None, scale_down: int | None = None
+) -> dict:
     external = {
         "metric": {"name": metric},
         "target": {"type": "AverageValue", "averageValue": "10"},
     }
     if selector is not None:
         external["metric"]["selector"] = selector
+    spec: dict = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+        "minReplicas": 1,
+        "maxReplicas": 10,
+        "metrics": [{"type": "External", "external": external}],
+    }
+    if scale_down is not None:
+        spec["behavior"] = {"scaleDown": {"stabilizationWindowSeconds": scale_down}}
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": name},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-            "minReplicas": 1,
-            "maxReplicas": 10,
-            "metrics": [{"type": "External", "external": external}],
-        },
+        "spec": spec,
     }
 
 
@@ -112,7 +117,7 @@ def cluster(control_plane: ControlPlane):
         )
     auto.create_namespaced_horizontal_pod_autoscaler(
         "default",
-        hpa("wl-checkout", "wl-checkout", RULE, {"matchLabels": {"service": "checkout"}}),
+        hpa("wl-checkout", "wl-checkout", RULE, {"matchLabels": {"service": "checkout"}}, 0),
     )
     auto.create_namespaced_horizontal_pod_autoscaler(
         "default",
@@ -148,6 +153,10 @@ def test_hpas_pin_their_series_with_their_pods_lead(
         "HPA default/wl-idle": None,  # no Ready pod: the configured lead
     }
     assert not any(p.owner == "HPA default/wl-other" for p in pins.values())  # not our metric
+    # Its scale-down window, through which the series' budget is costed (wl-idle sets none:
+    # the controller's default, the engine's).
+    ours = {p.owner: p.scale_down for p in pins.values() if p.owner.startswith("HPA default/wl-")}
+    assert ours == {"HPA default/wl-checkout": 0, "HPA default/wl-idle": None}
     # The pinned series is forecast with its measured lead; nobody asks for the others,
     # so past drop_after only it is left.
     for _ in range(4):
@@ -160,6 +169,9 @@ def test_hpas_pin_their_series_with_their_pods_lead(
     assert series_key({"namespace": "default", "service": "search"}) not in snap  # dropped
     forecast = snap[checkout]
     assert forecast.lead == 300
+    assert svc.demand.select(
+        rule, {checkout: {"namespace": "default", "service": "checkout"}}, clock()
+    ).scale_down == {checkout: 0}
     # Served over its own lead window: the steps labelled (now, now + 300 + 60].
     view = svc.provider.view.rule(rule)
     [state] = [s for s in view.series if series_key(s.labels) == checkout]

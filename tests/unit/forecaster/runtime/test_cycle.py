@@ -11,7 +11,9 @@ from forecaster.config import Rule
 from forecaster.models.calibration import FALLBACK_QUANTILE, per_step_quantile
 from forecaster.models.short_history import ShortHistoryForecaster
 from forecaster.runtime.cycle import ForecastCycle
+from forecaster.runtime.demand import Pin, SeriesDemand
 from forecaster.runtime.store import ForecastStore
+from forecaster.selector import parse_selector
 from forecaster.sources.trace import Trace, TraceSource
 from forecaster.times import SETTLE
 
@@ -129,3 +131,34 @@ def test_a_series_that_fails_every_cycle_logs_its_traceback_once(nasa: Trace, ca
     now += 2 * STEP
     assert cycles(2) == ["INFO rule m {'s': 'a'}: forecasting works again"]
     assert store.snapshot("m")
+
+
+def test_a_budget_is_costed_through_the_scale_down_window_of_the_series_hpa(nasa: Trace):
+    """What a forecast's pods cost depends on how long the HPA holds them after the demand
+    falls. A series pinned by an HPA whose window is known is fitted as every series is
+    where that window is the default (a backtest's flag), and an HPA that scales down at
+    once buys another band than one that holds its pods 15 minutes."""
+    rule = Rule(name="m", query="x{<<.LabelMatchers>>}", history="9d")
+    assert rule.quantile is None  # the default: a budget of pod-minutes
+    trace = Trace(nasa.start, 60, nasa.counts[: 10 * DAYS])
+    labels = {"namespace": "a", "service": "x"}
+    now = nasa.start + 10 * DAYS * STEP + SETTLE
+
+    def upper(pinned: int | None, default: int = 300) -> np.ndarray:
+        demand = SeriesDemand([rule])
+        if pinned is not None:
+            demand.pin("hpa", Pin("m", "a", parse_selector("service=x"), scale_down=pinned))
+        store = ForecastStore()
+        ForecastCycle(
+            [rule], TraceSource(trace, labels), store, demand=demand, stabilization=default
+        ).run(rule, now)
+        snap = store.snapshot("m")
+        assert snap is not None
+        [fc] = snap.values()
+        return fc.upper
+
+    at_once, held = upper(pinned=0), upper(pinned=900)
+    np.testing.assert_array_equal(at_once, upper(pinned=None, default=0))
+    np.testing.assert_array_equal(held, upper(pinned=None, default=900))
+    assert not np.array_equal(at_once, held)
+    assert not np.array_equal(upper(pinned=None), held)

@@ -58,3 +58,19 @@ def test_pins_come_first_under_the_cap():
     demand.ask("m", [key("a", "x")], 100.0)
     got = demand.select(rule, labels_of(("a", "x"), ("b", "x")), 110.0)
     assert got.wanted == {key("b", "x"): None} and got.refused == {key("a", "x")}
+
+
+def test_a_pinned_series_carries_the_longest_scale_down_window_of_its_hpas():
+    """The window through which a series' pods are costed: of the HPAs that read it and
+    say, the longest (its pods cost the most); none where none says."""
+    rule = Rule(name="m", query=RULE_QUERY)
+    demand = SeriesDemand([rule])
+    demand.pin("short", Pin("m", "a", parse_selector("service=x"), scale_down=0))
+    demand.pin("long", Pin("m", "a", parse_selector("service in (x,y)"), scale_down=600))
+    demand.pin("unsaid", Pin("m", "b", parse_selector("")))
+    got = demand.select(rule, labels_of(("a", "x"), ("a", "y"), ("b", "x")), 10.0)
+    assert set(got.wanted) == {key("a", "x"), key("a", "y"), key("b", "x")}
+    assert got.scale_down == {key("a", "x"): 600, key("a", "y"): 600}
+    demand.unpin("long")
+    again = demand.select(rule, labels_of(("a", "x"), ("a", "y")), 20.0)
+    assert again.scale_down == {key("a", "x"): 0}  # a/y is wanted while new, unpinned

@@ -256,3 +256,40 @@ def test_cores_from_affinity_and_the_cgroup_quota(tmp_path):
     assert usable_cores(cpu_max) == min(affinity, 2)
     cpu_max.write_text("50000 100000\n")
     assert usable_cores(cpu_max) == 1
+
+
+def test_refits_in_workers_are_costed_through_the_series_hpa(nasa: Trace, pool: FitPool):
+    """A series pinned by an HPA that scales down at once is refitted in a worker as in
+    the forecaster process: costed through that window, not the default."""
+    from forecaster.runtime.demand import Pin, SeriesDemand
+    from forecaster.selector import parse_selector
+
+    rule = Rule(name="m", query="x{<<.LabelMatchers>>}", history="9d")
+    trace = Trace(nasa.start, STEP, nasa.counts[: 10 * DAY])
+    end = nasa.start + (10 * DAY - 1) * STEP + SETTLE
+
+    def upper(prepare_many, window: int | None) -> np.ndarray:
+        demand = SeriesDemand([rule])
+        if window is not None:
+            demand.pin("hpa", Pin("m", "a", parse_selector(""), scale_down=window))
+        store = ForecastStore()
+        source = TraceSource(trace, {"namespace": "a", "s": "0"})
+        ForecastCycle([rule], source, store, demand=demand, prepare_many=prepare_many).run(
+            rule, end
+        )
+        snap = store.snapshot("m")
+        assert snap is not None
+        [fc] = snap.values()
+        return fc.upper
+
+    fitted: list[int] = []
+
+    def counted(engine: ForecastEngine, jobs: list) -> list:
+        fits = pool.prepare_many(engine, jobs)
+        fitted.append(sum(f is not None for f in fits))
+        return fits
+
+    pooled = upper(counted, 0)
+    assert fitted == [1]  # the worker's
+    np.testing.assert_array_equal(pooled, upper(None, 0))
+    assert not np.array_equal(pooled, upper(None, None))
