@@ -117,11 +117,14 @@ class ForecastEngine:
         history y ending at `end`, and the fit they came from (raise ValueError if the
         series cannot be forecast at `end`)."""
         state = self.series[key] if not self._due(key, end) else self._refit(key, y, end)
-        # Replay every grid point since the last one forecast (a restart, a missed cycle):
-        # the adaptive level depends on each value that would have been served.
-        for g in range(state.done + self.step, end, self.step):
-            with contextlib.suppress(ValueError):  # no recent observation: nothing served
-                self._step(state, y[: len(y) - (end - g) // self.step], g)
+        if self.budget is None:
+            # Replay every grid point since the last one forecast (a restart, a missed
+            # cycle): the adaptive level depends on each value that would have been
+            # served. Under a budget nothing does: the model's state is brought from the
+            # last point to `end` in one go, through the same observations in order.
+            for g in range(state.done + self.step, end, self.step):
+                with contextlib.suppress(ValueError):  # no recent observation: nothing served
+                    self._step(state, y[: len(y) - (end - g) // self.step], g)
         return self._step(state, y, end)
 
     def _step(

@@ -69,3 +69,28 @@ def test_a_fit_forecasts_what_the_last_path_says(july, kind: Model):
     # Profiles are kept as float32. Holt-Winters' fit smooths through the last three
     # periods, its paths from two periods before the first origin: close, not equal.
     np.testing.assert_allclose(mean, expected, rtol=0.05 if kind.kind == "hw" else 1e-4)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=[f"{m.name}-{i}" for i, m in enumerate(KINDS)])
+def test_a_fit_brought_over_many_points_at_once_is_the_fit_brought_over_each(july, kind: Model):
+    """What the engine relies on under a budget, where it brings a fit from the last point
+    forecast to the newest in one go (a restart, a missed cycle, a refit's grid point):
+    the same state, to the bit, as one point at a time (a hole among them included)."""
+    y = july[: 15 * 1440].copy()
+    y[-40] = np.nan
+    ctx = context(y[:-90])
+    fitted = kind.fit(ctx)
+    stepwise = fitted
+    for k in range(89, -1, -1):
+        seen = y[: len(y) - k]
+        stepwise = stepwise.advance(seen, end_of(seen), STEP)
+    at_once = fitted.advance(y, end_of(y), STEP)
+    recent = y if kind.history_steps is None else y[-kind.history_steps :]
+    np.testing.assert_array_equal(
+        at_once.predict(recent, end_of(y), STEP, H), stepwise.predict(recent, end_of(y), STEP, H)
+    )
+    if kind.kind == "hw":  # a state that moves
+        assert (
+            at_once.predict(recent, end_of(y), STEP, H)[0]
+            != fitted.predict(recent, end_of(y), STEP, H)[0]
+        )
