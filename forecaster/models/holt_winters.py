@@ -23,20 +23,24 @@ def smooth(
     """Run the recursions through y from (level, season), which is not modified. With
     `record`, also the level after each index and the seasonal value written at each
     index. Holes (NaN) leave the state as it is."""
-    season = season.copy()
-    levels = np.empty(len(y)) if record else None
-    written = np.empty(len(y)) if record else None
-    for i in range(len(y)):
-        v = y[i]
-        k = phase[i]
+    # On plain Python numbers: indexing numpy arrays element by element costs several
+    # times more, for the same double-precision arithmetic.
+    slots = season.tolist()
+    level = float(level)
+    levels: list[float] = []
+    written: list[float] = []
+    for v, k in zip(y.tolist(), phase.tolist(), strict=True):
         if v == v:  # not NaN
-            new_level = alpha * (v - season[k]) + (1.0 - alpha) * level
-            season[k] = gamma * (v - new_level) + (1.0 - gamma) * season[k]
+            new_level = alpha * (v - slots[k]) + (1.0 - alpha) * level
+            slots[k] = gamma * (v - new_level) + (1.0 - gamma) * slots[k]
             level = new_level
-        if levels is not None and written is not None:
-            levels[i] = level
-            written[i] = season[k]
-    return level, season, levels, written
+        if record:
+            levels.append(level)
+            written.append(slots[k])
+    out = np.array(slots, dtype=season.dtype)
+    if not record:
+        return level, out, None, None
+    return level, out, np.array(levels), np.array(written)
 
 
 @dataclass(frozen=True)
