@@ -135,12 +135,16 @@ def _changes_acf(y: np.ndarray, max_lag: int) -> np.ndarray:
 
 def _phase_medians(d: np.ndarray, ph: np.ndarray, p: int) -> np.ndarray:
     """Median of d per phase 0..p-1 (NaN where a phase has no value; d has no NaN)."""
-    order = np.lexsort((d, ph))
-    ph_sorted, d_sorted = ph[order], d[order]
-    starts = np.searchsorted(ph_sorted, np.arange(p), side="left")
-    stops = np.searchsorted(ph_sorted, np.arange(p), side="right")
+    # Sorted by value, then stably by phase: values in order within each phase. Phases
+    # of 16 bits sort by radix, several times faster than numpy's lexsort.
+    order = np.argsort(d)
+    narrow = ph[order].astype(np.int16 if p <= np.iinfo(np.int16).max else np.int64)
+    d_sorted = d[order[np.argsort(narrow, kind="stable")]]
+    counts = np.bincount(ph, minlength=p)
+    stops = np.cumsum(counts)
+    starts = stops - counts
     out = np.full(p, np.nan)
-    have = stops > starts
+    have = counts > 0
     lo, hi = (starts + stops - 1) // 2, (starts + stops) // 2
     out[have] = 0.5 * (d_sorted[lo[have]] + d_sorted[hi[have]])
     return out

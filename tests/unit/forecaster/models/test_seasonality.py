@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from forecaster.models import seasonality as sz
 from forecaster.models.ladder import SEASONAL_MIN_ACF
@@ -40,3 +41,23 @@ def test_a_one_off_spike_does_not_teach_the_daily_profile(nasa: Trace):
         calm.reshape(-1, DAYS)[:, hours]
     )
     assert 0 <= shift < 0.6 * (mean_shift - 1)
+
+
+@pytest.mark.parametrize("p", [7, 1440, 40_000])
+def test_phase_medians_are_each_phases_median(p: int):
+    """The median of every phase, NaN where a phase has none, whatever the phases' order
+    and width (past 16 bits too), ties and holes included."""
+    from forecaster.models.seasonality import _phase_medians
+
+    rng = np.random.default_rng(p)
+    n = 3 * p + p // 2
+    ph = (np.arange(n) + 5) % p
+    d = np.round(rng.gamma(2.0, 3.0, n), 1)  # ties within phases
+    keep = rng.random(n) > 0.2
+    keep[ph == 3] = False  # a phase never observed
+    shuffled = rng.permutation(np.flatnonzero(keep))
+    got = _phase_medians(d[shuffled], ph[shuffled], p)
+    expected = np.array(
+        [np.median(d[keep & (ph == k)]) if (keep & (ph == k)).any() else np.nan for k in range(p)]
+    )
+    np.testing.assert_array_equal(got, expected)
