@@ -22,6 +22,7 @@ import numpy as np
 
 from adapter.cluster.kube import Kube, KubeError
 from forecaster.config import Rule
+from forecaster.models.series_model import DEFAULT_STABILIZATION
 from forecaster.runtime.demand import Pin, SeriesDemand
 from forecaster.selector import LabelSelector, SelectorError, parse_selector
 
@@ -222,13 +223,13 @@ class WorkloadWatch:
                 lead = kept.lead if kept is not None else None
             else:
                 lead = measured_lead(rule, pods)
-            pins[pin_name] = Pin(
-                rule.name, ns, selector, lead, f"HPA {ns}/{name}", scale_down_window(spec)
-            )
+            window = scale_down_window(spec)
+            pins[pin_name] = Pin(rule.name, ns, selector, lead, f"HPA {ns}/{name}", window)
             self.demand.pin(pin_name, pins[pin_name])
             if old is None:
                 log.info(
-                    "HPA %s/%s scales %s %s on %s {%s}: its series are forecast ahead, lead %s",
+                    "HPA %s/%s scales %s %s on %s {%s}: its series are forecast ahead, lead "
+                    "%s, budget costed through a scale-down window of %s",
                     ns,
                     name,
                     target.get("kind"),
@@ -236,6 +237,7 @@ class WorkloadWatch:
                     rule.name,
                     selector,
                     f"{lead}s (measured)" if lead is not None else f"{rule.lead}s (configured)",
+                    f"{window if window is not None else DEFAULT_STABILIZATION}s",
                 )
                 self.pinned(rule)
         self._pins[uid] = pins

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from adapter.cluster.workloads import measured_lead, metric_selector, startup_seconds
+from adapter.cluster.workloads import (
+    measured_lead,
+    metric_selector,
+    scale_down_window,
+    startup_seconds,
+)
 from forecaster.config import Rule
 from tests.conftest import RULE_QUERY
 
@@ -56,4 +61,18 @@ def test_lead_is_a_high_percentile_of_recent_start_ups_within_bounds():
             )
         )
         == "a=b,c notin (x,y),!d"
+    )
+
+
+def test_the_scale_down_window_is_the_hpas_own_where_it_says():
+    window = {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}}}
+    assert scale_down_window(window) == 600
+    assert scale_down_window({"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}) == 0
+    # Unset: the controller's default applies (the engine's).
+    assert scale_down_window({}) is None
+    assert scale_down_window({"behavior": None}) is None
+    assert scale_down_window({"behavior": {"scaleUp": {"stabilizationWindowSeconds": 0}}}) is None
+    assert scale_down_window({"behavior": {"scaleDown": {"selectPolicy": "Min"}}}) is None
+    assert (
+        scale_down_window({"behavior": {"scaleDown": {"stabilizationWindowSeconds": -1}}}) is None
     )
