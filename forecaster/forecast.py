@@ -22,6 +22,7 @@ class SeriesForecast:
     quantile: float | None = None  # share of lead-window peaks the upper band is to cover
     headroom: float | None = None  # factor on the band that a budget's remainder bought
     lead: int | None = None  # the workload's measured lead, if any (the policy decides)
+    scale_down: int | None = None  # the HPA window a budget was costed through (seconds)
 
     def age(self, now: float) -> float:
         """Seconds between the newest data behind this forecast and `now`."""

@@ -50,6 +50,8 @@ class SeriesFit:
     # The point forecast's own model and band where the least point error chose another
     # model than the outcome did (None: the point is the median of the served model).
     point: tuple[Fitted, Band] | None = None
+    # The scale-down window (seconds) a budget was costed through (None: a fixed quantile).
+    scale_down: int | None = None
 
     @property
     def model(self) -> Model:
@@ -117,6 +119,7 @@ class SeriesModel:
         self.window = lead_window(lead, step)
         self.quantile = quantile
         self.budget = budget
+        self.stabilization = stabilization
         self.hold = stabilization / step  # the scale-down window, in steps
 
     def fit(self, y: np.ndarray, end: int) -> SeriesFit:
@@ -164,6 +167,7 @@ class SeriesModel:
             error,
             masked,
             point,
+            self.stabilization if self.budget is not None else None,
         )
 
     def _prepare(self, y: np.ndarray, end: int) -> tuple[SeriesContext, int, float]:

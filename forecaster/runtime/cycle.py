@@ -167,6 +167,7 @@ class ForecastCycle:
                 fit.quantile,
                 recent_error=fit.recent_error,
                 headroom=fit.headroom,
+                scale_down=fit.scale_down,
             )
             progress()
         self._failures[rule.name].keep([*seen, "young"])  # a series' return is news again
@@ -329,6 +330,7 @@ def _forecast(
     quantile: float,
     recent_error: float | None = None,
     headroom: float | None = None,
+    scale_down: int | None = None,
 ) -> SeriesForecast:
     return SeriesForecast(
         labels=labels,
@@ -341,4 +343,5 @@ def _forecast(
         recent_error=recent_error,
         quantile=quantile,
         headroom=headroom,
+        scale_down=scale_down,
     )

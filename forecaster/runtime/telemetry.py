@@ -252,6 +252,12 @@ class SeriesCollector(Collector):
                 "what the budget affords beyond the band at its quantile, under 1 (down to 0, "
                 "the actual alone) where even the lowest band costs more; 1 otherwise.",
             ),
+            "scale_down": GaugeMetricFamily(
+                "scaleahead_series_scale_down_seconds",
+                "The HPA scale-down stabilization window the series' pod-minutes budget was "
+                "costed through at the last refit: that of the HPAs that read it (the "
+                "longest), else Kubernetes' default. Absent under a fixed quantile.",
+            ),
             "model": GaugeMetricFamily(
                 "scaleahead_series_model_info", "The model forecasting the series (value 1)."
             ),
@@ -305,6 +311,7 @@ class SeriesCollector(Collector):
                         "error": fc.recent_error,
                         "quantile": fc.quantile,
                         "headroom": fc.headroom,
+                        "scale_down": fc.scale_down,
                     }
                     families["model"].add_sample(
                         families["model"].name, {**labels, "model": fc.model}, 1.0

@@ -106,6 +106,8 @@ def test_served_value_matches_independent_computation(service, prometheus):
             if line.startswith(f"{family}{{{labels}}} ")
         ]
         assert low <= value <= high, (family, value)
+    # A fixed quantile buys nothing: no window it was costed through.
+    assert "scaleahead_series_scale_down_seconds{" not in metrics
 
 
 def test_selectors_namespaces_and_items(service):

@@ -185,6 +185,11 @@ def test_hpas_pin_their_series_with_their_pods_lead(
         'scaleahead_series_lead_seconds{namespace="default",rule="http_requests_forecast",'
         'service="checkout",source="measured"} 300.0'
     ) in metrics
+    # ...and its budget costed through its HPA's window (0 s: it scales down at once).
+    assert (
+        'scaleahead_series_scale_down_seconds{namespace="default",rule="http_requests_forecast",'
+        'service="checkout"} 0.0'
+    ) in metrics
     # Through the watch: an HPA created later pins its series within seconds; deleted,
     # it lets go.
     watch.start()
