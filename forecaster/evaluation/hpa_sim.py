@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from forecaster.models.series_model import DEFAULT_STABILIZATION
+
 
 @dataclass(frozen=True)
 class HPASettings:
@@ -38,7 +40,7 @@ class HPASettings:
     max_replicas: int = 1000
     tolerance: float = 0.1
     sync_period: int = 15
-    scale_down_stabilization: int = 300
+    scale_down_stabilization: int = DEFAULT_STABILIZATION
     scale_up_pods: int = 4  # per scale_up_period
     scale_up_percent: float = 100.0  # per scale_up_period
     scale_up_period: int = 15
