@@ -91,11 +91,14 @@ def in_process(url: str, rule: Rule) -> None:
     client.close()
 
 
-def end_to_end(root: Path, url: str, rule: Rule, workers: int, rounds: int = 2) -> None:
+def end_to_end(
+    root: Path, url: str, rule: Rule, workers: int, series: int, rounds: int = 2
+) -> None:
     config = root / "scaleahead.yaml"
     config.write_text(
         f"prometheus:\n  url: {url}\n  timeout: 60s\n"
         f"rules:\n  - name: {rule.name}\n    query: '{rule.query}'\n    history: {HISTORY}s\n"
+        f"    max_series: {max(series, Rule.model_fields['max_series'].default)}\n"
     )
     exe = Path(sys.executable).parent / "scaleahead"
     for k in range(rounds):
@@ -178,13 +181,18 @@ def main() -> None:
         )
         server.start()
         try:
-            rule = Rule(name="http_requests_forecast", query=QUERY, history=f"{HISTORY}s")
+            rule = Rule(
+                name="http_requests_forecast",
+                query=QUERY,
+                history=f"{HISTORY}s",
+                max_series=max(args.series, Rule.model_fields["max_series"].default),
+            )
             if not args.end_to_end_only:
                 print("in process:")
                 in_process(server.url, rule)
             print("end to end (scaleahead serve):")
             for workers in counts:
-                end_to_end(root, server.url, rule, workers)
+                end_to_end(root, server.url, rule, workers, args.series)
         finally:
             server.stop()
 

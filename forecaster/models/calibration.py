@@ -22,14 +22,12 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from forecaster.config import QUANTILE_RANGE
+from forecaster.models.band import LEVELS, Band, level_index
 from forecaster.models.base import Model, SeriesContext, ffill
-from forecaster.models.volatility import VOLATILITY_RANGE, volatility
+from forecaster.models.volatility import volatility
 from forecaster.policy import serve
 from forecaster.times import DAY
 
-LEVELS = np.linspace(*QUANTILE_RANGE, 190)
-"""Quantile levels at which each fit keeps its calibration residual quantiles: every
-quantile a rule may ask for (forecaster.config.QUANTILE_RANGE)."""
 SCALE_POWERS = (0.0, 0.5, 1.0)
 """How residuals may grow with the forecast: constant, like counts (sqrt), proportionally."""
 CALIBRATION_SECONDS = 2 * DAY
@@ -62,51 +60,11 @@ def fixed_quantile(quantile: float | None) -> float:
     return FALLBACK_QUANTILE if quantile is None else quantile
 
 
-def level_index(level: float) -> int:
-    """The index of LEVELS at or just above `level`."""
-    return min(int(np.searchsorted(LEVELS, level)), len(LEVELS) - 1)
-
-
 def per_step_quantile(quantile: float, steps: int) -> float:
     """The per-step quantile at which `steps` consecutive steps all stay within their bands
     with probability `quantile`, were their misses independent (errors that move together
     make it conservative). For bands with no calibration history."""
     return float(quantile ** (1.0 / steps))
-
-
-@dataclass(frozen=True)
-class Band:
-    """Residual quantiles by horizon at every level of LEVELS, in units of the scale
-    max(forecast, floor) ** power, times, for a band that follows volatility
-    (`calm` > 0), the series' volatility at the origin over `calm`, its median over the
-    calibration origins (within VOLATILITY_RANGE)."""
-
-    zgrid: np.ndarray  # (len(LEVELS), horizon)
-    floor: float
-    power: float
-    calm: float = 0.0  # 0: a band of constant width in these units
-
-    @classmethod
-    def flat(cls, horizon: int, floor: float) -> Band:
-        """No calibration history: an upper band equal to the mean."""
-        return cls(np.zeros((len(LEVELS), horizon)), floor, 0.5)
-
-    def scale(self, forecast: np.ndarray, moving: np.ndarray | float = 0.0) -> np.ndarray:
-        """The band's unit about `forecast`, made at origins whose volatility is `moving`."""
-        unit = np.maximum(forecast, self.floor) ** self.power
-        if self.calm > 0.0:
-            unit = unit * np.clip(np.asarray(moving) / self.calm, *VOLATILITY_RANGE)
-        return unit
-
-    def quantile(
-        self, mean: np.ndarray, level: float, moving: np.ndarray | float = 0.0
-    ) -> np.ndarray:
-        """The forecast's quantile `level` (interpolated) about the model's forecast `mean`,
-        made where the series' volatility is `moving`."""
-        i = int(np.clip(np.searchsorted(LEVELS, level), 1, len(LEVELS) - 1))
-        w = float(np.clip((level - LEVELS[i - 1]) / (LEVELS[i] - LEVELS[i - 1]), 0.0, 1.0))
-        zq = (1 - w) * self.zgrid[i - 1] + w * self.zgrid[i]
-        return mean + zq * self.scale(mean, moving)
 
 
 def nan_quantiles(z: np.ndarray, q: float | np.ndarray) -> np.ndarray:
@@ -195,6 +153,7 @@ class Backtest:
         factor: a function of (j, factor), the band's scale computed once."""
         # Steps by row (window x origins, contiguous): the max over a window is then a
         # reduction across a few long rows, several times faster than along short ones.
+        assert band.rows is None, "a band costed at every level holds every row"
         head = np.ascontiguousarray(self.paths[:, : self.window].T)
         scale = band.scale(head, self.moving[None, :])
         missing = ~np.isfinite(head)  # window_peak's rule, applied once for every level

@@ -10,6 +10,7 @@ import numpy as np
 from forecaster.config import QUANTILE_RANGE
 from forecaster.models import ladder, selection
 from forecaster.models import seasonality as sz
+from forecaster.models.band import Band, level_index
 from forecaster.models.base import (
     Fitted,
     Model,
@@ -21,11 +22,9 @@ from forecaster.models.calibration import (
     CALIBRATION_SECONDS,
     MIN_ORIGINS,
     Backtest,
-    Band,
     Budget,
     candidate_bands,
     fixed_quantile,
-    level_index,
     peak_level,
     sharpest,
 )
@@ -148,7 +147,7 @@ class SeriesModel:
             if trials[winner].shortfall < OUTCOME_MARGIN * trials[0].shortfall:
                 first = evidence[0]
                 if first is not None:  # the point forecast stays the least error's
-                    point = (best.fit(ctx), sharpest(first.bands, first.bt, 0.5))
+                    point = (best.fit(ctx), sharpest(first.bands, first.bt, 0.5).kept((0.5,)))
                 best, error = shortlist[winner]
             else:
                 winner = 0
@@ -160,7 +159,8 @@ class SeriesModel:
             best.fit(ctx),
             end,
             _seasonality(candidates),
-            band,
+            # Under a budget the level stays the fit's; a fixed quantile's moves (ACI).
+            band.kept(None if self.budget is None else (level, 0.5) if point is None else (level,)),
             quantile,
             level,
             headroom,

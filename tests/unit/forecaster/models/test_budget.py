@@ -274,7 +274,8 @@ def test_a_budget_holds_on_each_day_of_the_calibration_not_only_on_their_sum():
     are the actual), the second half as much again (a surge). A band that serves 100 + z
     everywhere may spend 1.1x on each day: z up to 10, not the 37.5 the two days' sum
     allows, which would spend 1.375x on the calm day (as the next, calm, day would)."""
-    from forecaster.models.calibration import LEVELS, Backtest, Band, Budget
+    from forecaster.models.band import LEVELS, Band
+    from forecaster.models.calibration import Backtest, Budget
 
     n = 2 * 288
     actual = np.full(n, 100.0)

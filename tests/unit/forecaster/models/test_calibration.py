@@ -3,11 +3,13 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forecaster.models import SeriesModel
-from forecaster.models.calibration import LEVELS, nan_quantiles
+from forecaster.models.band import LEVELS, Band
+from forecaster.models.calibration import nan_quantiles
 from forecaster.models.volatility import volatility
 
 
@@ -80,3 +82,53 @@ def test_under_a_budget_surges_that_cluster_widen_the_band_after_a_turbulent_hou
         median, upper, _ = model.forecast(fit, y[: i + 1], end - (len(y) - 1 - i) * step)
         widths[regime] = float(np.mean(upper - median))
     assert widths[8.0] > 2.5 * widths[1.0]
+
+
+def test_a_fit_keeps_its_band_in_single_precision_and_serves_what_the_full_one_would(
+    july: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a budget, the band a fit keeps between refits holds only the rows of the two
+    levels it serves at (its level, the median), in single precision: 160 bytes instead
+    of 15 KB a series. The fit's choices are those made with the full band, the values
+    served from it are the full band's to within single precision's rounding, and a
+    level it did not keep is refused, not read from the wrong row."""
+    y = july[: 3 * 1440]
+    end = 1_000_000 * 60 + (len(y) - 1) * 60
+    model = SeriesModel(step=60, horizon=10, lead=180, quantile=None, budget=1.1)
+    fit = model.fit(y, end)
+    assert fit.band.zgrid.dtype == np.float32
+    assert fit.band.zgrid.nbytes <= 4 * 10 * 4  # the rows of two levels
+    monkeypatch.setattr(Band, "kept", lambda band, levels: band)
+    full = model.fit(y, end)
+    assert full.band.zgrid.dtype == np.float64
+    assert (fit.model, fit.level, fit.headroom, fit.quantile) == (
+        full.model,
+        full.level,
+        full.headroom,
+        full.quantile,
+    )
+    assert fit.point is None  # the median is the served band's
+    for level in (fit.level, 0.5):
+        kept = fit.band.quantile(np.full(10, 50.0), level, 1.0)
+        assert kept.dtype == np.float64
+        assert np.allclose(kept, full.band.quantile(np.full(10, 50.0), level, 1.0), rtol=1e-6)
+    with pytest.raises(ValueError, match="not among the levels this band kept"):
+        fit.band.quantile(np.full(10, 50.0), 0.999, 1.0)
+    served, full_served = model.forecast(fit, y, end), model.forecast(full, y, end)
+    for got, want in zip(served[:2], full_served[:2], strict=True):
+        assert np.allclose(got, want, rtol=1e-6)
+
+
+def test_under_a_fixed_quantile_a_fit_keeps_every_level_for_the_adaptive_one(
+    july: np.ndarray,
+) -> None:
+    """A fixed quantile's level moves with every miss (ACI), so its fit keeps the band at
+    every level, in single precision, and serves at any of them."""
+    y = july[: 3 * 1440]
+    end = 1_000_000 * 60 + (len(y) - 1) * 60
+    fit = SeriesModel(step=60, horizon=10, lead=180, quantile=0.9).fit(y, end)
+    assert fit.band.rows is None
+    assert fit.band.zgrid.shape == (len(LEVELS), 10)
+    assert fit.band.zgrid.dtype == np.float32
+    low, high = (fit.band.quantile(np.full(10, 50.0), q, 1.0) for q in (LEVELS[1], LEVELS[-2]))
+    assert (high >= low).all() and (high > low).any()

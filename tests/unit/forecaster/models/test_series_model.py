@@ -9,7 +9,7 @@ import pytest
 
 from forecaster.models import SeriesModel
 from forecaster.models import seasonality as sz
-from forecaster.models.calibration import Band
+from forecaster.models.band import Band
 from forecaster.policy import serve
 from forecaster.times import DAY
 from tests.unit.forecaster.models.conftest import DAYS, STEP, end_of, model
