@@ -48,10 +48,17 @@ async def send_status(
     code: int,
     reason: str,
     message: str,
+    retry_after: int | None = None,
 ) -> None:
-    """Answer a raw ASGI request with a `Status` (for middleware, before any route)."""
-    body = json.dumps(status_body(code, reason, message)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    """Answer a raw ASGI request with a `Status` (for middleware, before any route); with
+    `retry_after`, the seconds a client should wait (header and details)."""
+    status = status_body(code, reason, message)
+    headers = [(b"content-type", b"application/json")]
+    if retry_after is not None:
+        status["details"] = {"retryAfterSeconds": retry_after}
+        headers.append((b"retry-after", str(retry_after).encode()))
+    body = json.dumps(status).encode()
+    headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -22,11 +22,25 @@ from adapter.errors import UsageError
 from adapter.security.cache import TTLCache
 from adapter.security.identity import User
 from adapter.security.options import AuthenticationSettings
+from adapter.security.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
 LOOKUP_INTERVAL = 60.0
 """How often the authentication ConfigMap is re-read (seconds)."""
+NEW_TOKEN_RATE = 20.0
+"""TokenReviews a second, on average, of tokens that have not authenticated lately (at
+most NEW_TOKEN_BURST at once): each costs the API server a review, so a client sending a
+new token with every request must not turn into as many reviews. Beyond, such requests
+are refused with 429 and Retry-After, as the API server's own flow control answers."""
+NEW_TOKEN_BURST = 40.0
+KNOWN_TOKEN_TTL = 3600.0
+"""Seconds a token that authenticated stays known: its reviews, when its cached answer
+expires, are never limited (a scraper's token is not refused because of someone else's)."""
+
+
+class TooManyTokenReviews(Exception):
+    """A request's bearer token would need a review beyond NEW_TOKEN_RATE."""
 
 
 def _pem_certs(pem: bytes, what: str) -> tuple[x509.Certificate, ...]:
@@ -89,6 +103,8 @@ class Authenticator:
         self._trust = self._combine()
         self._certs = TTLCache()
         self._tokens = TTLCache()
+        self._known = TTLCache()  # tokens that authenticated within KNOWN_TOKEN_TTL
+        self._new_reviews = TokenBucket(NEW_TOKEN_RATE, NEW_TOKEN_BURST)
         self._stop = threading.Event()
 
     # The trusted CAs -------------------------------------------------------------
@@ -195,15 +211,20 @@ class Authenticator:
         return _user_from_headers(headers, trust)
 
     def from_token(self, token: str) -> User | None:
-        """The user a bearer token belongs to (TokenReview, cached); blocking."""
+        """The user a bearer token belongs to (TokenReview, cached); blocking. Raises
+        TooManyTokenReviews for a token not known lately beyond NEW_TOKEN_RATE."""
         if self.kube is None:
             return None
         key = hashlib.sha256(token.encode()).digest()
         hit, value = self._tokens.get(key)
         if hit:
             return value  # type: ignore[no-any-return]
+        if not self._known.get(key)[0] and not self._new_reviews.take():
+            raise TooManyTokenReviews
         user = self.kube.token_review(token)
         self._tokens.put(key, user, self.settings.token_cache_ttl)
+        if user is not None:
+            self._known.put(key, True, KNOWN_TOKEN_TTL)
         return user
 
 

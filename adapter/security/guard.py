@@ -5,6 +5,7 @@ is on an always-allowed path), then passed on with its caller in the request's s
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import anyio.to_thread
@@ -12,12 +13,15 @@ import anyio.to_thread
 from adapter.asgi import AUTHENTICATED, CALLER, PEER_CERT, ASGIApp, Receive, Scope, Send
 from adapter.cluster.kube import KubeError
 from adapter.errors import StatusError, send_status
-from adapter.security.authn import Authenticator
+from adapter.security.authn import NEW_TOKEN_RATE, Authenticator, TooManyTokenReviews
 from adapter.security.authz import Authorizer
 from adapter.security.identity import User
 from adapter.security.request_info import request_attributes
 
 log = logging.getLogger(__name__)
+
+LIMIT_LOG_INTERVAL = 60.0
+"""Seconds between warnings that requests were refused for want of token reviews."""
 
 
 @dataclass
@@ -27,6 +31,22 @@ class Guard:
     app: ASGIApp
     authenticator: Authenticator
     authorizer: Authorizer
+    _refused: int = 0  # requests refused for token reviews since the last warning
+    _warned: float = -LIMIT_LOG_INTERVAL
+
+    def _limited(self) -> None:
+        """Count a request refused for want of token reviews; warn at most once a minute."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._warned >= LIMIT_LOG_INTERVAL:
+            log.warning(
+                "refused %d request(s) with bearer tokens not seen lately in the last %.0f s: "
+                "more than %.0f new tokens a second to review (429)",
+                self._refused,
+                min(now - self._warned, LIMIT_LOG_INTERVAL),
+                NEW_TOKEN_RATE,
+            )
+            self._refused, self._warned = 0, now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,7 +54,18 @@ class Guard:
             return
         path: str = scope["path"]
         method: str = scope["method"]
-        user = await self._authenticate(scope)
+        try:
+            user = await self._authenticate(scope)
+        except TooManyTokenReviews:
+            self._limited()
+            await send_status(
+                send,
+                429,
+                "TooManyRequests",
+                "too many requests with bearer tokens not seen lately, please try again later",
+                retry_after=1,
+            )
+            return
         if user is not None:  # for the access log, whatever is decided below
             scope["state"] = {**(scope.get("state") or {}), AUTHENTICATED: user}
         if self.authorizer.always_allowed(path):

@@ -14,6 +14,7 @@ from adapter.security.authn import Authenticator
 from adapter.security.authz import Authorizer
 from adapter.security.identity import Attributes, User
 from adapter.security.options import AuthenticationSettings, AuthorizationSettings
+from adapter.security.ratelimit import TokenBucket
 from adapter.security.request_info import request_attributes
 from harness.pki import CA
 
@@ -203,3 +204,15 @@ def test_an_unreadable_ca_file_is_refused_naming_the_flag(tmp_path):
             AuthenticationSettings(requestheader_client_ca_file=tmp_path / "missing.crt"),
             kube=None,
         )
+
+
+def test_a_token_bucket_allows_its_burst_then_its_rate():
+    now = [100.0]
+    bucket = TokenBucket(rate=2.0, burst=3.0, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    now[0] += 0.25  # half a token
+    assert not bucket.take()
+    now[0] += 0.25  # a whole one
+    assert bucket.take() and not bucket.take()
+    now[0] += 60.0  # refills to its burst, no more
+    assert sum(bucket.take() for _ in range(10)) == 3
