@@ -2,7 +2,8 @@
 with the client certificate of each connection in the request's state, a bound on the
 connections held, and deadlines for slow clients.
 
-A TLS client has HANDSHAKE_TIMEOUT to complete its handshake. Every request, its head and
+A request's head may cost MAX_HEAD at most (a 431 beyond). A TLS client has
+HANDSHAKE_TIMEOUT to complete its handshake. Every request, its head and
 its body, must arrive whole within REQUEST_TIMEOUT of its first byte (the first request
 within it of the handshake, or of the connection opening without TLS), whichever request
 of the connection it is. Beyond MAX_CONNECTIONS held, each new one closes the one idle
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import json
 import logging
 import resource
 import ssl
@@ -27,7 +29,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from adapter.asgi import PEER_CERT
-from adapter.errors import UsageError
+from adapter.errors import UsageError, status_body
 from adapter.server.memory import give_back
 
 log = logging.getLogger("scaleahead")
@@ -39,6 +41,16 @@ REQUEST_TIMEOUT = 10.0
 """Seconds a request may take to arrive whole (head and body), from its first byte, or
 from the handshake (the connection opening, without TLS) for its first: beyond, the
 connection is closed."""
+
+MAX_HEAD = 64 * 1024
+"""What a request's head (its request line and headers) may cost, in bytes received plus
+HEAD_LINE_COST for each line: beyond, it is answered 431 and its connection closed. A
+head from the aggregator or a client is a few KiB; an unbounded one grew the process by
+hundreds of MiB a second from one client (uvicorn keeps every header line it parses)."""
+HEAD_LINE_COST = 128
+"""Bytes counted for each line of a request head on top of its own: about what the server
+keeps of a header beyond its text, so that many tiny lines cannot cost more than
+MAX_HEAD of memory either."""
 
 KEEP_ALIVE_TIMEOUT = 30
 """Idle keep-alive connections are closed after this many seconds (the aggregator reuses
@@ -152,6 +164,8 @@ class PeerCertProtocol(HttpToolsProtocol):
         self._idle_since = self.loop.time()
         self._arriving = True  # a request (the first) is awaited
         self._deadline: asyncio.TimerHandle | None = None
+        self._head = 0  # what the head of the request arriving has cost (MAX_HEAD)
+        self._in_head = True  # its head is not complete yet
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.held.opened(self, transport)  # without TLS; with it, _TLS did at acceptance
@@ -161,14 +175,43 @@ class PeerCertProtocol(HttpToolsProtocol):
         self.app_state = {**self.app_state, PEER_CERT: der}
         self._deadline = self.loop.call_later(REQUEST_TIMEOUT, self._too_slow)
 
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head += len(data) + HEAD_LINE_COST * data.count(b"\n")
+            if self._head > MAX_HEAD:
+                self._head_too_large()
+                return
+        super().data_received(data)
+
+    def _head_too_large(self) -> None:
+        body = json.dumps(
+            status_body(
+                431,
+                "RequestHeaderFieldsTooLarge",
+                f"the request's head is larger than {MAX_HEAD // 1024} KiB",
+            )
+        ).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self._in_head = False
+        self.transport.close()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._restart_deadline()
         self._arriving = True
 
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
     def on_message_complete(self) -> None:
         self._cancel_deadline()
         self._arriving = False
+        self._in_head, self._head = True, 0  # the next request's head is awaited
         super().on_message_complete()
 
     def on_response_complete(self) -> None:

@@ -4,6 +4,7 @@ HPA instead of keeping them out (issue 29, item 1)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -11,9 +12,16 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from adapter.server.http import MAX_CONNECTIONS, REQUEST_TIMEOUT, enough_descriptors
+from adapter.server.http import (
+    HEAD_LINE_COST,
+    MAX_CONNECTIONS,
+    MAX_HEAD,
+    REQUEST_TIMEOUT,
+    enough_descriptors,
+)
 from forecaster.selector import MAX_LENGTH
 from harness.net import free_port, wait_http
+from harness.proc import rss_kib
 from tests.integration.adapter.test_cli import running
 
 METRIC = (
@@ -23,11 +31,17 @@ METRIC = (
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+    """The demo's port and its process id."""
     port = free_port()
-    with running(["serve", "--port", str(port)], tmp_path_factory.mktemp("slow") / "log"):
+    with running(["serve", "--port", str(port)], tmp_path_factory.mktemp("slow") / "log") as proc:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=90)
-        yield port
+        yield port, proc.pid
+
+
+@pytest.fixture(scope="module")
+def demo(served: tuple[int, int]) -> int:
+    return served[0]
 
 
 def seconds_until_closed(sock: socket.socket, dribble: bytes, limit: float = 40.0) -> float:
@@ -120,3 +134,56 @@ def test_a_selector_too_large_to_match_cheaply_is_a_400_naming_the_limit(demo: i
         assert answer.status_code == 400 and answer.json()["kind"] == "Status"
         assert f"at most {MAX_LENGTH} are accepted" in answer.json()["message"]
         assert client.get("/healthz").status_code == 200
+
+
+def flood_head(port: int, line: bytes, seconds: float = 5.0) -> tuple[int, bytes]:
+    """Send a request head of `line` repeated without end, as fast as the server takes it;
+    the bytes it took and what it answered."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        chunk = line * (16384 // len(line))
+        sock.settimeout(0.5)
+        until = time.monotonic() + seconds
+        try:
+            while time.monotonic() < until:
+                sent += sock.send(chunk)
+        except OSError:  # closed by the server (or its answer is waiting)
+            pass
+        sock.settimeout(5)
+        answer = b""
+        try:
+            while part := sock.recv(65536):
+                answer += part
+        except OSError:
+            pass
+    return sent, answer
+
+
+@pytest.mark.parametrize("line", [b"X-Big: " + b"a" * 1000 + b"\r\n", b"a:b\r\n"])
+def test_a_request_head_without_end_is_a_431_and_costs_no_memory(served, line: bytes):
+    """Header lines sent without end (long ones, or many tiny ones) are cut off at MAX_HEAD
+    with a 431 Status and the connection closed; the server's memory does not grow with
+    them (it grew by hundreds of MiB a second before) and it serves on."""
+    port, pid = served
+    before = rss_kib(pid)
+    sent, answer = flood_head(port, line)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    status = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert (status["kind"], status["code"]) == ("Status", 431)
+    assert "larger than 64 KiB" in status["message"]
+    # What it read of the head: MAX_HEAD, less what its lines were counted for, and what
+    # the kernel's socket buffers held when it closed.
+    assert sent < MAX_HEAD + 8 * 1024 * 1024
+    assert rss_kib(pid) - before < 30 * 1024
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        assert client.get("/healthz").status_code == 200
+
+
+def test_a_large_head_within_the_limit_is_served(demo: int):
+    """A head just under the limit (46 headers of 1 KiB: more than a user in hundreds of
+    groups with a long token sends) is served as any request is."""
+    lines = MAX_HEAD // (1024 + HEAD_LINE_COST) - 10
+    headers = {f"X-Header-{i}": "v" * 1000 for i in range(lines)}
+    with httpx.Client(base_url=f"http://127.0.0.1:{demo}", timeout=5) as client:
+        assert client.get("/healthz", headers=headers).status_code == 200
