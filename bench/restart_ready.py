@@ -91,14 +91,12 @@ def in_process(url: str, rule: Rule) -> None:
     client.close()
 
 
-def end_to_end(
-    root: Path, url: str, rule: Rule, workers: int, series: int, rounds: int = 2
-) -> None:
+def end_to_end(root: Path, url: str, rule: Rule, workers: int, rounds: int = 2) -> None:
     config = root / "scaleahead.yaml"
     config.write_text(
         f"prometheus:\n  url: {url}\n  timeout: 60s\n"
         f"rules:\n  - name: {rule.name}\n    query: '{rule.query}'\n    history: {HISTORY}s\n"
-        f"    max_series: {max(series, Rule.model_fields['max_series'].default)}\n"
+        f"    max_series: {rule.max_series}\n"
     )
     exe = Path(sys.executable).parent / "scaleahead"
     for k in range(rounds):
@@ -192,7 +190,7 @@ def main() -> None:
                 in_process(server.url, rule)
             print("end to end (scaleahead serve):")
             for workers in counts:
-                end_to_end(root, server.url, rule, workers, args.series)
+                end_to_end(root, server.url, rule, workers)
         finally:
             server.stop()
 

@@ -21,23 +21,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 
+from harness.proc import rss_kib
+
 DAYS = 15
 STEP = 60
 STEADY = 10
-
-
-def vm_rss_bytes() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def measure(n: int, workers: int) -> dict[str, float]:
@@ -58,7 +53,7 @@ def measure(n: int, workers: int) -> dict[str, float]:
         pool.start()
     try:
         give_back("the benchmark's input")
-        before = vm_rss_bytes()
+        before = rss_kib(os.getpid()) * 1024
         cycle = ForecastCycle(
             [rule],
             ArraySource(rates, t0),
@@ -71,7 +66,7 @@ def measure(n: int, workers: int) -> dict[str, float]:
         for k in range(1, STEADY + 1):
             cycle.run(rule, first_end + k * STEP + SETTLE)
         give_back("the cycles")
-        after = vm_rss_bytes()
+        after = rss_kib(os.getpid()) * 1024
     finally:
         if pool is not None:
             pool.stop()

@@ -1,11 +1,12 @@
 """What a process on this machine holds, read from /proc: its resident memory, its
 sockets and the children multiprocessing spawned (for the tests and benchmarks that
-measure a server from outside)."""
+measure a server from outside); and stopping one."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from pathlib import Path
 
 
@@ -47,6 +48,16 @@ def spawned(pid: int) -> list[int]:
             if b"spawn_main" in cmdline:
                 out.append(int(child))
     return out
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """Ask a process to stop (SIGTERM); kill it if it has not exited within `grace` s."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def alive(pid: int) -> bool:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from harness.net import free_port, wait_http
+from harness.proc import stop
 from harness.prometheus import PrometheusServer
 from tests.conftest import RULE_QUERY, clean_env, scaleahead_cmd
 from tests.integration.conftest import write_kubeconfig
@@ -31,11 +32,7 @@ def running(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
 
 
 def write_config(path: Path, prometheus_url: str, **rule: str) -> Path:

@@ -23,6 +23,7 @@ from forecaster.config import ForwardConfig
 from harness.aggregation import registration, trust_and_wait, wait_ready
 from harness.controlplane import ControlPlane
 from harness.net import free_port
+from harness.proc import stop
 from harness.prometheus import PrometheusServer
 from tests.conftest import RULE_QUERY, clean_env, scaleahead_cmd
 
@@ -46,11 +47,7 @@ class Server:
         return (self.root / "scaleahead.log").read_text(encoding="utf-8")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop(self.proc)
 
 
 def start(plane: ControlPlane, root: Path, config: str, port: int) -> Server:

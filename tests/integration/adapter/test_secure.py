@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from harness.aggregation import registration, trust_and_wait, wait_ready
 from harness.controlplane import ControlPlane
 from harness.net import free_port
 from harness.pki import CA, Pair
+from harness.proc import stop
 from harness.prometheus import PrometheusServer
 from tests.conftest import RULE_QUERY, clean_env, parse_quantity, scaleahead_cmd
 
@@ -99,26 +101,33 @@ def start_secure(
     )
 
 
+@contextmanager
+def serving_securely(
+    plane: ControlPlane, prometheus: PrometheusServer, root: Path, port: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`start_secure` with its identity and RBAC applied (the APIService pointing at
+    `port`), once ready; stopped on leaving."""
+    plane.apply(registration(port))
+    proc = start_secure(plane, prometheus, root, port)
+    try:
+        wait_ready(
+            f"https://127.0.0.1:{port}", root / "certs" / "ca.crt", proc, root / "scaleahead.log"
+        )
+        yield proc
+    finally:
+        stop(proc)
+
+
 @pytest.fixture(scope="module")
 def secure(
     control_plane: ControlPlane, prometheus: PrometheusServer, tmp_path_factory
 ) -> Iterator[Secure]:
     root = tmp_path_factory.mktemp("secure")
     port = free_port()
-    control_plane.apply(registration(port))
-    proc = start_secure(control_plane, prometheus, root, port)
     ca = root / "certs" / "ca.crt"
-    log = root / "scaleahead.log"
-    try:
-        wait_ready(f"https://127.0.0.1:{port}", ca, proc, log)
+    with serving_securely(control_plane, prometheus, root, port) as proc:
         trust_and_wait(control_plane, ca)
-        yield Secure(control_plane, port, ca, log, proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        yield Secure(control_plane, port, ca, root / "scaleahead.log", proc)
 
 
 def test_kubectl_reads_the_metric_through_the_aggregator(secure: Secure):

@@ -19,11 +19,10 @@ import httpx
 import pytest
 
 from adapter.security.authn import NEW_TOKEN_BURST, NEW_TOKEN_RATE
-from harness.aggregation import registration, wait_ready
 from harness.controlplane import ControlPlane
 from harness.net import free_port
 from harness.prometheus import PrometheusServer
-from tests.integration.adapter.test_secure import CHECKOUT, start_secure
+from tests.integration.adapter.test_secure import CHECKOUT, serving_securely
 
 CONNECTIONS = 64
 SECONDS = 16.0
@@ -73,18 +72,8 @@ def served(
 ) -> Iterator[tuple[ControlPlane, int, Path, subprocess.Popen[bytes], Path]]:
     root = tmp_path_factory.mktemp("flood")
     port = free_port()
-    control_plane.apply(registration(port))  # its identity and RBAC
-    proc = start_secure(control_plane, prometheus, root, port)
-    try:
-        ca, log = root / "certs" / "ca.crt", root / "scaleahead.log"
-        wait_ready(f"https://127.0.0.1:{port}", ca, proc, log)
-        yield control_plane, port, ca, proc, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serving_securely(control_plane, prometheus, root, port) as proc:
+        yield control_plane, port, root / "certs" / "ca.crt", proc, root / "scaleahead.log"
 
 
 def test_a_client_with_a_new_token_each_request_gets_429_beyond_a_rate_of_reviews(served):
