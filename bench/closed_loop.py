@@ -1,21 +1,27 @@
-"""The closed loop on a real node: two identical workloads receive the same replayed
-traffic at real time; a stock HPA scales one on the current rate (reactive), the same HPA
-scales the other on scaleahead's forecast (predictive).
+"""The closed loop on a real node: three identical workloads receive the same replayed
+traffic at real time; a stock HPA scales one on the current rate (reactive), one on the
+current rate with more headroom (a lower target: what a user does instead of predicting),
+and one on scaleahead's forecast (predictive).
 
 Set-up (all real, harness.node): the project's image built from its Dockerfile and
 installed with `kubectl apply -k` (an overlay naming the image and this Prometheus);
-two Deployments of harness/workload.py (Ready STARTUP s after they start, CAPACITY
-requests/s each, the excess shed with 503, a request counter) behind two Services; a
+three Deployments of harness/workload.py (Ready STARTUP s after they start, CAPACITY
+requests/s each, the excess shed with 503, a request counter) behind three Services; a
 Prometheus on the node's bridge that scrapes their pods (kubernetes_sd) and holds the
 days before the stretch, backfilled, for both; the reactive HPA reads the same query's
 current value through a stand-in of prometheus-adapter's custom metrics API
 (harness/custom_metrics.py: prometheus-adapter cannot be built here), the predictive one
-reads `http_requests_forecast`. Same target (0.7 of a pod's capacity), same behaviour
-(manifests/examples/hpa.yaml).
+reads `http_requests_forecast`. Same behaviour (manifests/examples/hpa.yaml); the target
+is 0.7 of a pod's capacity, 0.6 for the headroom arm (about 17 % more pods for the same
+demand). The two reactive arms are two points of the reactive trade-off between requests
+shed and pod-minutes: the predictive arm wins when it sheds fewer than the line between
+them at its pod-minutes.
 
-The traffic: the stretch of the bundled NASA-HTTP trace with the steepest rise (a ramp
-and a surge), scaled to PEAK requests/s at its top, sent to each arm's Ready pods in turn
-(as its Endpoints would: there is no kube-proxy); a request with no Ready pod to go to is shed.
+The traffic: a stretch of the bundled NASA-HTTP trace, scaled to PEAK requests/s at its
+top, sent to each arm's Ready pods in turn (as its Endpoints would: there is no
+kube-proxy); a request with no Ready pod to go to is shed. By default the stretch with the
+steepest rise (a ramp and a surge); with --seed N, one drawn at random (any stretch with
+no empty minute): traffic nobody picked for a surge.
 
 It prints, per arm: requests, shed (503 from a full pod, or no Ready pod), shed share,
 pod-minutes (pods Ready or starting), p99 latency at the load generator; then what
@@ -23,7 +29,7 @@ pod-minutes (pods Ready or starting), p99 latency at the load generator; then wh
 writes a PNG of both arms' Ready capacity against demand, and the figures as JSON.
 
 Run (as root; scripts/test installs what it needs):
-    python -m bench.closed_loop [--minutes 30] [--out bench/out/closed_loop]
+    python -m bench.closed_loop [--minutes 30] [--seed N] [--out bench/out/closed_loop]
 """
 
 from __future__ import annotations
@@ -58,39 +64,41 @@ from harness.prometheus import SCRAPE, PrometheusServer, system_tool, write_bloc
 from harness.workload import deployment
 
 NS = "bench"
-ARMS = ("reactive", "predictive")
+ARMS = ("reactive", "headroom", "predictive")
 STARTUP = 55  # seconds from a pod's start to Ready (with the container's own start, under a
 # minute: scaleahead should measure a lead of 1m)
 CAPACITY = 5.0  # requests/s one Ready pod serves
 TARGET = 0.7 * CAPACITY  # the HPAs' AverageValue target
+TARGETS = {"reactive": TARGET, "headroom": 0.6 * CAPACITY, "predictive": TARGET}
 PEAK = 40.0  # requests/s at the stretch's top
 HISTORY_DAYS = 8
-SETUP = 240  # seconds from the backfill to the first request (install, pods Ready)
+SETUP = 300  # seconds from the backfill to the first request (install, pods Ready)
 QUERY = 'sum(rate(http_requests_total{{namespace="{namespace}",service="{service}"}}[2m]))'
 
 
-def stretch(minutes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(history, stretch) of the bundled trace in requests/s, scaled to PEAK: of the
-    windows of `minutes` after HISTORY_DAYS with no empty minute, the one whose 5-minute
-    average rises most above its first quarter's (a ramp and a surge, not one odd minute)."""
+def stretch(minutes: int, seed: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(history, stretch, its first minute in the trace) of the bundled trace in
+    requests/s, scaled to PEAK. Of the windows of `minutes` after HISTORY_DAYS with no
+    empty minute: without a seed, the one whose 5-minute average rises most above its first
+    quarter's (a ramp and a surge, not one odd minute); with one, one drawn at random."""
     trace = demo_trace()
     rates = trace.counts / trace.resolution
     known = np.isfinite(rates)
     rates = np.interp(np.arange(rates.size), np.flatnonzero(known), rates[known])
-    smooth = np.convolve(rates, np.ones(5) / 5, mode="same")
     first = HISTORY_DAYS * 1440
-    quarter = max(1, minutes // 4)
-    best, best_score = first, -1.0
-    for start in range(first, rates.size - minutes, 5):
-        window = rates[start : start + minutes]
-        if window.min() <= 0:
-            continue
-        score = smooth[start : start + minutes].max() / smooth[start : start + quarter].mean()
-        if score > best_score:
-            best, best_score = start, score
+    starts = [s for s in range(first, rates.size - minutes, 5) if rates[s : s + minutes].min() > 0]
+    if seed is not None:
+        best = int(np.random.default_rng(seed).choice(starts))
+    else:
+        smooth = np.convolve(rates, np.ones(5) / 5, mode="same")
+        quarter = max(1, minutes // 4)
+        best = max(
+            starts,
+            key=lambda s: smooth[s : s + minutes].max() / smooth[s : s + quarter].mean(),
+        )
     scale = PEAK / rates[best : best + minutes].max()
     history = rates[best - HISTORY_DAYS * 1440 : best] * scale
-    return history, rates[best : best + minutes] * scale
+    return history, rates[best : best + minutes] * scale, best
 
 
 def backfill_lines(history: np.ndarray, end: int) -> list[str]:
@@ -158,7 +166,7 @@ def hpa(arm: str) -> dict[str, Any]:
     doc["metadata"] = {"name": arm, "namespace": NS}
     doc["spec"]["scaleTargetRef"]["name"] = arm
     doc["spec"]["minReplicas"], doc["spec"]["maxReplicas"] = 1, 40
-    target = {"type": "AverageValue", "averageValue": f"{round(TARGET * 1000)}m"}
+    target = {"type": "AverageValue", "averageValue": f"{round(TARGETS[arm] * 1000)}m"}
     if arm == "predictive":
         doc["spec"]["metrics"] = [
             {
@@ -353,10 +361,10 @@ class Timeline:
 
 
 def backtest_prediction(
-    history: np.ndarray, demand: np.ndarray, t0: int, folder: Path
+    history: np.ndarray, demand: np.ndarray, t0: int, folder: Path, target: float
 ) -> dict[str, Any]:
     """What `scaleahead backtest` predicts for the same stretch through its simulated HPA:
-    the same counts, lead, capacity and target."""
+    the same counts, lead and capacity, and `target`."""
     counts = np.concatenate([history, demand]) * 60
     start = t0 - 60 * history.size
     csv = folder / "trace.csv"
@@ -365,7 +373,7 @@ def backtest_prediction(
         for i, c in enumerate(counts)
     ]
     csv.write_text("\n".join(lines) + "\n")
-    out = folder / "backtest.json"
+    out = folder / f"backtest-{target}.json"
     iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
     subprocess.run(
         [
@@ -382,7 +390,7 @@ def backtest_prediction(
             "--capacity-per-pod",
             str(CAPACITY),
             "--target-per-pod",
-            str(TARGET),
+            str(target),
             "--min-replicas",
             "1",
             "--max-replicas",
@@ -397,6 +405,31 @@ def backtest_prediction(
     return json.loads(out.read_text())
 
 
+def simulated_row(arm: str, methods: list[dict[str, Any]]) -> dict[str, float]:
+    """The backtest's figures for an arm: scaleahead's for the predictive one, the
+    reactive baseline's for the others."""
+    name = "scaleahead" if arm == "predictive" else "reactive"
+    method = next(m for m in methods if m["method"] == name)
+    return {"shed_share": method["beyond_capacity_share"], "pod_minutes": method["pod_minutes"]}
+
+
+def verdict(rows: dict[str, Any]) -> str:
+    """The predictive arm against the reactive trade-off: the shed share of the line
+    through the two reactive arms (shed share against pod-minutes) at the predictive arm's
+    pod-minutes."""
+    low, high, ours = rows["reactive"], rows["headroom"], rows["predictive"]
+    span = high["pod_minutes"] - low["pod_minutes"]
+    if span <= 0:
+        return "reactive trade-off: the headroom arm cost no more pods; no line to compare with"
+    t = (ours["pod_minutes"] - low["pod_minutes"]) / span
+    line = max(0.0, low["shed_share"] + t * (high["shed_share"] - low["shed_share"]))
+    where = "between them" if 0 <= t <= 1 else "extrapolated beyond them"
+    return (
+        f"reactive trade-off at the predictive arm's {ours['pod_minutes']:.1f} pod-minutes "
+        f"({where}): {100 * line:.2f}% shed; predictive {100 * ours['shed_share']:.2f}%"
+    )
+
+
 def plot(path: Path, demand: np.ndarray, timeline: Timeline, tallies: dict[str, Tally]) -> None:
     import matplotlib
 
@@ -406,7 +439,7 @@ def plot(path: Path, demand: np.ndarray, timeline: Timeline, tallies: dict[str, 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
     top.stairs(demand, np.arange(demand.size + 1), color="black", label="demand (requests/s)")
     t = np.array([r[0] for r in timeline.rows]) / 60
-    for arm, color in zip(ARMS, ("tab:red", "tab:blue"), strict=True):
+    for arm, color in zip(ARMS, ("tab:red", "tab:orange", "tab:blue"), strict=True):
         ready = np.array([r[1][arm][1] for r in timeline.rows]) * CAPACITY
         pods = np.array([r[1][arm][0] for r in timeline.rows]) * CAPACITY
         top.step(t, ready, where="post", color=color, label=f"{arm}: Ready capacity")
@@ -427,7 +460,7 @@ def plot(path: Path, demand: np.ndarray, timeline: Timeline, tallies: dict[str, 
     bottom.set_ylabel("requests shed /s")
     bottom.set_xlabel("minutes since the first request")
     bottom.legend(loc="upper left", fontsize=8)
-    fig.suptitle("closed loop on a real node: reactive HPA vs HPA on scaleahead's forecast")
+    fig.suptitle("closed loop on a real node: reactive HPAs vs HPA on scaleahead's forecast")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -435,10 +468,11 @@ def plot(path: Path, demand: np.ndarray, timeline: Timeline, tallies: dict[str, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--minutes", type=int, default=30)
+    ap.add_argument("--seed", type=int, help="a stretch drawn at random (default: the surge)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "closed_loop")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    history, demand = stretch(args.minutes)
+    history, demand, offset = stretch(args.minutes, args.seed)
     root = Path(tempfile.mkdtemp(prefix="closed-loop-"))
     kubectl_bin = str(Path(sys.executable).parent / "kubectl")
     pause, image = pause_image(), project_image()
@@ -542,11 +576,14 @@ def main() -> None:
             NS,
             f"--from-file=workload.py={REPO / 'harness' / 'workload.py'}",
         )
-        first = max(1, math.ceil(demand[0] / TARGET))
+        first = {arm: max(1, math.ceil(demand[0] / TARGETS[arm])) for arm in ARMS}
         for arm in ARMS:
-            apply(node, *workload(arm, image[0], first))
+            apply(node, *workload(arm, image[0], first[arm]))
         pods.start()
-        wait("the workloads Ready", lambda: all(ready_replicas(node, a) == first for a in ARMS))
+        wait(
+            "the workloads Ready",
+            lambda: all(ready_replicas(node, a) == first[a] for a in ARMS),
+        )
         wait(
             "scaleahead Ready",
             lambda: "2/2" in kubectl(node, "get", "deployment", "scaleahead", "-n", "scaleahead"),
@@ -555,7 +592,7 @@ def main() -> None:
             apply(node, hpa(arm))
         print(
             f"set up; first request at {time.strftime('%H:%M:%S', time.gmtime(t0))} UTC "
-            f"({t0 - time.time():.0f}s from now); {first} pods per arm",
+            f"({t0 - time.time():.0f}s from now); pods: {first}",
             flush=True,
         )
         if t0 < time.time():
@@ -569,7 +606,10 @@ def main() -> None:
         timeline.stop()
         pods.stop()
         hpas = kubectl(node, "get", "hpa", "-n", NS)
-        predicted = backtest_prediction(history, demand, t0, root)
+        predicted = {
+            target: backtest_prediction(history, demand, t0, root, target)
+            for target in sorted(set(TARGETS.values()), reverse=True)
+        }
     except BaseException:
         print(f"failed; every component's log is kept under {root}", file=sys.stderr)
         raise
@@ -581,11 +621,13 @@ def main() -> None:
         node.stop()
         shutil.rmtree(root / "node" / "containerd", ignore_errors=True)
     shutil.rmtree(root)  # kept, with every component's log, only when the run failed
-    report = {}
+    picked = "the steepest rise" if args.seed is None else f"drawn with seed {args.seed}"
+    report: dict[str, Any] = {"stretch": {"minute": offset, "picked": picked}}
     print(
-        f"\n{args.minutes} minutes of NASA-HTTP at real time, peak {PEAK:.0f} requests/s; "
-        f"pods: {CAPACITY:.0f} requests/s each, Ready {STARTUP}s after start; "
-        f"HPA target {TARGET}/pod"
+        f"\n{args.minutes} minutes of NASA-HTTP at real time ({picked}: minutes {offset}-"
+        f"{offset + args.minutes} of the trace), peak {PEAK:.0f} requests/s; pods: "
+        f"{CAPACITY:.0f} requests/s each, Ready {STARTUP}s after start; HPA targets/pod: "
+        + ", ".join(f"{arm} {TARGETS[arm]:g}" for arm in ARMS)
     )
     print(
         f"{'arm':<11} {'requests':>9} {'shed':>7} {'no pod':>7} {'failed':>7} {'shed %':>7} "
@@ -610,18 +652,22 @@ def main() -> None:
             f"{arm:<11} {sent:>9} {row['shed_503']:>7} {row['no_ready_pod']:>7} {row['failed']:>7} "
             f"{100 * row['shed_share']:>6.2f}% {row['pod_minutes']:>8.1f} {p99:>7.1f}"
         )
-    report["backtest"] = predicted
+    print(verdict(report))
+    simulated = {
+        "reactive": predicted[TARGETS["reactive"]]["methods"],
+        "headroom": predicted[TARGETS["headroom"]]["methods"],
+        "predictive": predicted[TARGETS["predictive"]]["methods"],
+    }
+    report["backtest"] = {arm: simulated_row(arm, methods) for arm, methods in simulated.items()}
+    lead = predicted[TARGET]["lead_seconds"]
     print(
-        f"\nscaleahead backtest of the same minutes (its simulated HPA, lead "
-        f"{predicted['lead_seconds']}s, the same target and capacity):"
+        f"\nscaleahead backtest of the same minutes (its simulated HPA, lead {lead}s, the "
+        "same targets and capacity):"
     )
-    print(f"{'method':<16} {'shed %':>7} {'pod-min':>8}")
-    for method in predicted["methods"]:
-        if method["method"] in ("reactive", "scaleahead"):
-            print(
-                f"{method['method']:<16} {100 * method['beyond_capacity_share']:>6.2f}% "
-                f"{method['pod_minutes']:>8.1f}"
-            )
+    print(f"{'arm':<11} {'shed %':>7} {'pod-min':>8}")
+    for arm, row in report["backtest"].items():
+        print(f"{arm:<11} {100 * row['shed_share']:>6.2f}% {row['pod_minutes']:>8.1f}")
+    print(verdict(report["backtest"]))
     print("\n" + hpas)
     plot(args.out / "closed_loop.png", demand, timeline, tallies)
     report["timeline"] = timeline.rows
