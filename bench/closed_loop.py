@@ -653,12 +653,9 @@ def main() -> None:
             f"{100 * row['shed_share']:>6.2f}% {row['pod_minutes']:>8.1f} {p99:>7.1f}"
         )
     print(verdict(report))
-    simulated = {
-        "reactive": predicted[TARGETS["reactive"]]["methods"],
-        "headroom": predicted[TARGETS["headroom"]]["methods"],
-        "predictive": predicted[TARGETS["predictive"]]["methods"],
+    report["backtest"] = {
+        arm: simulated_row(arm, predicted[TARGETS[arm]]["methods"]) for arm in ARMS
     }
-    report["backtest"] = {arm: simulated_row(arm, methods) for arm, methods in simulated.items()}
     lead = predicted[TARGET]["lead_seconds"]
     print(
         f"\nscaleahead backtest of the same minutes (its simulated HPA, lead {lead}s, the "
