@@ -61,6 +61,12 @@ def serve_flags(s: argparse.ArgumentParser) -> None:
         "started once a cycle has refits enough for them (0: the serving process refits "
         "them; default auto: one per usable core, none on one core)",
     )
+    s.add_argument(
+        "--state-dir",
+        help="save each rule's history and fits here every 5 minutes, and take them up "
+        "again at start: a restarted process fetches only what is new and refits only "
+        "what fell due (created, mode 0700; an emptyDir survives a container's restarts)",
+    )
     t = s.add_argument_group(
         "secure serving (TLS; every request is authenticated and authorized through the "
         "Kubernetes API)"
@@ -194,6 +200,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         log_level=args.log_level,
         verbosity=args.v,
         fit_workers=_fit_workers(args.fit_workers),
+        state_dir=optional_path(args.state_dir),
     )
 
 

@@ -47,6 +47,7 @@ class ServeOptions:
     log_level: str = "info"
     verbosity: int = 0  # 2 and up logs every request
     fit_workers: int | None = None  # refitting processes; 0: the serving one; None: one a core
+    state_dir: Path | None = None  # where each rule's history and fits are saved for a restart
 
 
 def _is_loopback(address: str) -> bool:
@@ -156,7 +157,12 @@ def _service(options: ServeOptions) -> Service:
     workers = default_workers() if options.fit_workers is None else options.fit_workers
     if options.config is None:
         return build_service(
-            [DEMO_RULE], demo_source, time.time, fit_workers=workers, forecaster_process=True
+            [DEMO_RULE],
+            demo_source,
+            time.time,
+            fit_workers=workers,
+            forecaster_process=True,
+            state_dir=options.state_dir,
         )
     config = load_config(options.config)
     return build_service(
@@ -167,6 +173,7 @@ def _service(options: ServeOptions) -> Service:
         config.forward,
         workers,
         forecaster_process=True,
+        state_dir=options.state_dir,
     )
 
 
@@ -181,6 +188,13 @@ def serve(options: ServeOptions) -> None:
     from adapter.server.gc import FreezeWhenReady, freeze
 
     address, port, tls = listener(options)
+    if options.state_dir is not None:
+        from forecaster.runtime.checkpoint import CheckpointError, own_directory
+
+        try:
+            own_directory(options.state_dir)
+        except CheckpointError as err:
+            raise UsageError(f"--state-dir: {err}") from err
     service = _service(options)
     app: ASGIApp = service.app
     secured = None

@@ -7,6 +7,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI
@@ -97,13 +98,15 @@ def build_service(
     forward: ForwardConfig | None = None,
     fit_workers: int = 0,
     forecaster_process: bool = False,
+    state_dir: Path | None = None,
 ) -> Service:
     """Assemble the service; `source_factory` gets the telemetry to report queries to;
     `forward` names the server that answers the external metrics no rule serves; the
     refits run in `fit_workers` processes (0: in the cycles' own). With
     `forecaster_process`, the cycles run in a supervised process of their own (then
     `source_factory` must pickle, and the cycles' clock is the system's); without, in
-    this one, where a test or a replay may run them by hand."""
+    this one, where a test or a replay may run them by hand. With `state_dir`, each
+    rule's history and fits are saved there and taken up again at start."""
     current_config = current_config or CurrentConfig()
     registry = CollectorRegistry()
     GCCollector(registry=registry)  # python_gc_*: full collections pause serving
@@ -123,7 +126,7 @@ def build_service(
     parts: list[Part] = []
     if forecaster_process:
         level, fmt = logs.settings()
-        spec = WorkerSpec(rules, source_factory, fit_workers, level, fmt)
+        spec = WorkerSpec(rules, source_factory, fit_workers, state_dir, level, fmt)
         forecaster = ForecasterProcess(spec, store, demand, registry)
         registry.register(Merged(own, forecaster.families))
         parts.append(forecaster)
@@ -142,6 +145,7 @@ def build_service(
             telemetry=telemetry,
             demand=demand,
             prepare_many=pool.prepare_many if pool else None,
+            state_dir=state_dir,
         )
         if pool:
             parts.append(pool)

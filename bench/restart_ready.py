@@ -8,8 +8,10 @@ half an hour from now. Then:
    chunks of POINTS_PER_RESPONSE points) with the chunks fetched one at a time (the
    baseline) and PARALLEL_CHUNKS at a time (as served), and the whole first cycle
    (backfill and a fit of every series).
-2. End to end, twice (a start and a restart): `scaleahead serve` as a subprocess, from
-   exec to /livez, to /readyz answering 200, and to the first metric value served; with
+2. End to end, a start and a restart without a state directory (the baseline), then a
+   start and a restart with `--state-dir` (the restart resumes from the start's
+   checkpoint): `scaleahead serve` as a subprocess, from exec to /livez, to /readyz
+   answering 200, and to the first metric value served; with
    the refits in the forecaster process (the baseline), in one worker process and in one
    per usable core (`--fit-workers`); once it serves, the resident memory of the
    serving process, of its forecaster process and of the fitting workers (two runs at
@@ -91,7 +93,7 @@ def in_process(url: str, rule: Rule) -> None:
     client.close()
 
 
-def end_to_end(root: Path, url: str, rule: Rule, workers: int, rounds: int = 2) -> None:
+def end_to_end(root: Path, url: str, rule: Rule, workers: int) -> None:
     config = root / "scaleahead.yaml"
     config.write_text(
         f"prometheus:\n  url: {url}\n  timeout: 60s\n"
@@ -99,15 +101,19 @@ def end_to_end(root: Path, url: str, rule: Rule, workers: int, rounds: int = 2) 
         f"    max_series: {rule.max_series}\n"
     )
     exe = Path(sys.executable).parent / "scaleahead"
-    for k in range(rounds):
+    state = root / f"state-{workers}"
+    checkpoint = state / f"{rule.name}.checkpoint"
+    runs = [("start", None), ("restart", None), ("start", state), ("restart", state)]
+    for k, (name, state_dir) in enumerate(runs):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        log = (root / f"serve-{k}.log").open("wb")
+        log = (root / f"serve-{workers}-{k}.log").open("wb")
         began = time.perf_counter()
         proc = subprocess.Popen(
             [
                 *(str(exe), "serve", "--config", str(config), "--port", str(port)),
                 f"--fit-workers={workers}",
+                *([f"--state-dir={state_dir}"] if state_dir else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -128,16 +134,31 @@ def end_to_end(root: Path, url: str, rule: Rule, workers: int, rounds: int = 2) 
                 pass
             time.sleep(0.05)
         serving, forecaster, fitting = memory(proc.pid)
+        while state_dir and name == "start" and not checkpoint.exists():
+            time.sleep(0.05)  # the first cycle's checkpoint, written after its forecasts
+        time.sleep(1.0)  # past the cycle's end, where its freed heap is trimmed
+        [pid] = spawned(proc.pid)
+        peak, now = (kib(pid, field) / 1024 for field in ("VmHWM", "VmRSS"))
         proc.terminate()
         proc.wait(30)
-        name = "start" if k == 0 else "restart"
+        if state_dir:
+            name += f", --state-dir ({checkpoint.stat().st_size / 2**20:.0f} MiB)"
         print(
             f"  --fit-workers {workers}, {name}: live {marks.get('live', float('nan')):.2f} s, "
             f"ready {marks.get('ready', float('nan')):.2f} s, "
-            f"first value {marks.get('value', float('nan')):.2f} s; RSS MiB: serving "
-            f"{serving:.0f}, forecaster {forecaster:.0f}, {len(fitting)} fitting workers "
-            f"{sum(fitting):.0f}"
+            f"first value {marks.get('value', float('nan')):.2f} s; RSS MiB at the first "
+            f"value: serving {serving:.0f}, forecaster {forecaster:.0f}, {len(fitting)} "
+            f"fitting workers {sum(fitting):.0f}; forecaster at its peak {peak:.0f}, "
+            f"once its first cycle (and checkpoint) ended {now:.0f}"
         )
+
+
+def kib(pid: int, field: str) -> int:
+    """A memory figure of /proc/PID/status (VmRSS, VmHWM: the peak resident set), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
 
 
 def memory(pid: int) -> tuple[float, float, list[float]]:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, ProcessCollector
@@ -57,6 +58,7 @@ class WorkerSpec:
     rules: list[Rule]
     source_factory: Callable[[Telemetry], Source]
     fit_workers: int
+    state_dir: Path | None = None
     log_level: str = "info"
     log_format: str = "text"
 
@@ -181,6 +183,7 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
         telemetry=telemetry,
         demand=demand,
         prepare_many=pool.prepare_many if pool else None,
+        state_dir=spec.state_dir,
     )
 
     def beat(full: bool = True) -> None:

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -14,9 +15,11 @@ from forecaster.forecast import SeriesForecast
 from forecaster.models import ForecastEngine, ladder
 from forecaster.models.engine import PrepareMany
 from forecaster.models.series_model import DEFAULT_STABILIZATION
+from forecaster.runtime.checkpoint import Checkpoints
 from forecaster.runtime.demand import Demand, Selection
 from forecaster.runtime.failures import Failures
 from forecaster.runtime.history import HistoryBook, Observed
+from forecaster.runtime.notices import Notices
 from forecaster.runtime.outcomes import Outcomes
 from forecaster.runtime.store import ForecastStore
 from forecaster.runtime.telemetry import Telemetry
@@ -60,6 +63,7 @@ class ForecastCycle:
         live: bool = True,
         prepare_many: PrepareMany | None = None,
         stabilization: int = DEFAULT_STABILIZATION,
+        state_dir: Path | None = None,
     ) -> None:
         self.rules = {r.name: r for r in rules}
         self.source = source
@@ -84,9 +88,12 @@ class ForecastCycle:
         }
         self._books = {r.name: HistoryBook(r.step, r.history, r.phase) for r in rules}
         self.outcomes = {r.name: Outcomes(r) for r in rules}
-        self._empty: set[str] = set()
-        self._refusing: set[str] = set()
+        self.notices = Notices(telemetry, live)
         self._failures = {r.name: Failures(log) for r in rules}
+        # Where each rule's history and fits are saved, to be resumed after a restart.
+        self.checkpoints = Checkpoints(state_dir, stabilization, telemetry) if state_dir else None
+        for rule in rules if self.checkpoints else []:
+            self._resume(rule)
 
     def run(
         self, rule: Rule, now: float, progress: Callable[[], None] = lambda: None
@@ -178,8 +185,10 @@ class ForecastCycle:
                 forecasts[key] = replace(forecast, lead=selection.wanted.get(key))
         refused = selection.refused if selection is not None else frozenset()
         self.store.put(rule.name, forecasts, refused)
-        self._note_refused(rule, refused)
-        self._note_empty(rule, empty=not seen)
+        if self.checkpoints:  # after the put: serving never waits on a save
+            self.checkpoints.save(rule, book, engine.series)
+        self.notices.refused(rule, refused)
+        self.notices.empty(rule, empty=not seen)
         outcomes = self.outcomes[rule.name]
         outcomes.forget(set(seen))
         for key in seen:
@@ -194,6 +203,23 @@ class ForecastCycle:
             *said,
         )
         return CycleReport(rule.name, now, start, end, points, len(forecasts), failures, seconds)
+
+    def _resume(self, rule: Rule) -> None:
+        """Take up the rule's history and fits from its checkpoint, where it has one."""
+        assert self.checkpoints is not None
+        saved = self.checkpoints.load(rule)
+        if saved is None:
+            return
+        self._books[rule.name] = saved.book
+        self._engines[rule.name].series = saved.series
+        log.info(
+            "rule %s: resumed %d series from the checkpoint written %s (history to %s)",
+            rule.name,
+            len(saved.series),
+            rfc3339(saved.written),
+            rfc3339(saved.book.end) if saved.book.end is not None else "-",
+            extra={"rule": rule.name},
+        )
 
     def _select(
         self, rule: Rule, book: HistoryBook, fetched: list[RangeSeries], now: float
@@ -236,42 +262,6 @@ class ForecastCycle:
             )
         return out
 
-    def _note_refused(self, rule: Rule, refused: frozenset[SeriesKey]) -> None:
-        """Export and log (once, and when it ends) the series beyond `max_series`."""
-        if self.telemetry:
-            self.telemetry.cycle_refused.labels(rule.name).set(len(refused))
-        if _flip(self._refusing, rule.name, bool(refused)):
-            if refused:
-                log.error(
-                    "rule %s: %d series beyond max_series (%d) are not forecast, only served "
-                    "their actual; raise max_series or narrow the query",
-                    rule.name,
-                    len(refused),
-                    rule.max_series,
-                    extra={"rule": rule.name},
-                )
-            else:
-                log.info(
-                    "rule %s: every series asked for is forecast again",
-                    rule.name,
-                    extra={"rule": rule.name},
-                )
-
-    def _note_empty(self, rule: Rule, empty: bool) -> None:
-        """Log once when a rule's query starts or stops yielding series."""
-        if _flip(self._empty, rule.name, empty) and self.live:
-            if empty:
-                log.warning(
-                    "rule %s: the query yields no series, so every request for it is answered "
-                    "404; check the metric names with `scaleahead check-config --prometheus`",
-                    rule.name,
-                    extra={"rule": rule.name},
-                )
-            else:
-                log.info(
-                    "rule %s: the query yields series again", rule.name, extra={"rule": rule.name}
-                )
-
     def _forecast_young(
         self,
         rule: Rule,
@@ -307,17 +297,6 @@ class ForecastCycle:
                 engine.young_quantile,
             )
         return failures
-
-
-def _flip(states: set[str], name: str, active: bool) -> bool:
-    """Put `name` in `states` or take it out, as `active` says; whether that changed."""
-    if active == (name in states):
-        return False
-    if active:
-        states.add(name)
-    else:
-        states.discard(name)
-    return True
 
 
 def _forecast(

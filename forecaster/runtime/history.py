@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,3 +157,16 @@ class HistoryBook:
 
     def series_keys(self) -> list[SeriesKey]:
         return list(self._series)
+
+    def entries(self) -> Iterator[tuple[SeriesKey, dict[str, str], np.ndarray]]:
+        """Every series' key, labels and values as held (float32 on the grid ending at
+        `end`; not copies): what `put` takes back."""
+        for key, s in self._series.items():
+            yield key, s.labels, s.values
+
+    def put(self, key: SeriesKey, labels: dict[str, str], values: np.ndarray) -> None:
+        """Hold a series as `entries` gave it, on this book's grid (a checkpoint's)."""
+        if values.shape != (self.slots,) or values.dtype != np.float32:
+            got = f"{values.dtype}{values.shape}"
+            raise ValueError(f"{self.slots} float32 values expected, got {got}")
+        self._series[key] = _Series(labels, values)

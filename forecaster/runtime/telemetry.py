@@ -93,6 +93,32 @@ class Telemetry:
             ["rule", "reason"],
             registry=registry,
         )
+        self.checkpoint_seconds = Histogram(
+            "scaleahead_checkpoint_duration_seconds",
+            "Wall time of writing a rule's checkpoint (its history and fits).",
+            ["rule"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.checkpoint_end = Gauge(
+            "scaleahead_checkpoint_end_timestamp_seconds",
+            "The newest grid point in a rule's last checkpoint: where a restart resumes.",
+            ["rule"],
+            registry=registry,
+        )
+        self.checkpoint_failures = Counter(
+            "scaleahead_checkpoint_failures_total",
+            "Checkpoints of a rule that could not be written (op=save) or read back at "
+            "start (op=load; every series was then fitted afresh).",
+            ["rule", "op"],
+            registry=registry,
+        )
+        self.checkpoint_restored = Gauge(
+            "scaleahead_checkpoint_restored_series",
+            "Series of a rule whose fits this process restored from its checkpoint at start.",
+            ["rule"],
+            registry=registry,
+        )
 
         for endpoint in QUERY_ENDPOINTS:
             self.query_duration.labels(endpoint)
@@ -103,6 +129,8 @@ class Telemetry:
                 family.labels(rule)
             for reason in Fallback:
                 self.fallbacks.labels(rule, reason.value)
+            for op in ("save", "load"):
+                self.checkpoint_failures.labels(rule, op)
 
     def observe_query(self, endpoint: str, seconds: float, error: str | None) -> None:
         """A forecaster.sources.prometheus.QueryObserver."""

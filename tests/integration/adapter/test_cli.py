@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -115,6 +116,7 @@ def test_kubectl_reads_discovery_and_metric(tmp_path, prometheus: PrometheusServ
         (["serve", "--tls-cert-file", "/nonexistent.crt"], "--tls-private-key-file"),
         (["serve", "--secure-port", "6443"], "--secure-port needs a certificate"),
         (["serve", "--config", "/nonexistent.yaml"], "/nonexistent.yaml: cannot read"),
+        (["serve", "--state-dir", "/tmp"], "--state-dir: /tmp must be owned by this user"),
     ],
 )
 def test_serve_refuses_bad_flags(args, needle):
@@ -189,6 +191,32 @@ def test_unreachable_prometheus_at_start_leaves_it_alive_and_then_ready(tmp_path
     assert "[+]rule/http_requests_forecast degraded: no forecast cycle has succeeded" in ready.text
     assert url in ready.text
     assert metric.status_code == 503 and metric.json()["kind"] == "Status"
+
+
+def test_a_restart_with_a_state_dir_takes_up_its_history_and_fits(
+    tmp_path, prometheus: PrometheusServer
+):
+    config = write_config(tmp_path / "config.yaml", prometheus.url)
+    state = tmp_path / "state"
+    checkpoint = state / "http_requests_forecast.checkpoint"
+    logs, values = [], []
+    for k in range(2):
+        port, log = free_port(), tmp_path / f"log{k}"
+        args = ["serve", "--config", str(config), "--port", str(port), "--state-dir", str(state)]
+        with running(args, log):
+            wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+            got = httpx.get(f"http://127.0.0.1:{port}{METRIC_PATH}", timeout=5)
+            assert got.status_code == 200, got.text
+            values.append(len(got.json()["items"]))
+            deadline = time.monotonic() + 60
+            while not checkpoint.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)  # written by the forecaster process after its first cycle
+            assert checkpoint.exists()
+        logs.append(log.read_text())
+    assert state.stat().st_mode & 0o777 == 0o700 and checkpoint.stat().st_mode & 0o777 == 0o600
+    assert "resumed" not in logs[0]
+    assert values[0] >= 2 and values[1] == values[0]
+    assert re.search(r"rule http_requests_forecast: resumed [1-9]\d* series from the", logs[1])
 
 
 def test_a_bad_certificate_is_refused_at_start_naming_the_file(tmp_path):

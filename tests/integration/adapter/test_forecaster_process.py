@@ -179,3 +179,41 @@ def test_a_stop_at_any_moment_of_its_start_leaves_no_process(after: float):
     assert not [pid for pid in started if alive(pid)]
     assert not [pid for pid in spawned(os.getpid()) if alive(pid)]
     assert multiprocessing.active_children() == []  # nothing for the exit to join
+
+
+def test_a_replaced_forecaster_process_resumes_from_the_state_dir(
+    many_series: PrometheusServer,  # noqa: F811
+    tmp_path: Path,
+):
+    config = tmp_path / "scaleahead.yaml"
+    config.write_text(
+        f"prometheus:\n  url: {many_series.url}\n"
+        f"rules:\n  - name: http_requests_forecast\n    query: '{QUERY}'\n"
+        f"    history: {HOURS}h\n"
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "scaleahead.log"
+    checkpoint = tmp_path / "state" / "http_requests_forecast.checkpoint"
+    args = ["serve", "--config", str(config), "--port", str(port)]
+    with running([*args, "--state-dir", str(tmp_path / "state")], log) as proc:
+        wait_http(f"{base}/healthz", timeout=60)
+        wait_for("the first checkpoint", checkpoint.exists, timeout=180, logs=[log])
+        assert "resumed" not in log.read_text()
+        [forecaster] = spawned(proc.pid)
+        os.kill(forecaster, signal.SIGKILL)
+        wait_for("the death logged", lambda: "the forecaster process died" in log.read_text(), 10)
+        wait_for(
+            "the replacement's first snapshot",
+            lambda: (
+                "[+]forecaster ok"
+                in httpx.get(f"{base}/readyz", params={"verbose": "1"}, timeout=5).text
+            ),
+            timeout=120,
+            logs=[log],
+        )
+        assert min(served_values(base)) > 0
+    # The replacement took up the history and fits its predecessor saved.
+    text = log.read_text()
+    assert f"rule http_requests_forecast: resumed {SERIES} series from the checkpoint" in text
+    assert proc.returncode == 0, text[-3000:]

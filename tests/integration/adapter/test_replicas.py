@@ -5,6 +5,8 @@ one that has run past its drop_after)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
 from adapter.service import build_service, prometheus_source
@@ -27,7 +29,7 @@ def _values(client: TestClient) -> dict[tuple[str, str], str]:
 
 
 def test_a_long_running_and_a_restarted_replica_serve_the_same_values(
-    prometheus: PrometheusServer,
+    prometheus: PrometheusServer, tmp_path: Path
 ):
     rule = Rule(
         name="http_requests_forecast", query=RULE_QUERY, lead="3m", quantile=QUANTILE, history="8d"
@@ -35,7 +37,8 @@ def test_a_long_running_and_a_restarted_replica_serve_the_same_values(
     config = PrometheusConfig(url=prometheus.url)
     start = prometheus.end - 3 * 3600
     old_clock = Clock(start)
-    old = build_service([rule], prometheus_source(config), old_clock)
+    state = tmp_path / "state"  # the long-running replica saves its fits there
+    old = build_service([rule], prometheus_source(config), old_clock, state_dir=state)
     old_client = TestClient(old.app)
     # The long-running replica: a cycle SETTLE seconds after every minute for 70 minutes
     # (past every series' hourly refit and the drop_after of series nobody asks for),
@@ -64,10 +67,22 @@ def test_a_long_running_and_a_restarted_replica_serve_the_same_values(
     new_clock.t = now  # its refresh schedule, like the other's, runs SETTLE past each 15 s
     new.current.refresh(rule)
 
+    # A third, restarted at the same moment from the long-running one's last checkpoint
+    # (up to 5 minutes old): it fetches what is new and refits what fell due since.
+    resumed_clock = Clock(start + 70 * STEP + 20)
+    resumed = build_service([rule], prometheus_source(config), resumed_clock, state_dir=state)
+    assert resumed.cycle is not None
+    report = resumed.cycle.run(rule, resumed_clock())
+    assert report.fetch_start >= start + 65 * STEP  # not the whole history
+    resumed.current.refresh(rule)
+    resumed_clock.t = now
+    resumed.current.refresh(rule)
+
     a, b = _values(old_client), _values(TestClient(new.app))
-    print("old replica", a, "restarted replica", b)
+    c = _values(TestClient(resumed.app))
+    print("old replica", a, "restarted replica", b, "resumed replica", c)
     assert len(a) == 3
-    assert a == b  # to the milli-unit
+    assert a == b == c  # to the milli-unit
     # Not a trivial agreement: the forecasts lie above the actual rates.
     assert any(
         old.current.get(rule.name).values[key] < int(a[(ns, svc)].rstrip("m")) / 1000

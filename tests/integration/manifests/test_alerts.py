@@ -28,7 +28,7 @@ def test_promtool_checks_the_rules(tmp_path):
     )
     print(out.stdout, out.stderr)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 11 rules found" in out.stdout
+    assert "SUCCESS: 12 rules found" in out.stdout
 
 
 def test_promtool_evaluates_every_alert_on_synthetic_series(tmp_path):

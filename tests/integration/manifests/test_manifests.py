@@ -182,6 +182,12 @@ def test_the_deployment_flags_parse_and_their_paths_are_mounted():
             assert args.cert_secret
         else:
             assert mount_of(args.tls_cert_file) == mount_of(args.tls_private_key_file)
+        # The checkpoints go to a writable emptyDir (it outlives a container's restart),
+        # into a directory below its root, which the server creates with mode 0700.
+        state = mount_of(args.state_dir)
+        assert not state.get("readOnly") and args.state_dir != state["mountPath"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == state["name"]]
+        assert "emptyDir" in volume and volume["emptyDir"].get("medium") != "Memory"
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
         assert security["capabilities"]["drop"] == ["ALL"]

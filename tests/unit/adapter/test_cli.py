@@ -4,6 +4,7 @@ loopback, in every spelling of it) and its fitting workers."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,8 @@ def test_fit_workers_are_one_per_core_unless_a_number_is_given():
 def test_a_bad_number_of_fit_workers_is_refused_by_name(value):
     with pytest.raises(UsageError, match=f"--fit-workers: .*got '{value}'"):
         _serve_options("--fit-workers", value)
+
+
+def test_a_state_dir_is_none_unless_given():
+    assert _serve_options().state_dir is None
+    assert _serve_options("--state-dir", "/var/lib/s/state").state_dir == Path("/var/lib/s/state")
