@@ -149,6 +149,21 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def usable_state_dir(state_dir: Path | None) -> Path | None:
+    """`state_dir` if it can still hold checkpoints (serve checked it at start; it may
+    have changed since), else None: forecasting goes on without them, said in the log."""
+    from forecaster.runtime.checkpoint import CheckpointError, own_directory
+
+    if state_dir is None:
+        return None
+    try:
+        own_directory(state_dir)
+    except CheckpointError as err:
+        log.error("--state-dir: %s; forecasting without checkpoints", err)
+        return None
+    return state_dir
+
+
 def main(conn: Connection, spec: WorkerSpec) -> None:
     """Run the cycles until told to stop or the pipe closes, then exit the process."""
     # Imported here: the serving process, which imports this module, runs no models.
@@ -183,7 +198,7 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
         telemetry=telemetry,
         demand=demand,
         prepare_many=pool.prepare_many if pool else None,
-        state_dir=spec.state_dir,
+        state_dir=usable_state_dir(spec.state_dir),
     )
 
     def beat(full: bool = True) -> None:

@@ -9,6 +9,7 @@ from forecaster.config import Rule
 from forecaster.runtime.telemetry import Telemetry
 from forecaster.sources.base import SeriesKey
 
+# The cycle's logger: operators filter these lines by the name they have always had.
 log = logging.getLogger("forecaster.runtime.cycle")
 
 

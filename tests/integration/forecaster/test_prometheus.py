@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+import tracemalloc
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 
 from forecaster.config import BasicAuth, PrometheusConfig, Rule
 from forecaster.selector import parse_selector
+from forecaster.sources.base import RangeSeries
 from forecaster.sources.prometheus import (
     MAX_POINTS_PER_QUERY,
     PARALLEL_CHUNKS,
@@ -97,6 +99,38 @@ def test_no_garbage_collection_runs_while_a_range_is_read(prometheus: Prometheus
     assert len(series.values) == 12_960
     assert during == []
     assert gc.isenabled()
+
+
+def test_a_backfill_holds_only_the_answers_in_flight_decoded(prometheus: PrometheusServer):
+    """A decoded answer costs about 200 bytes a point in Python objects, its arrays 16:
+    holding every chunk's answer until the last arrived took a 10,000-series backfill to
+    8 GB. Chunked 20 ways with PARALLEL_CHUNKS in flight, the range's peak of traced
+    memory is well under that of the same range fetched as one answer."""
+    query = RULE_QUERY.replace("<<.LabelMatchers>>", "")
+    end = prometheus.end
+    start = end - (MAX_POINTS_PER_QUERY - 1) * STEP
+
+    def peak(points_per_response: int) -> tuple[int, list[RangeSeries]]:
+        client = PrometheusClient(
+            PrometheusConfig(url=prometheus.url), points_per_response=points_per_response
+        )
+        tracemalloc.start()
+        try:
+            got = client.query_range(query, start, end, STEP, series=3)
+            return tracemalloc.get_traced_memory()[1], got
+        finally:
+            tracemalloc.stop()
+            client.close()
+
+    whole, one = peak(3 * MAX_POINTS_PER_QUERY)  # one call
+    chunked, many = peak(3 * MAX_POINTS_PER_QUERY // 20)  # 20 calls of 500 steps
+    print(f"peak traced: one answer {whole / 2**20:.1f} MiB, 20 chunks {chunked / 2**20:.1f} MiB")
+    assert len(one) == len(many) == 3
+    for a, b in zip(one, many, strict=True):  # the same series, in the same order
+        assert a.labels == b.labels
+        np.testing.assert_array_equal(a.timestamps, b.timestamps)
+        np.testing.assert_array_equal(a.values, b.values)
+    assert chunked < 0.5 * whole
 
 
 def test_refused_query_is_named(prometheus: PrometheusServer):

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from adapter.forecasting.messages import Select, Selected
 from adapter.forecasting.supervisor import Merged
-from adapter.forecasting.worker import AskedDemand, Link
+from adapter.forecasting.worker import AskedDemand, Link, usable_state_dir
 from forecaster.config import Rule
 from forecaster.runtime.demand import Selection
 from tests.conftest import RULE_QUERY
@@ -96,3 +96,13 @@ def test_a_message_that_cannot_be_sent_is_counted_and_logged(caplog):
     assert not link.send(Selected(2, Selection({}, frozenset())))
     assert registry.get_sample_value("u_total") == 1
     assert "could not send Selected to the serving process" in caplog.text
+
+
+def test_a_state_dir_spoilt_after_start_leaves_the_forecaster_running_without_checkpoints(
+    tmp_path, caplog
+):
+    state = tmp_path / "state"
+    assert usable_state_dir(state) == state and usable_state_dir(None) is None
+    state.chmod(0o777)  # after serve checked it
+    assert usable_state_dir(state) is None
+    assert "--state-dir:" in caplog.text and "forecasting without checkpoints" in caplog.text
