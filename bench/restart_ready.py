@@ -11,11 +11,12 @@ half an hour from now. Then:
 2. End to end, a start and a restart without a state directory (the baseline), then a
    start and a restart with `--state-dir` (the restart resumes from the start's
    checkpoint): `scaleahead serve` as a subprocess, from exec to /livez, to /readyz
-   answering 200, and to the first metric value served; with
-   the refits in the forecaster process (the baseline), in one worker process and in one
-   per usable core (`--fit-workers`); once it serves, the resident memory of the
-   serving process, of its forecaster process and of the fitting workers (two runs at
-   different --series give the cost of a series: the difference over theirs).
+   answering 200, and to the first metric value served; with the refits in the
+   forecaster process (the baseline), in one worker process and in one per usable core
+   (`--fit-workers`); once it serves, the resident memory of the serving process, of its
+   forecaster process and of the fitting workers (two runs at different --series give
+   the cost of a series: the difference over theirs); once the first cycle (and its
+   checkpoint) has ended, the forecaster process' resident memory and its peak (VmHWM).
 
 Run: python -m bench.restart_ready [--series 1000] [--fit-workers 0,1,2] [--end-to-end-only]
 """
