@@ -139,7 +139,7 @@ def end_to_end(root: Path, url: str, rule: Rule, workers: int) -> None:
             time.sleep(0.05)  # the first cycle's checkpoint, written after its forecasts
         time.sleep(1.0)  # past the cycle's end, where its freed heap is trimmed
         [pid] = spawned(proc.pid)
-        peak, now = (kib(pid, field) / 1024 for field in ("VmHWM", "VmRSS"))
+        peak, now = rss_kib(pid, peak=True) / 1024, rss_kib(pid) / 1024
         proc.terminate()
         proc.wait(30)
         if state_dir:
@@ -152,14 +152,6 @@ def end_to_end(root: Path, url: str, rule: Rule, workers: int) -> None:
             f"fitting workers {sum(fitting):.0f}; forecaster at its peak {peak:.0f}, "
             f"once its first cycle (and checkpoint) ended {now:.0f}"
         )
-
-
-def kib(pid: int, field: str) -> int:
-    """A memory figure of /proc/PID/status (VmRSS, VmHWM: the peak resident set), KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
 
 
 def memory(pid: int) -> tuple[float, float, list[float]]:

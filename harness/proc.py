@@ -10,10 +10,12 @@ import subprocess
 from pathlib import Path
 
 
-def rss_kib(pid: int) -> float:
-    """The process' resident set size in KiB (VmRSS); NaN once it has none (exited)."""
+def rss_kib(pid: int, peak: bool = False) -> float:
+    """The process' resident set size in KiB (VmRSS), or with `peak` the highest it has
+    been (VmHWM); NaN once it has none (exited)."""
+    field = "VmHWM:" if peak else "VmRSS:"
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field):
             return float(line.split()[1])
     return float("nan")
 

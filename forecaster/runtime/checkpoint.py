@@ -100,6 +100,11 @@ class CheckpointError(Exception):
     """The checkpoint directory cannot be used (said at start, naming it and why)."""
 
 
+def _private(info: os.stat_result) -> bool:
+    """Whether a file or directory is this user's and no one else may write to it."""
+    return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
 def own_directory(directory: Path) -> None:
     """Create `directory` (mode 0700) if missing; CheckpointError if it cannot be, or if
     another user owns it or others may write to it."""
@@ -108,7 +113,7 @@ def own_directory(directory: Path) -> None:
         info = directory.stat()
     except OSError as err:
         raise CheckpointError(f"{directory}: {err.strerror or err}") from err
-    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if not _private(info):
         raise CheckpointError(
             f"{directory} must be owned by this user (uid {os.geteuid()}) and writable by "
             f"no one else, since what it holds is loaded as code is; it is owned by uid "
@@ -134,17 +139,19 @@ class Checkpoints:
     def path(self, rule: Rule) -> Path:
         return self.directory / f"{rule.name}.checkpoint"
 
+    def _header_line(self, rule: Rule) -> bytes:
+        """The line a checkpoint of `rule` starts with: MAGIC and the fingerprint."""
+        return MAGIC + fingerprint(rule, self.stabilization).encode() + b"\n"
+
     def load(self, rule: Rule) -> Saved | None:
         """The rule's checkpoint, or None where there is none or it cannot be used (logged)."""
         path = self.path(rule)
-        expected = MAGIC + fingerprint(rule, self.stabilization).encode() + b"\n"
         try:
             with path.open("rb") as f:
-                info = os.fstat(f.fileno())
-                if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                if not _private(os.fstat(f.fileno())):
                     self._refused(rule, path, "not owned by this user or writable by others")
                     return None
-                if f.readline() != expected:
+                if f.readline() != self._header_line(rule):
                     log.info(
                         "rule %s: checkpoint %s was written by another version or "
                         "configuration; fitting every series afresh",
@@ -166,15 +173,15 @@ class Checkpoints:
         return saved
 
     def _refused(self, rule: Rule, path: Path, why: str) -> None:
-        log.warning(
-            "rule %s: checkpoint %s cannot be read (%s); fitting every series afresh",
-            rule.name,
-            path,
-            why,
-            extra={"rule": rule.name},
-        )
+        message = "checkpoint %s cannot be read (%s); fitting every series afresh"
+        self._failed(rule, "load", message, path, why)
+
+    def _failed(self, rule: Rule, op: str, message: str, *args: object) -> None:
+        """Log (a warning for a load, an error for a save) and count a failed `op`."""
+        level = logging.WARNING if op == "load" else logging.ERROR
+        log.log(level, "rule %s: " + message, rule.name, *args, extra={"rule": rule.name})
         if self.telemetry:
-            self.telemetry.checkpoint_failures.labels(rule.name, "load").inc()
+            self.telemetry.checkpoint_failures.labels(rule.name, op).inc()
 
     def save(self, rule: Rule, book: HistoryBook, series: dict[Hashable, SeriesState]) -> bool:
         """Write the rule's checkpoint if SAVE_EVERY seconds of grid passed since its last
@@ -188,22 +195,19 @@ class Checkpoints:
         try:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                f.write(MAGIC + fingerprint(rule, self.stabilization).encode() + b"\n")
+                f.write(self._header_line(rule))
                 _write(f, book, end, series)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(partial, path)
         except Exception as err:
-            log.error(
-                "rule %s: could not write checkpoint %s: %s (a restart will fit every "
-                "series afresh)",
-                rule.name,
+            self._failed(
+                rule,
+                "save",
+                "could not write checkpoint %s: %s (a restart will fit every series afresh)",
                 path,
                 err,
-                extra={"rule": rule.name},
             )
-            if self.telemetry:
-                self.telemetry.checkpoint_failures.labels(rule.name, "save").inc()
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
             return False

@@ -97,25 +97,44 @@ def test_snapshots_are_the_in_process_forecasts_and_a_hung_process_is_replaced(
     assert not [pid for pid in replacement if alive(pid)]
 
 
-def test_serve_survives_its_forecaster_process_being_killed(
-    many_series: PrometheusServer,  # noqa: F811
-    tmp_path: Path,
-):
+def _serving(server: PrometheusServer, tmp_path: Path) -> tuple[list[str], str, Path]:
+    """`scaleahead serve`'s arguments for one rule over `server`'s series, on a free
+    port; its base URL, and the file for its log."""
     config = tmp_path / "scaleahead.yaml"
     config.write_text(
-        f"prometheus:\n  url: {many_series.url}\n"
+        f"prometheus:\n  url: {server.url}\n"
         f"rules:\n  - name: http_requests_forecast\n    query: '{QUERY}'\n"
         f"    history: {HOURS}h\n"
     )
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "scaleahead.log"
+    args = ["serve", "--config", str(config), "--port", str(port)]
+    return args, f"http://127.0.0.1:{port}", tmp_path / "scaleahead.log"
+
+
+def _await_replacement(base: str, log: Path) -> None:
+    """Until a new forecaster process has delivered its first snapshot."""
+    wait_for(
+        "the replacement's first snapshot",
+        lambda: (
+            "[+]forecaster ok"
+            in httpx.get(f"{base}/readyz", params={"verbose": "1"}, timeout=5).text
+        ),
+        timeout=120,
+        logs=[log],
+    )
+
+
+def test_serve_survives_its_forecaster_process_being_killed(
+    many_series: PrometheusServer,  # noqa: F811
+    tmp_path: Path,
+):
+    args, base, log = _serving(many_series, tmp_path)
 
     def all_forecast() -> bool:
         lines = metric_lines(base, "scaleahead_series_fallback{")
         return len(lines) == SERIES and all(line.endswith(" 0.0") for line in lines)
 
-    with running(["serve", "--config", str(config), "--port", str(port)], log) as proc:
+    with running(args, log) as proc:
         wait_http(f"{base}/healthz", timeout=60)
         wait_for(
             "ready",
@@ -140,15 +159,7 @@ def test_serve_survives_its_forecaster_process_being_killed(
         assert restarts.endswith(" 1.0"), restarts
 
         # Replaced: a new process forecasts again and the check is clean.
-        wait_for(
-            "the replacement's first snapshot",
-            lambda: (
-                "[+]forecaster ok"
-                in httpx.get(f"{base}/readyz", params={"verbose": "1"}, timeout=5).text
-            ),
-            timeout=120,
-            logs=[log],
-        )
+        _await_replacement(base, log)
         [replacement] = spawned(proc.pid)
         assert replacement != forecaster
         assert all_forecast()
@@ -185,17 +196,8 @@ def test_a_replaced_forecaster_process_resumes_from_the_state_dir(
     many_series: PrometheusServer,  # noqa: F811
     tmp_path: Path,
 ):
-    config = tmp_path / "scaleahead.yaml"
-    config.write_text(
-        f"prometheus:\n  url: {many_series.url}\n"
-        f"rules:\n  - name: http_requests_forecast\n    query: '{QUERY}'\n"
-        f"    history: {HOURS}h\n"
-    )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "scaleahead.log"
+    args, base, log = _serving(many_series, tmp_path)
     checkpoint = tmp_path / "state" / "http_requests_forecast.checkpoint"
-    args = ["serve", "--config", str(config), "--port", str(port)]
     with running([*args, "--state-dir", str(tmp_path / "state")], log) as proc:
         wait_http(f"{base}/healthz", timeout=60)
         wait_for("the first checkpoint", checkpoint.exists, timeout=180, logs=[log])
@@ -203,15 +205,7 @@ def test_a_replaced_forecaster_process_resumes_from_the_state_dir(
         [forecaster] = spawned(proc.pid)
         os.kill(forecaster, signal.SIGKILL)
         wait_for("the death logged", lambda: "the forecaster process died" in log.read_text(), 10)
-        wait_for(
-            "the replacement's first snapshot",
-            lambda: (
-                "[+]forecaster ok"
-                in httpx.get(f"{base}/readyz", params={"verbose": "1"}, timeout=5).text
-            ),
-            timeout=120,
-            logs=[log],
-        )
+        _await_replacement(base, log)
         assert min(served_values(base)) > 0
     # The replacement took up the history and fits its predecessor saved.
     text = log.read_text()
