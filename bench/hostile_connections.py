@@ -11,7 +11,10 @@ closes one. Its ways:
 - silent TCP: connects and never starts the TLS handshake;
 - idle TLS: completes the handshake and sends nothing;
 - slow head: completes the handshake, then sends a request head a byte every 2 s;
-- heavy selector: 40 clients at once asking with `service notin (...6,500 values...)`.
+- heavy selector: 40 clients at once asking with `service notin (...6,500 values...)`;
+- handshake flood: each attacker completes a TLS handshake and closes, without end;
+- request flood: each attacker sends requests 8 at a time on a keep-alive connection,
+  reading whatever answers have come, without end (HTTP/1.1 pipelining).
 
 Measured meanwhile, as the kubelet and the aggregator ask: `/healthz` on a new TLS
 connection each time, and the metric over one keep-alive connection with a client
@@ -43,7 +46,14 @@ from harness.lone_tls import METRIC, LoneTLS, lone_tls
 from harness.net import REPO, free_port, wait_http
 from harness.proc import rss_kib, sockets
 
-WAYS = ("silent TCP", "idle TLS", "slow head", "heavy selector")
+WAYS = (
+    "silent TCP",
+    "idle TLS",
+    "slow head",
+    "heavy selector",
+    "handshake flood",
+    "request flood",
+)
 HEAVY = (
     "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/http_requests_forecast"
     "?labelSelector=service%20notin%20(" + ",".join(f"svc-{i}" for i in range(6500)) + ")"
@@ -83,7 +93,32 @@ async def _attack(way: str, port: int, tls: LoneTLS, count: int, stop: threading
             await asyncio.gather(*(ask() for _ in range(40)))
         return
 
+    async def handshake() -> None:
+        while not stop.is_set():
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+                writer.close()
+            except (OSError, ssl.SSLError):
+                await asyncio.sleep(0.01)
+
+    async def flood() -> None:
+        request = b"GET /apis/external.metrics.k8s.io/v1beta1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+                while not stop.is_set():
+                    writer.write(request * 8)
+                    await writer.drain()
+                    if not await reader.read(65536):
+                        break
+            except (OSError, ssl.SSLError):
+                await asyncio.sleep(0.01)
+
     async def hold() -> None:
+        if way == "handshake flood":
+            return await handshake()
+        if way == "request flood":
+            return await flood()
         while not stop.is_set():
             try:
                 reader, writer = await asyncio.open_connection(

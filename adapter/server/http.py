@@ -2,7 +2,8 @@
 with the client certificate of each connection in the request's state, a bound on the
 connections held, and deadlines for slow clients.
 
-A request's head may cost MAX_HEAD at most (a 431 beyond). A TLS client has
+A request's head may cost MAX_HEAD at most (a 431 beyond), and a connection may send
+MAX_PIPELINED requests ahead of its answers (closed beyond). A TLS client has
 HANDSHAKE_TIMEOUT to complete its handshake. Every request, its head and
 its body, must arrive whole within REQUEST_TIMEOUT of its first byte (the first request
 within it of the handshake, or of the connection opening without TLS), whichever request
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import json
 import logging
 import resource
@@ -30,7 +30,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from adapter.asgi import PEER_CERT
 from adapter.errors import UsageError, status_body
-from adapter.server.memory import give_back
+from adapter.server.connections import MAX_CONNECTIONS, Held
 
 log = logging.getLogger("scaleahead")
 
@@ -52,27 +52,20 @@ HEAD_LINE_COST = 128
 keeps of a header beyond its text, so that many tiny lines cannot cost more than
 MAX_HEAD of memory either."""
 
+MAX_PIPELINED = 16
+"""Requests a connection may send ahead of the one being answered (HTTP/1.1 pipelining);
+beyond, the connection is closed. Reading pauses while any wait (uvicorn resumed it after
+each answer, queueing every request parsed: one client sending requests without reading
+the answers grew the process by 20 MiB a connection)."""
+
 KEEP_ALIVE_TIMEOUT = 30
 """Idle keep-alive connections are closed after this many seconds (the aggregator reuses
 its connections; a client that holds one without asking loses it)."""
-
-MAX_CONNECTIONS = 4000
-"""Connections held at most (in their handshake, idle or in a request): each one beyond
-closes the one idle longest. Thousands of idle or hostile connections are held, at tens
-of KiB each, until their deadline closes them: shedding earlier would only make a
-client that reopens what is closed cost a handshake per connection, without end."""
 
 TLS_READ_SIZE = 16 * 1024
 """Bytes of plaintext read from a TLS connection at once: one TLS record. (asyncio's
 default keeps a 256 KiB buffer per connection, which alone made 900 idle connections
 cost 230 MB.)"""
-
-
-GIVE_BACK_AFTER = 200
-"""Connections closed, after which memory is given back to the OS once at most half of
-the most held remain and closing has been quiet for a second (a full garbage collection
-frees their cycles, and the C library would keep what they freed): RSS returns near its
-baseline after a burst."""
 
 
 class _TLS(sslproto.SSLProtocol):
@@ -103,54 +96,8 @@ class _TLS(sslproto.SSLProtocol):
         super().connection_lost(exc)
 
 
-class Held:
-    """Every connection the server holds, from its acceptance (before any TLS handshake)
-    until its socket closes, with the socket to close it by."""
-
-    def __init__(self, most: int = MAX_CONNECTIONS) -> None:
-        self.most = most
-        self._sockets: dict[PeerCertProtocol, asyncio.Transport] = {}
-        self._closed = 0  # since memory was last given back
-        self._most_held = 0  # since memory was last given back
-        self._quiet: asyncio.TimerHandle | None = None
-
-    def opened(self, connection: PeerCertProtocol, socket: asyncio.Transport) -> None:
-        """Hold `connection`, closing the ones idle longest (those already closing first)
-        beyond `most`."""
-        if connection in self._sockets:
-            return
-        self._sockets[connection] = socket
-        self._most_held = max(self._most_held, len(self._sockets))
-        excess = len(self._sockets) - self.most
-        if excess <= 0:
-            return
-        idle = (
-            (not other.is_closing(), since, id(c), other)
-            for c, other in self._sockets.items()
-            if c is not connection and (since := c.idle_since()) is not None
-        )
-        for *_, other in heapq.nsmallest(excess, idle):
-            other.abort()  # at once: no TLS close_notify awaited from a client that may not answer
-
-    def closed(self, connection: PeerCertProtocol) -> None:
-        """Forget `connection`; once GIVE_BACK_AFTER have closed, give the memory back when
-        closing has been quiet for a second."""
-        if self._sockets.pop(connection, None) is None:
-            return
-        self._closed += 1
-        # Only once the burst is over (half of the most held have gone): while clients
-        # keep reopening what closes, memory stays bounded anyway, and the collection
-        # (tens of ms with thousands of connections) would only pause the answers.
-        if self._closed >= GIVE_BACK_AFTER and len(self._sockets) <= self._most_held // 2:
-            if self._quiet is not None:
-                self._quiet.cancel()
-            self._quiet = asyncio.get_running_loop().call_later(1.0, self._give_back)
-
-    def _give_back(self) -> None:
-        give_back(f"{self._closed} connections closed")
-        self._closed = 0
-        self._most_held = len(self._sockets)
-        self._quiet = None
+class _Flooded(Exception):
+    """A connection sent more than MAX_PIPELINED requests ahead of its answers."""
 
 
 class PeerCertProtocol(HttpToolsProtocol):
@@ -181,7 +128,11 @@ class PeerCertProtocol(HttpToolsProtocol):
             if self._head > MAX_HEAD:
                 self._head_too_large()
                 return
-        super().data_received(data)
+        try:
+            super().data_received(data)
+        except _Flooded:
+            self.pipeline.clear()
+            self.transport.abort()
 
     def _head_too_large(self) -> None:
         body = json.dumps(
@@ -206,6 +157,8 @@ class PeerCertProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if len(self.pipeline) >= MAX_PIPELINED:
+            raise _Flooded  # out of the parser, to data_received
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -216,7 +169,9 @@ class PeerCertProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         self._idle_since = self.loop.time()
-        super().on_response_complete()
+        super().on_response_complete()  # resumes reading, starts the next request waiting
+        if self.pipeline:
+            self.flow.pause_reading()
 
     def idle_since(self) -> float | None:
         """When the connection was accepted or last finished a response, if it holds
