@@ -16,6 +16,7 @@ closes one. Its ways:
 - request flood: each attacker sends requests 8 at a time on a keep-alive connection,
   reading whatever answers have come, without end (HTTP/1.1 pipelining).
 
+The attacker connects from ATTACKER, another loopback address than the probes'.
 Measured meanwhile, as the kubelet and the aggregator ask: `/healthz` on a new TLS
 connection each time, and the metric over one keep-alive connection with a client
 certificate, 10 times a second each. "held" is the server's sockets at most; "RSS/conn"
@@ -54,6 +55,8 @@ WAYS = (
     "handshake flood",
     "request flood",
 )
+ATTACKER = "127.0.0.2"
+"""The attacker's address: another client than the probes' (127.0.0.1), as another pod."""
 HEAVY = (
     "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/http_requests_forecast"
     "?labelSelector=service%20notin%20(" + ",".join(f"svc-{i}" for i in range(6500)) + ")"
@@ -81,7 +84,8 @@ async def _attack(way: str, port: int, tls: LoneTLS, count: int, stop: threading
     context = tls.context(certificate=False)
     if way == "heavy selector":
         certified = tls.context()
-        async with httpx.AsyncClient(verify=certified, timeout=30) as client:
+        transport = httpx.AsyncHTTPTransport(verify=certified, local_address=ATTACKER)
+        async with httpx.AsyncClient(transport=transport, timeout=30) as client:
 
             async def ask() -> None:
                 while not stop.is_set():
@@ -96,7 +100,9 @@ async def _attack(way: str, port: int, tls: LoneTLS, count: int, stop: threading
     async def handshake() -> None:
         while not stop.is_set():
             try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+                _, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, ssl=context, local_addr=(ATTACKER, 0)
+                )
                 writer.close()
             except (OSError, ssl.SSLError):
                 await asyncio.sleep(0.01)
@@ -105,7 +111,9 @@ async def _attack(way: str, port: int, tls: LoneTLS, count: int, stop: threading
         request = b"GET /apis/external.metrics.k8s.io/v1beta1 HTTP/1.1\r\nHost: x\r\n\r\n"
         while not stop.is_set():
             try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, ssl=context, local_addr=(ATTACKER, 0)
+                )
                 while not stop.is_set():
                     writer.write(request * 8)
                     await writer.drain()
@@ -122,7 +130,10 @@ async def _attack(way: str, port: int, tls: LoneTLS, count: int, stop: threading
         while not stop.is_set():
             try:
                 reader, writer = await asyncio.open_connection(
-                    "127.0.0.1", port, ssl=None if way == "silent TCP" else context
+                    "127.0.0.1",
+                    port,
+                    ssl=None if way == "silent TCP" else context,
+                    local_addr=(ATTACKER, 0),
                 )
             except (OSError, ssl.SSLError):
                 await asyncio.sleep(0.2)

@@ -26,11 +26,13 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from adapter.asgi import PEER_CERT
 from adapter.errors import UsageError, status_body
 from adapter.server.connections import MAX_CONNECTIONS, Held
+from adapter.server.turns import Turns
 
 log = logging.getLogger("scaleahead")
 
@@ -102,12 +104,14 @@ class _Flooded(Exception):
 
 class PeerCertProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol, recording the verified client certificate (DER) in
-    every request's state and closing connections whose request does not arrive whole
-    in time."""
+    every request's state, answering clients without one in turns per address (`Turns`)
+    and closing connections whose request does not arrive whole in time."""
 
-    def __init__(self, *args: Any, held: Held, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, held: Held, turns: Turns, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.held = held
+        self.turns = turns
+        self._peer: str | None = None  # the client's address, if it takes turns
         self._idle_since = self.loop.time()
         self._arriving = True  # a request (the first) is awaited
         self._deadline: asyncio.TimerHandle | None = None
@@ -119,6 +123,8 @@ class PeerCertProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der is None:  # a verified certificate (the aggregator's) does not take turns
+            self._peer = self.client[0] if self.client else ""
         self.app_state = {**self.app_state, PEER_CERT: der}
         self._deadline = self.loop.call_later(REQUEST_TIMEOUT, self._too_slow)
 
@@ -133,6 +139,25 @@ class PeerCertProtocol(HttpToolsProtocol):
         except _Flooded:
             self.pipeline.clear()
             self.transport.abort()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """Answer the request in the client address' turn (`Turns`), or at once for a
+        client with a verified certificate."""
+        peer, turns = self._peer, self.turns
+        if peer is None:
+            super()._start_asgi_task(cycle, app)
+            return
+
+        async def answer(
+            scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+        ) -> None:
+            try:
+                await app(scope, receive, send)
+            finally:
+                turns.done(peer)
+
+        start = super()._start_asgi_task
+        turns.take(peer, self, lambda: start(cycle, answer))
 
     def _head_too_large(self) -> None:
         body = json.dumps(
@@ -175,9 +200,15 @@ class PeerCertProtocol(HttpToolsProtocol):
 
     def idle_since(self) -> float | None:
         """When the connection was accepted or last finished a response, if it holds
-        nothing the server is working on (still in its handshake, between requests, or
-        in one that has not arrived whole); None while a request is being answered."""
-        idle = self._arriving or self.cycle is None or self.cycle.response_complete
+        nothing the server is working on (still in its handshake, between requests, in
+        one that has not arrived whole or waiting its turn); None while a request is being
+        answered."""
+        idle = (
+            self._arriving
+            or self.cycle is None
+            or self.cycle.response_complete
+            or (self._peer is not None and self.turns.waiting(self._peer, self))
+        )
         return self._idle_since if idle else None
 
     def _restart_deadline(self) -> None:
@@ -193,6 +224,8 @@ class PeerCertProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
+        if self._peer is not None:
+            self.turns.forget(self._peer, self)
         self.held.closed(self)
         super().connection_lost(exc)
 
@@ -210,6 +243,7 @@ class _Server(uvicorn.Server):
         self.tls = tls
         self.listening = listening
         self.held = Held()
+        self.turns = Turns()
 
     async def startup(self, sockets: list[Any] | None = None) -> None:
         config = self.config
@@ -222,6 +256,7 @@ class _Server(uvicorn.Server):
                 app_state=self.lifespan.state,
                 _loop=loop,
                 held=self.held,
+                turns=self.turns,
             )
             return app if self.tls is None else _TLS(self.held, app, self.tls)
 

@@ -4,7 +4,9 @@ HPA instead of keeping them out (issue 29, item 1)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 import re
 import socket
 import time
@@ -237,3 +239,58 @@ def test_requests_pipelined_within_the_limit_are_all_answered_in_order(demo: int
         assert re.findall(rb"HTTP/1.1 (\d{3}) ", answers) == expected
         sock.sendall(HEALTHZ)
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def _flood(port: int, connections: int, stop) -> None:
+    """Ask /healthz without pause on `connections` keep-alive connections from 127.0.0.2."""
+    enough_descriptors(connections + 100)
+
+    async def ask() -> None:
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, local_addr=("127.0.0.2", 0)
+                )
+                while not stop.is_set():
+                    writer.write(HEALTHZ)
+                    await reader.readuntil(b"\r\n\r\n")
+                    await reader.readexactly(2)  # "ok"
+            except (OSError, asyncio.IncompleteReadError):
+                await asyncio.sleep(0.01)
+
+    async def flood() -> None:
+        tasks = [asyncio.ensure_future(ask()) for _ in range(connections)]
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(flood())
+
+
+def test_a_client_flooding_from_one_address_does_not_hold_up_another(demo: int):
+    """One client asking without pause over 600 connections from 127.0.0.2 is answered
+    PER_PEER requests at a time, so that a probe from 127.0.0.1 is answered in
+    milliseconds, not behind hundreds of the flood's requests."""
+    spawn = multiprocessing.get_context("spawn")
+    stop = spawn.Event()
+    flood = spawn.Process(target=_flood, args=(demo, 600, stop), daemon=True)
+    flood.start()
+    try:
+        time.sleep(3.0)
+        took = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{demo}", timeout=10) as client:
+            for _ in range(40):
+                started = time.perf_counter()
+                assert client.get("/healthz").status_code == 200
+                took.append(time.perf_counter() - started)
+                time.sleep(0.05)
+    finally:
+        stop.set()
+        flood.join(10)
+    took.sort()
+    print(
+        f"healthz during the flood: median {took[20] * 1000:.1f} ms, most {took[-1] * 1000:.1f} ms"
+    )
+    assert took[20] < 0.025
