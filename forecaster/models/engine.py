@@ -180,8 +180,9 @@ class ForecastEngine:
 
     def prepared(self, key: Hashable, y: np.ndarray, end: int) -> SeriesState:
         """The series' state after forecasting it at `end` from history y (raise as
-        `forecast` does): what `prepare` runs, in a worker, on an engine of its own."""
-        self.forecast(key, y, end)
+        `forecast` does): what `prepare` runs, in a worker, on an engine of its own. y
+        may be float32 (a history book's own array): it is forecast as float64."""
+        self.forecast(key, np.asarray(y, dtype=np.float64), end)
         return self.series.pop(key)
 
     def level(self, key: Hashable) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -122,16 +122,7 @@ class ForecastCycle:
         engine = self._engines[rule.name]
         end = rule.grid_floor(now - SETTLE)
         start = book.fetch_start(end)
-        fetched = self.source.fetch_range(rule, start, end)
-        selection = self._select(rule, book, fetched, now)
-        if selection is not None:
-            fetched = self._with_backfills(rule, book, fetched, selection, end)
-            wanted = set(selection.wanted)
-            fetched = [s for s in fetched if series_key(s.labels) in wanted]
-            book.keep(wanted)
-            # Each series' budget is costed through the window of the HPAs that read it.
-            engine.scale_down = {key: w for key, w in selection.scale_down.items()}
-        book.advance(end, fetched)
+        points, selection = self._take_in(rule, book, engine, start, end, now)
         progress()
 
         old: list[SeriesKey] = []
@@ -150,7 +141,13 @@ class ForecastCycle:
             # the window is full (a forecast fitted on the ramp would chase it upwards)
         engine.forget(set(old))
         if self.prepare_many is not None and old:
-            engine.prepare({key: book.values(key) for key in old}, end, self.prepare_many)
+            # The book's own float32 arrays, not float64 copies of every history at once
+            # (the workers convert them): nothing advances the book until prepare returns.
+            fits = set(old)
+            held: dict[Hashable, np.ndarray] = {
+                key: values for key, _, values in book.entries() if key in fits
+            }
+            engine.prepare(held, end, self.prepare_many)
             progress()
         forecasts: dict[SeriesKey, SeriesForecast] = {}
         failures = 0
@@ -195,7 +192,7 @@ class ForecastCycle:
             outcomes.judge(key, book.values(key), end)
         for key, forecast in forecasts.items():
             outcomes.expect(key, forecast, end)
-        points, seconds = sum(len(s.timestamps) for s in fetched), time.perf_counter() - started
+        seconds = time.perf_counter() - started
         said = (rule.name, points, rfc3339(start), rfc3339(end), len(forecasts), failures, seconds)
         log.log(
             logging.INFO if self.live else logging.DEBUG,
@@ -220,6 +217,30 @@ class ForecastCycle:
             rfc3339(saved.book.end) if saved.book.end is not None else "-",
             extra={"rule": rule.name},
         )
+
+    def _take_in(
+        self,
+        rule: Rule,
+        book: HistoryBook,
+        engine: ForecastEngine,
+        start: int,
+        end: int,
+        now: float,
+    ) -> tuple[int, Selection | None]:
+        """Fetch [start, end] into `book` (the series wanted, when demand chooses them);
+        the points fetched and the selection. The fetched arrays, four times the book's
+        bytes in a first cycle, are let go on return, before any fit."""
+        fetched = self.source.fetch_range(rule, start, end)
+        selection = self._select(rule, book, fetched, now)
+        if selection is not None:
+            fetched = self._with_backfills(rule, book, fetched, selection, end)
+            wanted = set(selection.wanted)
+            fetched = [s for s in fetched if series_key(s.labels) in wanted]
+            book.keep(wanted)
+            # Each series' budget is costed through the window of the HPAs that read it.
+            engine.scale_down = {key: w for key, w in selection.scale_down.items()}
+        book.advance(end, fetched)
+        return sum(len(s.timestamps) for s in fetched), selection
 
     def _select(
         self, rule: Rule, book: HistoryBook, fetched: list[RangeSeries], now: float
