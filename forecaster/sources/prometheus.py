@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 import email.utils
-import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,8 +20,9 @@ from forecaster import promql
 from forecaster.config import PrometheusConfig, Rule
 from forecaster.policy import as_rates, is_rate
 from forecaster.selector import EVERYTHING, LabelSelector
+from forecaster.sources import matrix
 from forecaster.sources.base import InstantSample, RangeSeries, SeriesKey, SourceError, series_key
-from forecaster.sources.gcpause import paused_collection
+from forecaster.sources.matrix import Points, read_answer
 from forecaster.sources.tls import client_context
 from forecaster.times import grid_ceil, grid_floor
 
@@ -78,11 +79,8 @@ class PrometheusError(SourceError):
     """Prometheus could not answer: unreachable, timed out, refused or failed the query."""
 
 
-def _parse_value(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
+def _excerpt(content: bytes, chars: int) -> str:
+    return content[: chars * 4].decode(errors="replace")[:chars]
 
 
 class PrometheusClient:
@@ -135,11 +133,19 @@ class PrometheusClient:
                 time.sleep(retry_pause(attempt, wait))
             wait = None
             started = time.perf_counter()
+            get = method == "GET"
             try:
-                if method == "GET":
-                    resp = self._http.get(endpoint, params=params, headers=self._headers())
-                else:
-                    resp = self._http.post(endpoint, data=params, headers=self._headers())
+                # The body read into our own bytes: an httpx Response is freed only by the
+                # cyclic collector (its stream refers back to it), so answers it held
+                # would pile up between collections, hundreds of MB in a backfill.
+                with self._http.stream(
+                    method,
+                    endpoint,
+                    params=params if get else None,
+                    data=None if get else params,
+                    headers=self._headers(),
+                ) as resp:
+                    content = b"".join(resp.iter_bytes())
             except httpx.HTTPError as err:
                 timeout = isinstance(err, httpx.TimeoutException)
                 self._observe(endpoint, started, "timeout" if timeout else "unreachable")
@@ -150,21 +156,21 @@ class PrometheusClient:
                 kind = "throttled" if resp.status_code == 429 else "server_error"
                 self._observe(endpoint, started, kind)
                 wait = retry_after(resp.headers.get("retry-after"))
-                last = f"{self.url}{endpoint} answered {resp.status_code}: {resp.text[:300]}"
+                last = f"{self.url}{endpoint} answered {resp.status_code}: {_excerpt(content, 300)}"
                 continue
             try:
-                body = resp.json()
+                body = read_answer(content)
             except ValueError:
                 self._observe(endpoint, started, "bad_response")
                 raise PrometheusError(
                     f"{self.url}{endpoint} answered {resp.status_code} with a body that is "
-                    f"not JSON: {resp.text[:200]!r}"
+                    f"not JSON: {_excerpt(content, 200)!r}"
                 ) from None
             if resp.status_code != 200 or body.get("status") != "success":
                 self._observe(endpoint, started, "refused")
                 raise PrometheusError(
                     f"{self.url}{endpoint} refused the query ({resp.status_code}): "
-                    f"{body.get('errorType', '')}: {body.get('error', resp.text[:300])}"
+                    f"{body.get('errorType', '')}: {body.get('error', _excerpt(content, 300))}"
                 )
             self._observe(endpoint, started, None)
             return body["data"]
@@ -190,7 +196,7 @@ class PrometheusClient:
                 f"query must return an instant vector, got {data.get('resultType')}: {promql}"
             )
         return [
-            InstantSample(labels=_labels(item["metric"]), value=_parse_value(item["value"][1]))
+            InstantSample(matrix.labels(item["metric"]), matrix.parse_value(item["value"][1]))
             for item in data["result"]
         ]
 
@@ -210,7 +216,7 @@ class PrometheusClient:
 
         failed = threading.Event()  # after one chunk failed, no other is asked for
 
-        def fetch(span: tuple[int, int]) -> list[tuple[dict[str, str], np.ndarray, np.ndarray]]:
+        def fetch(span: tuple[int, int]) -> list[Points]:
             lo, hi = span
             if failed.is_set():
                 raise PrometheusError("an earlier chunk of this range failed")
@@ -226,27 +232,29 @@ class PrometheusClient:
                 raise PrometheusError(
                     f"query must return a range vector, got {data.get('resultType')}: {promql}"
                 )
-            # Read out here, in the thread that decoded it: a decoded answer costs about
-            # 200 bytes a point in Python objects, its arrays 16, so a backfill holds at
-            # most PARALLEL_CHUNKS answers decoded (all of them: 8 GB at 10,000 series).
-            return [_points(item) for item in data["result"]]
+            # Points already (read_answer), unless the server put the result before its
+            # resultType: then decoded whole, and read out here, in the decoding thread.
+            return [r if isinstance(r, tuple) else matrix.points(r) for r in data["result"]]
 
         slots = (end - start) // step + 1
         grids: dict[SeriesKey, tuple[dict[str, str], np.ndarray]] = {}
-        # The answers' millions of containers stay alive until their points are read out:
-        # collecting meanwhile would traverse them again and again, holding the GIL.
-        with paused_collection():
-            if len(spans) > 1:  # a backfill: bounded parallel, answers read in time order
-                pool = ThreadPoolExecutor(PARALLEL_CHUNKS, thread_name_prefix="backfill")
-                try:
-                    answers = pool.map(fetch, spans)
-                    for answer in answers:
-                        _place(answer, grids, start, step, slots)
-                finally:
-                    pool.shutdown(wait=True, cancel_futures=True)
-            else:
-                for span in spans:
-                    _place(fetch(span), grids, start, step, slots)
+        if len(spans) > 1:  # a backfill: bounded parallel, answers placed in time order
+            pool = ThreadPoolExecutor(PARALLEL_CHUNKS, thread_name_prefix="backfill")
+            try:
+                # At most PARALLEL_CHUNKS asked, or answered and not yet placed.
+                ahead = deque(pool.submit(fetch, span) for span in spans[:PARALLEL_CHUNKS])
+                rest = iter(spans[PARALLEL_CHUNKS:])
+                while ahead:
+                    answer = ahead.popleft().result()
+                    if (span := next(rest, None)) is not None:
+                        ahead.append(pool.submit(fetch, span))
+                    _place(answer, grids, start, step, slots)
+                    del answer
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            for span in spans:
+                _place(fetch(span), grids, start, step, slots)
         out = []
         for labels, values in map(grids.pop, list(grids)):  # each let go as its series is made
             rates = as_rates(values)
@@ -255,16 +263,8 @@ class PrometheusClient:
         return out
 
 
-def _points(item: dict[str, Any]) -> tuple[dict[str, str], np.ndarray, np.ndarray]:
-    """A matrix answer's series: its labels, timestamps and values as arrays."""
-    pairs = item["values"]
-    ts = np.fromiter((round(float(p[0])) for p in pairs), np.int64, len(pairs))
-    vs = np.fromiter((_parse_value(p[1]) for p in pairs), np.float64, len(pairs))
-    return _labels(item["metric"]), ts, vs
-
-
 def _place(
-    answer: list[tuple[dict[str, str], np.ndarray, np.ndarray]],
+    answer: list[Points],
     grids: dict[SeriesKey, tuple[dict[str, str], np.ndarray]],
     start: int,
     step: int,
@@ -314,10 +314,6 @@ def probe_rule(client: PrometheusClient, rule: Rule, at: float) -> RuleProbe:
             f"request could match one: keep it in the query, or set namespace_label: null"
         )
     return RuleProbe(len(samples), tuple(names), tuple(problems))
-
-
-def _labels(metric: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in metric.items() if k != "__name__"}
 
 
 class PrometheusSource:
