@@ -230,15 +230,19 @@ def test_requests_pipelined_within_the_limit_are_all_answered_in_order(demo: int
     paths = [b"/healthz" if i % 3 else b"/no-such-path" for i in range(MAX_PIPELINED + 1)]
     expected = [b"200" if i % 3 else b"404" for i in range(MAX_PIPELINED + 1)]
     with socket.create_connection(("127.0.0.1", demo), timeout=10) as sock:
+
+        def statuses(count: int, answers: bytes = b"") -> tuple[list[bytes], bytes]:
+            while len(found := re.findall(rb"HTTP/1.1 (\d{3}) ", answers)) < count:
+                part = sock.recv(65536)
+                assert part, answers[-300:]
+                answers += part
+            return found, answers
+
         sock.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p for p in paths))
-        answers = b""
-        while len(re.findall(rb"HTTP/1.1 (\d{3}) ", answers)) < len(paths):
-            part = sock.recv(65536)
-            assert part, answers[-300:]
-            answers += part
-        assert re.findall(rb"HTTP/1.1 (\d{3}) ", answers) == expected
-        sock.sendall(HEALTHZ)
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        found, answers = statuses(len(paths))
+        assert found == expected
+        sock.sendall(HEALTHZ)  # the connection still serves
+        assert statuses(len(paths) + 1, answers)[0] == [*expected, b"200"]
 
 
 def _flood(port: int, connections: int, stop) -> None:
