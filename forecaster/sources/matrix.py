@@ -23,11 +23,9 @@ def read_answer(body: bytes) -> Any:
     its arrays 4 MB). Raise ValueError if the body is not JSON."""
     text = body.decode()
     at = text.find(_RESULT)  # a key: never inside a string, where quotes are escaped
-    if at < 0 or '"matrix"' not in text[:at]:
-        return json.loads(text)
     i = _skip(text, at + len(_RESULT))
-    if text[i : i + 1] != "[":
-        return json.loads(text)
+    if at < 0 or '"matrix"' not in text[:at] or text[i : i + 1] != "[":
+        return _whole(text)
     series: list[Points] = []
     i = _skip(text, i + 1)
     while text[i : i + 1] != "]":
@@ -40,6 +38,16 @@ def read_answer(body: bytes) -> Any:
             raise ValueError(f"expected , or ] at {i} of a matrix answer")
     answer = json.loads(text[:at] + _RESULT + "[]" + text[i + 1 :])
     answer["data"]["result"] = series
+    return answer
+
+
+def _whole(text: str) -> Any:
+    """The answer decoded whole (not a matrix, or its result before its resultType), a
+    matrix's result then read out as `Points` too."""
+    answer = json.loads(text)
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if isinstance(data, dict) and data.get("resultType") == "matrix":
+        data["result"] = [points(item) for item in data.get("result") or []]
     return answer
 
 

@@ -232,9 +232,7 @@ class PrometheusClient:
                 raise PrometheusError(
                     f"query must return a range vector, got {data.get('resultType')}: {promql}"
                 )
-            # Points already (read_answer), unless the server put the result before its
-            # resultType: then decoded whole, and read out here, in the decoding thread.
-            return [r if isinstance(r, tuple) else matrix.points(r) for r in data["result"]]
+            return list(data["result"])  # Points, read out in this thread (read_answer)
 
         slots = (end - start) // step + 1
         grids: dict[SeriesKey, tuple[dict[str, str], np.ndarray]] = {}

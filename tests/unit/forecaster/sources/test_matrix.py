@@ -56,12 +56,22 @@ def test_a_matrix_is_read_series_by_series_as_decoding_it_whole_would(indent):
         },
         {"status": "error", "errorType": "bad_data", "error": "parse error"},
         {"status": "success", "data": ["up", "http_requests_total"]},
-        # the result before its resultType (another server's order): decoded whole
-        {"status": "success", "data": {"result": [], "resultType": "matrix"}},
     ],
 )
 def test_every_other_answer_is_decoded_as_json(body):
     assert read_answer(json.dumps(body).encode()) == body
+
+
+def test_a_matrix_whose_result_comes_first_is_decoded_whole_into_points_too():
+    """Another server's key order: the result before its resultType."""
+    whole = _matrix()
+    data = whole["data"]
+    reordered = {"status": "success", "data": {"result": data["result"], "resultType": "matrix"}}
+    answer = read_answer(json.dumps(reordered).encode())
+    [(labels, ts, vs), *_] = answer["data"]["result"]
+    assert labels == {k: v for k, v in TRICKY.items() if k != "__name__"}
+    np.testing.assert_array_equal(ts, [1700000000, 1700000060])
+    assert vs[0] == 1.5 and np.isnan(vs[1])
 
 
 @pytest.mark.parametrize("cut", [40, 120, -3])
