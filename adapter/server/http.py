@@ -21,7 +21,6 @@ import json
 import logging
 import resource
 import ssl
-from asyncio import sslproto
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -32,12 +31,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from adapter.asgi import PEER_CERT
 from adapter.errors import UsageError, status_body
 from adapter.server.connections import MAX_CONNECTIONS, Held
+from adapter.server.tls import TLSLayer
 from adapter.server.turns import Turns
 
 log = logging.getLogger("scaleahead")
-
-HANDSHAKE_TIMEOUT = 5
-"""Seconds a TLS client has, from connecting, to complete its handshake."""
 
 REQUEST_TIMEOUT = 10.0
 """Seconds a request may take to arrive whole (head and body), from its first byte, or
@@ -63,39 +60,6 @@ the answers grew the process by 20 MiB a connection)."""
 KEEP_ALIVE_TIMEOUT = 30
 """Idle keep-alive connections are closed after this many seconds (the aggregator reuses
 its connections; a client that holds one without asking loses it)."""
-
-TLS_READ_SIZE = 16 * 1024
-"""Bytes of plaintext read from a TLS connection at once: one TLS record. (asyncio's
-default keeps a 256 KiB buffer per connection, which alone made 900 idle connections
-cost 230 MB.)"""
-
-
-class _TLS(sslproto.SSLProtocol):
-    """asyncio's TLS layer for one accepted connection, with a one-record read buffer,
-    held by `held` from the moment the connection is accepted until it is lost."""
-
-    max_size = TLS_READ_SIZE
-
-    def __init__(self, held: Held, app: PeerCertProtocol, context: ssl.SSLContext) -> None:
-        super().__init__(
-            app.loop,
-            app,
-            context,
-            None,  # type: ignore[arg-type]  # no waiter: the app is told once the handshake is done
-            server_side=True,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
-            ssl_shutdown_timeout=HANDSHAKE_TIMEOUT,
-        )
-        self._held = held
-        self._app = app
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._held.opened(self._app, transport)
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._held.closed(self._app)
-        super().connection_lost(exc)
 
 
 class _Flooded(Exception):
@@ -244,6 +208,7 @@ class _Server(uvicorn.Server):
         self.listening = listening
         self.held = Held()
         self.turns = Turns()
+        self.handshakes = Turns()
 
     async def startup(self, sockets: list[Any] | None = None) -> None:
         config = self.config
@@ -258,7 +223,7 @@ class _Server(uvicorn.Server):
                 held=self.held,
                 turns=self.turns,
             )
-            return app if self.tls is None else _TLS(self.held, app, self.tls)
+            return app if self.tls is None else TLSLayer(self.held, self.handshakes, app, self.tls)
 
         try:
             server = await loop.create_server(
