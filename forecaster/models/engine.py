@@ -135,6 +135,8 @@ class ForecastEngine:
             state.aci.absorb(y, end, self.step, self.window, state.fit.level, state.fit.quantile)
         level = state.aci.level(state.fit.level)
         point, upper, state.fitted = self.model.forecast(state.fit, y, end, level, state.fitted)
+        if state.fitted is not state.fit.fitted:  # the fit's own state is not needed again
+            state.fit = replace(state.fit, fitted=state.fitted)
         state.done = end
         if adapt:
             # What the policy serves right after this cycle (the current value may be

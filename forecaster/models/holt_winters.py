@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -20,12 +21,15 @@ def smooth(
     gamma: float,
     record: bool = False,
 ) -> tuple[float, np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Run the recursions through y from (level, season), which is not modified. With
-    `record`, also the level after each index and the seasonal value written at each
-    index. Holes (NaN) leave the state as it is."""
-    # On plain Python numbers: indexing numpy arrays element by element costs several
-    # times more, for the same double-precision arithmetic.
-    slots = season.tolist()
+    """Run the recursions through y from (level, season), which is not modified, in double
+    precision, each seasonal value rounded to single precision as it is written (so that
+    the season a fit keeps in float32, half the memory, is the season smoothed: a state
+    brought over many points at once is the state brought over each). With `record`,
+    also the level after each index and the seasonal value written at each index. Holes
+    (NaN) leave the state as it is."""
+    # On plain Python numbers, the slots in an array of C floats: indexing numpy arrays
+    # element by element costs several times more.
+    slots = array("f", season.tolist())
     level = float(level)
     levels: list[float] = []
     written: list[float] = []
@@ -37,7 +41,7 @@ def smooth(
         if record:
             levels.append(level)
             written.append(slots[k])
-    out = np.array(slots, dtype=season.dtype)
+    out = np.frombuffer(slots, dtype=np.float32).copy()
     if not record:
         return level, out, None, None
     return level, out, np.array(levels), np.array(written)
@@ -93,7 +97,7 @@ class HoltWinters(Model):
 
 @dataclass(frozen=True, kw_only=True)
 class HoltWintersFitted(Fitted):
-    """Holt-Winters' state (level, season by phase) as of grid point `end`."""
+    """Holt-Winters' state (level, season by phase, float32) as of grid point `end`."""
 
     level: float
     season: np.ndarray

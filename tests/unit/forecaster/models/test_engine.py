@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecaster.models import ForecastEngine
+from forecaster.models import ForecastEngine, ladder
 from forecaster.models.base import ABSURD_FACTOR
 from forecaster.models.engine import refit_offset
+from forecaster.models.holt_winters import HoltWinters, HoltWintersFitted
 from forecaster.sources.trace import Trace
+from forecaster.times import DAY
 from tests.unit.forecaster.models.conftest import DAYS, STEP, end_of
 
 
@@ -156,3 +158,21 @@ def test_the_adaptive_level_expects_what_the_policy_serves_when_the_actual_is_mi
     expected = max(float(y[-2]), float(upper[:window].max()))
     assert expected == y[-2]
     assert engine.series["s"].aci.pending[end + window * STEP] == expected
+
+
+def test_between_refits_a_series_holds_one_state_of_its_model(july, monkeypatch):
+    """A model whose state moves with each point (Holt-Winters) is held once: the state
+    at the refit is let go once it has been brought forward (each copy of a one-minute
+    daily season is 5.8 KB a series), and its season is kept in single precision."""
+    monkeypatch.setattr(
+        ladder, "candidates_for", lambda *_, **__: [HoltWinters(period=DAY, alpha=0.1, gamma=0.05)]
+    )
+    engine = ForecastEngine(step=STEP, horizon=10, lead=180, quantile=None, budget=1.1)
+    y = july[: 3 * DAYS]
+    for k in range(5):
+        engine.forecast("s", y[: len(y) - 4 + k], end_of(y[: len(y) - 4 + k]))
+    state = engine.series["s"]
+    assert isinstance(state.fitted, HoltWintersFitted)
+    assert state.fitted.end == end_of(y) and state.fitted.end > state.fit.end
+    assert state.fit.fitted is state.fitted
+    assert state.fitted.season.dtype == np.float32
