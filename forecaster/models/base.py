@@ -83,8 +83,16 @@ class Model(ABC):
 
     def fit(self, ctx: SeriesContext) -> Fitted:
         """What this model keeps between refits: by default the profile it reads."""
-        profile = ctx.profiles[self.season].astype(np.float32) if self.period else None
-        return Fitted(self, profile)
+        return Fitted(self, *half(ctx.profiles[self.season])) if self.period else Fitted(self)
+
+
+def half(profile: np.ndarray) -> tuple[np.ndarray, float]:
+    """A profile as a fit keeps it: in half precision, in units of its largest magnitude
+    (each value within 2**-11 of itself, or of the largest under 2**-14 of it: a profile
+    is a median of noisy days, good to a few percent), and that unit."""
+    top = float(np.nanmax(np.abs(profile))) if profile.size else 0.0
+    unit = top if np.isfinite(top) and top > 0.0 else 1.0
+    return (profile / unit).astype(np.float16), unit
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,13 @@ class Fitted:
     """A fitted model: forecasts the mean from the newest history, keeps its own state."""
 
     model: Model
-    profile: np.ndarray | None = None
+    profile: np.ndarray | None = None  # half precision, in units of `unit` (`half`)
+    unit: float = 1.0
+
+    def seasonal(self) -> np.ndarray:
+        """The profile the model reads, in the series' units."""
+        assert self.profile is not None
+        return self.profile.astype(np.float64) * self.unit
 
     def advance(self, y: np.ndarray, end: int, step: int) -> Fitted:
         """This fit brought up to history y ending at `end` (stateless kinds: itself)."""
@@ -102,8 +116,7 @@ class Fitted:
         """The mean for the `horizon` steps after `end`, from history y ending at `end`."""
         ctx = SeriesContext(y, end, step, horizon)
         if self.model.period:
-            assert self.profile is not None
-            ctx.profiles[self.model.season] = self.profile
+            ctx.profiles[self.model.season] = self.seasonal()
         return self.model.paths(ctx, np.array([len(y) - 1]))[0]
 
 
