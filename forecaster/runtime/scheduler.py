@@ -128,6 +128,10 @@ class Jobs:
         abandoned at its next progress report (after a series' forecast), not finished."""
         self._stopping.set()
         if self.scheduler.running:
+            # Jobs first, under the job stores' lock while the scheduler still runs:
+            # apscheduler's shutdown marks it stopped before taking that lock, and a
+            # one-shot job processed in between is then not found, killing its thread.
+            self.scheduler.remove_all_jobs()
             self.scheduler.shutdown(wait=False)
         if self.current:
             self.current.close()
