@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from forecaster.models.base import Fitted
 from forecaster.models.calibration import AdaptiveLevel, fixed_quantile, per_step_quantile
 from forecaster.models.series_model import DEFAULT_STABILIZATION, SeriesFit, SeriesModel
 from forecaster.models.short_history import ShortHistoryForecaster
@@ -54,8 +53,7 @@ def refit_offset(key: Hashable, every: int, step: int) -> int:
 class SeriesState:
     """What the engine holds for one series."""
 
-    fit: SeriesFit  # from the last refit, on the history up to its grid point
-    fitted: Fitted  # the fit's model, brought up to `done`
+    fit: SeriesFit  # from the last refit, its model's state brought up to `done`
     next_refit: int  # grid point from which a refit is due
     aci: AdaptiveLevel
     done: int  # the newest grid point forecast
@@ -134,9 +132,9 @@ class ForecastEngine:
         if adapt:
             state.aci.absorb(y, end, self.step, self.window, state.fit.level, state.fit.quantile)
         level = state.aci.level(state.fit.level)
-        point, upper, state.fitted = self.model.forecast(state.fit, y, end, level, state.fitted)
-        if state.fitted is not state.fit.fitted:  # the fit's own state is not needed again
-            state.fit = replace(state.fit, fitted=state.fitted)
+        point, upper, fitted = self.model.forecast(state.fit, y, end, level)
+        if fitted is not state.fit.fitted:  # one state a series: the moved one replaces it
+            state.fit = replace(state.fit, fitted=fitted)
         state.done = end
         if adapt:
             # What the policy serves right after this cycle (the current value may be
@@ -162,7 +160,7 @@ class ForecastEngine:
         cut = len(y) - (end - at) // self.step
         keep = len(y) - self.refit_every // self.step
         fit = self.model_for(key).fit(y[max(0, cut - keep) if keep > 0 else 0 : cut], at)
-        new = SeriesState(fit, fit.fitted, at + self.refit_every, AdaptiveLevel(), at - self.step)
+        new = SeriesState(fit, at + self.refit_every, AdaptiveLevel(), at - self.step)
         self.series[key] = new
         return new
 

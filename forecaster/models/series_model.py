@@ -271,14 +271,12 @@ class SeriesModel:
         y: np.ndarray,
         end: int,
         level: float | None = None,
-        fitted: Fitted | None = None,
     ) -> tuple[np.ndarray, np.ndarray, Fitted]:
         """(median, upper) for the H steps after `end` from history y ending at `end`, with
         the upper band at quantile `level` (default: the fit's), and the fitted model
-        brought up to `end` (`fitted`: a later state of fit.fitted to start from)."""
+        brought up to `end`."""
         y = as_rates(y)
-        start = fit.fitted if fitted is None else fitted
-        fitted = start.advance(y, end, self.step)
+        fitted = fit.fitted.advance(y, end, self.step)
         steps = fitted.model.history_steps
         recent = y if steps is None else y[-steps:]
         observed = recent[np.isfinite(recent)]
