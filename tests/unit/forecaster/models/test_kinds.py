@@ -9,11 +9,13 @@ import pytest
 from forecaster.models import seasonality as sz
 from forecaster.models.base import Model, SeriesContext
 from forecaster.models.ladder import candidates_for
+from forecaster.models.profile import ProfileAdditive
 from forecaster.times import DAY, WEEK
 from tests.unit.forecaster.models.conftest import STEP, end_of
 
 H = 10
 KINDS = candidates_for(15 * DAY, {DAY: 1.0, WEEK: 1.0}, sub_daily=(3600,))
+DAILY_PROFILE = ProfileAdditive(period=DAY, alpha=0.2)
 
 
 def context(y: np.ndarray) -> SeriesContext:
@@ -104,7 +106,7 @@ def test_a_fit_keeps_its_profile_in_half_precision_at_any_magnitude(top: float):
     phase = np.arange(1440)
     profile = top * (0.02 + (1 + np.sin(2 * np.pi * phase / 1440)) / 2)
     ctx = SeriesContext(profile.copy(), end_of(profile), STEP, 10)
-    kind = next(k for k in KINDS if k.kind == "profile-add" and k.period == DAY and not k.layers)
+    kind = DAILY_PROFILE
     ctx.profiles[kind.season] = profile
     fitted = kind.fit(ctx)
     assert fitted.profile is not None and fitted.profile.dtype == np.float16
@@ -113,6 +115,6 @@ def test_a_fit_keeps_its_profile_in_half_precision_at_any_magnitude(top: float):
 
 def test_a_flat_zero_profile_is_kept_as_zeros():
     ctx = SeriesContext(np.zeros(1440), 1440 * STEP, STEP, 10)
-    kind = next(k for k in KINDS if k.kind == "profile-add" and k.period == DAY and not k.layers)
+    kind = DAILY_PROFILE
     ctx.profiles[kind.season] = np.zeros(1440)
     assert np.array_equal(kind.fit(ctx).seasonal(), np.zeros(1440))
