@@ -16,7 +16,9 @@ closes one. Its ways:
 - request flood: each attacker sends requests 8 at a time on a keep-alive connection,
   reading whatever answers have come, without end (HTTP/1.1 pipelining).
 
-The attacker connects from ATTACKER, another loopback address than the probes'.
+The attacker connects from ATTACKER, another loopback address than the probes' (as
+another pod), or with --from 127.0.0.1 from theirs (as a client on the kubelet's node
+address): per-address turns cannot tell such a client from the kubelet.
 Measured meanwhile, as the kubelet and the aggregator ask: `/healthz` on a new TLS
 connection each time, and the metric over one keep-alive connection with a client
 certificate, 10 times a second each. "held" is the server's sockets at most; "RSS/conn"
@@ -24,6 +26,7 @@ is the growth over the baseline divided by that; "after" is RSS 10 s after the a
 let go. The memory limit is the one of manifests/base/deployment.yaml.
 
 Run: python -m bench.hostile_connections [--seconds 20] [--attackers 2000] [--ways ...]
+    [--from 127.0.0.2]
 """
 
 from __future__ import annotations
@@ -76,15 +79,25 @@ def memory_limit_mib() -> float:
 # The attacker, in its own process so that its event loop never slows the measuring one.
 
 
-def attack(way: str, port: int, tls: LoneTLS, count: int, stop: threading.Event) -> None:
-    asyncio.run(_attack(way, port, tls, count, stop))
+def attack(
+    way: str,
+    port: int,
+    tls: LoneTLS,
+    count: int,
+    stop: threading.Event,
+    source: str = ATTACKER,
+) -> None:
+    """Hold `count` connections of `way` from address `source` until `stop` is set."""
+    asyncio.run(_attack(way, port, tls, count, stop, source))
 
 
-async def _attack(way: str, port: int, tls: LoneTLS, count: int, stop: threading.Event) -> None:
+async def _attack(
+    way: str, port: int, tls: LoneTLS, count: int, stop: threading.Event, source: str
+) -> None:
     context = tls.context(certificate=False)
     if way == "heavy selector":
         certified = tls.context()
-        transport = httpx.AsyncHTTPTransport(verify=certified, local_address=ATTACKER)
+        transport = httpx.AsyncHTTPTransport(verify=certified, local_address=source)
         async with httpx.AsyncClient(transport=transport, timeout=30) as client:
 
             async def ask() -> None:
@@ -101,7 +114,7 @@ async def _attack(way: str, port: int, tls: LoneTLS, count: int, stop: threading
         while not stop.is_set():
             try:
                 _, writer = await asyncio.open_connection(
-                    "127.0.0.1", port, ssl=context, local_addr=(ATTACKER, 0)
+                    "127.0.0.1", port, ssl=context, local_addr=(source, 0)
                 )
                 writer.close()
             except (OSError, ssl.SSLError):
@@ -112,7 +125,7 @@ async def _attack(way: str, port: int, tls: LoneTLS, count: int, stop: threading
         while not stop.is_set():
             try:
                 reader, writer = await asyncio.open_connection(
-                    "127.0.0.1", port, ssl=context, local_addr=(ATTACKER, 0)
+                    "127.0.0.1", port, ssl=context, local_addr=(source, 0)
                 )
                 while not stop.is_set():
                     writer.write(request * 8)
@@ -133,7 +146,7 @@ async def _attack(way: str, port: int, tls: LoneTLS, count: int, stop: threading
                     "127.0.0.1",
                     port,
                     ssl=None if way == "silent TCP" else context,
-                    local_addr=(ATTACKER, 0),
+                    local_addr=(source, 0),
                 )
             except (OSError, ssl.SSLError):
                 await asyncio.sleep(0.2)
@@ -215,6 +228,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--attackers", type=int, default=2000)
     parser.add_argument(
+        "--from", dest="source", default=ATTACKER, help="the attacker's loopback address"
+    )
+    parser.add_argument(
         "--ways", default=",".join(WAYS), help="comma-separated, of: " + ", ".join(WAYS)
     )
     args = parser.parse_args()
@@ -235,7 +251,7 @@ def main() -> None:
         quiet_rss, quiet_sockets = quiet.run(args.seconds, server.pid)
         limit = memory_limit_mib()
         print(
-            f"scaleahead serve (TLS, demo rule), {args.attackers} attackers, "
+            f"scaleahead serve (TLS, demo rule), {args.attackers} attackers from {args.source}, "
             f"{args.seconds:.0f} s each; memory limit {limit:.0f} MiB"
         )
         print(
@@ -251,7 +267,7 @@ def main() -> None:
             before = rss_mib(server.pid)
             stop = spawn.Event()
             attacker = spawn.Process(
-                target=attack, args=(way, port, tls, args.attackers, stop), daemon=True
+                target=attack, args=(way, port, tls, args.attackers, stop, args.source), daemon=True
             )
             attacker.start()
             time.sleep(3.0)  # let it open its connections

@@ -81,6 +81,7 @@ class PeerCertProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._head = 0  # what the head of the request arriving has cost (MAX_HEAD)
         self._in_head = True  # its head is not complete yet
+        self._answered = False  # whether a response of it has been sent whole
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.held.opened(self, transport)  # without TLS; with it, _TLS did at acceptance
@@ -105,8 +106,9 @@ class PeerCertProtocol(HttpToolsProtocol):
             self.transport.abort()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        """Answer the request in the client address' turn (`Turns`), or at once for a
-        client with a verified certificate."""
+        """Answer the request in the client address' turn (`Turns`; the connection's
+        first request before the others waiting), or at once for a client with a verified
+        certificate."""
         peer, turns = self._peer, self.turns
         if peer is None:
             super()._start_asgi_task(cycle, app)
@@ -121,7 +123,7 @@ class PeerCertProtocol(HttpToolsProtocol):
                 turns.done(peer)
 
         start = super()._start_asgi_task
-        turns.take(peer, self, lambda: start(cycle, answer))
+        turns.take(peer, self, lambda: start(cycle, answer), first=not self._answered)
 
     def _head_too_large(self) -> None:
         body = json.dumps(
@@ -158,6 +160,7 @@ class PeerCertProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         self._idle_since = self.loop.time()
+        self._answered = True
         super().on_response_complete()  # resumes reading, starts the next request waiting
         if self.pipeline:
             self.flow.pause_reading()

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 
 from adapter.cli import parser
 from adapter.cluster import kube as kube_module
+from adapter.server.tls import HANDSHAKE_TIMEOUT
 from adapter.service import DEMO_RULE, build_service, demo_source
 from forecaster.config import parse_config
 from tests.conftest import REPO, venv_tool
@@ -207,6 +208,9 @@ def test_the_probes_hit_paths_the_server_answers():
         for probe in probes:
             get = probe["httpGet"]
             assert get["scheme"] == "HTTPS" and get["port"] == "https"
+            # A probe waiting its address' handshake turn is cut by the server, not the
+            # kubelet: its timeout outlasts the handshake deadline and a request.
+            assert probe["timeoutSeconds"] > HANDSHAKE_TIMEOUT + 1, probe
             # Not ready before the first cycle, but answered (503 is readiness's "no").
             assert client.get(get["path"]).status_code in (200, 503), get["path"]
         assert client.get(probes[1]["httpGet"]["path"]).status_code == 200  # alive

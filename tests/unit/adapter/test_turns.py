@@ -1,5 +1,6 @@
 """Turns: at most per_peer requests of one client address answered at once, the others
-started in arrival order as turns free, other addresses never held up."""
+started as turns free (a connection's first request first, then in arrival order),
+other addresses never held up."""
 
 from __future__ import annotations
 
@@ -48,3 +49,23 @@ def test_a_forgotten_waiter_is_never_started_and_frees_its_place():
     # Every turn is free again: the next two of another round start at once.
     turns.per_peer = 2
     assert turns.take("p", "d", lambda: None) and turns.take("p", "e", lambda: None)
+
+
+def test_a_connections_first_request_goes_ahead_of_the_others_waiting():
+    """A probe (a new connection's first request) waits for the next turn, not behind the
+    requests of connections already answered; each kind keeps its arrival order."""
+    turns = Turns(per_peer=1)
+    started: list[str] = []
+    turns.take("p", "busy", lambda: started.append("busy"))
+    for name in ("flood-1", "flood-2"):
+        turns.take("p", name, lambda name=name: started.append(name))
+    turns.take("p", "probe-1", lambda: started.append("probe-1"), first=True)
+    turns.take("p", "probe-2", lambda: started.append("probe-2"), first=True)
+    turns.forget("p", "probe-2")
+    turns.take("p", "probe-3", lambda: started.append("probe-3"), first=True)
+    assert turns.waiting("p", "probe-3") and not turns.waiting("p", "probe-2")
+    for _ in range(4):
+        turns.done("p")
+    assert started == ["busy", "probe-1", "probe-3", "flood-1", "flood-2"]
+    turns.done("p")
+    assert turns.take("p", "next", lambda: None)  # every turn was free again
