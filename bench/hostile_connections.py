@@ -26,7 +26,7 @@ is the growth over the baseline divided by that; "after" is RSS 10 s after the a
 let go. The memory limit is the one of manifests/base/deployment.yaml.
 
 Run: python -m bench.hostile_connections [--seconds 20] [--attackers 2000] [--ways ...]
-    [--from 127.0.0.2]
+    [--from 127.0.0.2] [--open-files N (the server's limit, e.g. 1024)]
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from adapter.server.http import enough_descriptors
 from harness.lone_tls import METRIC, LoneTLS, lone_tls
 from harness.net import REPO, free_port, wait_http
 from harness.proc import rss_kib, sockets
@@ -88,6 +89,7 @@ def attack(
     source: str = ATTACKER,
 ) -> None:
     """Hold `count` connections of `way` from address `source` until `stop` is set."""
+    enough_descriptors(count + 100)
     asyncio.run(_attack(way, port, tls, count, stop, source))
 
 
@@ -233,14 +235,21 @@ def main() -> None:
     parser.add_argument(
         "--ways", default=",".join(WAYS), help="comma-separated, of: " + ", ".join(WAYS)
     )
+    parser.add_argument(
+        "--open-files", type=int, help="the server's open-files limit (prlimit; default: ours)"
+    )
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench-hostile-"))
     port = free_port()
     tls = lone_tls(root, port)
     log = (root / "log").open("wb")
+    files = args.open_files
+    prlimit = ["prlimit", f"--nofile={files}:{files}"] if files else []
     server = subprocess.Popen(
-        [sys.executable, "-m", "adapter.cli", *tls.args], stdout=log, stderr=subprocess.STDOUT
+        [*prlimit, sys.executable, "-m", "adapter.cli", *tls.args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_http(f"https://127.0.0.1:{port}/readyz", timeout=90)

@@ -1,10 +1,12 @@
 """The connections a server holds, bounded: beyond MAX_CONNECTIONS, each new one closes the
-one idle longest; memory is given back to the OS after a burst of them."""
+one idle longest, unless its client address holds more than its share of them, when the
+new one is refused instead; memory is given back to the OS after a burst of them."""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+from collections import Counter
 from typing import Protocol
 
 from adapter.server.memory import give_back
@@ -36,6 +38,8 @@ class Held:
     def __init__(self, most: int = MAX_CONNECTIONS) -> None:
         self.most = most
         self._sockets: dict[Connection, asyncio.Transport] = {}
+        self._addresses: dict[Connection, str] = {}
+        self._per_address: Counter[str] = Counter()
         self._closed = 0  # since memory was last given back
         self._most_held = 0  # since memory was last given back
         self._quiet: asyncio.TimerHandle | None = None
@@ -46,6 +50,9 @@ class Held:
         if connection in self._sockets:
             return
         self._sockets[connection] = socket
+        peer = socket.get_extra_info("peername")
+        address = self._addresses[connection] = str(peer[0]) if peer else ""
+        self._per_address[address] += 1
         self._most_held = max(self._most_held, len(self._sockets))
         excess = len(self._sockets) - self.most
         if excess <= 0:
@@ -58,11 +65,28 @@ class Held:
         for *_, other in heapq.nsmallest(excess, idle):
             other.abort()  # at once: no TLS close_notify awaited from a client that may not answer
 
+    def refuses(self, address: str) -> bool:
+        """Whether a new connection from `address` is to be closed at once: every place is
+        taken and `address` holds at least its share of them (the places over the
+        addresses held). A client that opens more connections than the server holds then
+        has its new ones refused for the price of an accept, instead of making the server
+        build each and close another of its own: that churn, at the rate the server could
+        accept, queued a probe from another address behind thousands in the kernel's
+        backlog (3 s with 6,000 connections of one client)."""
+        return (
+            len(self._sockets) >= self.most
+            and self._per_address[address] * len(self._per_address) >= self.most
+        )
+
     def closed(self, connection: Connection) -> None:
         """Forget `connection`; once GIVE_BACK_AFTER have closed, give the memory back when
         closing has been quiet for a second."""
         if self._sockets.pop(connection, None) is None:
             return
+        address = self._addresses.pop(connection)
+        self._per_address[address] -= 1
+        if not self._per_address[address]:
+            del self._per_address[address]
         self._closed += 1
         # Only once the burst is over (half of the most held have gone): while clients
         # keep reopening what closes, memory stays bounded anyway, and the collection

@@ -7,7 +7,8 @@ MAX_PIPELINED requests ahead of its answers (closed beyond). A TLS client has
 HANDSHAKE_TIMEOUT to complete its handshake. Every request, its head and
 its body, must arrive whole within REQUEST_TIMEOUT of its first byte (the first request
 within it of the handshake, or of the connection opening without TLS), whichever request
-of the connection it is. Beyond MAX_CONNECTIONS held, each new one closes the one idle
+of the connection it is. Beyond MAX_CONNECTIONS held (fewer where open files are
+limited below it: `connections_held_at_most`), each new one closes the one idle
 longest (in its handshake, between requests, or sending one too slowly), so that idle or
 slow clients never keep a probe or the HPA out and memory stays bounded: about
 MAX_CONNECTIONS x the cost of one connection (bench/hostile_connections.py measures it).
@@ -30,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from adapter.asgi import PEER_CERT
 from adapter.errors import UsageError, status_body
+from adapter.server.accept import Acceptor, listen
 from adapter.server.connections import MAX_CONNECTIONS, Held
 from adapter.server.tls import TLSLayer
 from adapter.server.turns import Turns
@@ -60,6 +62,13 @@ the answers grew the process by 20 MiB a connection)."""
 KEEP_ALIVE_TIMEOUT = 30
 """Idle keep-alive connections are closed after this many seconds (the aggregator reuses
 its connections; a client that holds one without asking loses it)."""
+
+FD_RESERVE = 512
+"""Open files kept for all but the connections held: those accepted and not yet held
+(a few of `adapter.server.accept`'s batches), Prometheus, the API server, a forwarded
+adapter, the forecaster's pipes, logs and checkpoints."""
+MIN_CONNECTIONS = 64
+"""Connections held at the least, however low the open-files limit."""
 
 
 class _Flooded(Exception):
@@ -204,12 +213,16 @@ class _Server(uvicorn.Server):
     signal instead of 0)."""
 
     def __init__(
-        self, config: uvicorn.Config, tls: ssl.SSLContext | None, listening: Callable[[], None]
+        self,
+        config: uvicorn.Config,
+        tls: ssl.SSLContext | None,
+        listening: Callable[[], None],
+        most: int,
     ) -> None:
         super().__init__(config)
         self.tls = tls
         self.listening = listening
-        self.held = Held()
+        self.held = Held(most)
         self.turns = Turns()
         self.handshakes = Turns()
 
@@ -229,12 +242,11 @@ class _Server(uvicorn.Server):
             return app if self.tls is None else TLSLayer(self.held, self.handshakes, app, self.tls)
 
         try:
-            server = await loop.create_server(
-                accept, host=config.host, port=config.port, backlog=config.backlog
-            )
+            listening = listen(config.host, config.port)
         except OSError as err:
-            raise UsageError(f"cannot listen on {config.host}:{config.port}: {err}") from None
-        self.servers = [server]
+            reason = err.strerror or str(err)
+            raise UsageError(f"cannot listen on {config.host}:{config.port}: {reason}") from None
+        self.servers = [Acceptor(listening, accept, self.held, loop)]  # type: ignore[list-item]
         log.info(
             "listening on %s:%d (%s)",
             config.host,
@@ -276,23 +288,34 @@ def run(
         server_header=False,
     )
     config.load()
-    enough_descriptors(MAX_CONNECTIONS + 1000)
-    _Server(config, tls, listening).run()
+    most = connections_held_at_most(enough_descriptors(MAX_CONNECTIONS + 2 * FD_RESERVE))
+    _Server(config, tls, listening, most).run()
 
 
 def enough_descriptors(needed: int) -> int:
     """Raise the soft limit on open files towards `needed` (as far as the hard limit
-    allows); the limit now. A server held to 1,024 would stop accepting, probes
-    included, long before MAX_CONNECTIONS."""
+    allows); the limit now (RLIM_INFINITY if none)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        log.warning(
-            "open files are limited to %d (hard limit): fewer than the %d connections "
-            "held at most; raise the limit (ulimit -n) or idle clients may keep others out",
-            soft,
-            MAX_CONNECTIONS,
-        )
     return soft
+
+
+def connections_held_at_most(open_files: int) -> int:
+    """The connections the server may hold with `open_files` descriptors: MAX_CONNECTIONS,
+    or FD_RESERVE fewer than the limit where it is lower (warned). Beyond the limit the
+    server could not accept at all: a client holding every descriptor kept probes and
+    the HPA out, since only a new connection makes room by closing the one idle longest."""
+    if open_files == resource.RLIM_INFINITY or open_files >= MAX_CONNECTIONS + FD_RESERVE:
+        return MAX_CONNECTIONS
+    most = max(MIN_CONNECTIONS, open_files - FD_RESERVE)
+    log.warning(
+        "open files are limited to %d (hard limit): holding at most %d connections, not "
+        "%d; raise the limit (ulimit -n, or the container runtime's) to %d",
+        open_files,
+        most,
+        MAX_CONNECTIONS,
+        MAX_CONNECTIONS + FD_RESERVE,
+    )
+    return most

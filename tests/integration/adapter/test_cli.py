@@ -143,7 +143,7 @@ def test_a_port_taken_is_an_error_naming_it_and_no_banner():
         )
     assert got.returncode == 2, got.stderr
     assert f"scaleahead: cannot listen on 127.0.0.1:{port}" in got.stderr
-    assert "address already in use" in got.stderr
+    assert "address already in use" in got.stderr.lower()
     assert "serving the external metrics API" not in got.stdout
 
 

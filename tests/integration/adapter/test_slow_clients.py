@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -20,11 +21,13 @@ from adapter.server.http import (
     MAX_HEAD,
     MAX_PIPELINED,
     REQUEST_TIMEOUT,
+    connections_held_at_most,
     enough_descriptors,
 )
 from forecaster.selector import MAX_LENGTH
 from harness.net import free_port, timed_during, wait_http
-from harness.proc import rss_kib
+from harness.proc import rss_kib, stop
+from tests.conftest import clean_env, scaleahead_cmd
 from tests.integration.adapter.test_cli import running
 
 METRIC = (
@@ -286,3 +289,42 @@ def test_a_client_flooding_from_one_address_does_not_hold_up_another(demo: int):
         f"healthz during the flood: median {took[20] * 1000:.1f} ms, most {took[-1] * 1000:.1f} ms"
     )
     assert took[20] < 0.025
+
+
+def test_below_the_open_files_limit_idle_connections_still_make_room(tmp_path):
+    """With open files limited to 700 (a container runtime's or a shell's limit), the
+    server holds fewer connections than that, so that a new one is always accepted and
+    closes the one idle longest: 900 silent connections keep neither the probes nor the
+    metric out. (Held to 4,000, accepting failed once the descriptors ran out, and the
+    probes timed out.)"""
+    limit = 700
+    most = connections_held_at_most(limit)
+    assert most < limit  # and the warning says so, with the limit to raise to
+    port = free_port()
+    log = tmp_path / "log"
+    serve = [*scaleahead_cmd(), "serve", "--port", str(port)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["prlimit", f"--nofile={limit}:{limit}", *serve],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+        )
+    held: list[socket.socket] = []
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=90)
+        enough_descriptors(1200)
+        for _ in range(900):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        time.sleep(2.0)  # accepted (or not) by now, long before any deadline
+        started = time.monotonic()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for path in ("/healthz", "/livez", "/readyz", METRIC):
+                assert client.get(path).status_code == 200, path
+        assert time.monotonic() - started < 1.0
+    finally:
+        for sock in held:
+            sock.close()
+        stop(proc)
+    text = log.read_text()
+    assert f"open files are limited to {limit}" in text and f"holding at most {most}" in text
