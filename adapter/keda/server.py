@@ -15,6 +15,15 @@ from adapter.keda.scaler import ExternalScaler
 
 log = logging.getLogger(__name__)
 
+MAX_CONNECTIONS = 256
+"""Connections the gRPC port holds at most (beyond, grpc closes new ones). KEDA's operator
+keeps one or a few; unbounded, one client holding thousands of connections, no handshake
+needed, took the open files the API's own port needs (`adapter.server.http.FD_RESERVE`
+keeps room for these)."""
+HANDSHAKE_TIMEOUT_MS = 5000
+"""Milliseconds a client has to complete its TLS handshake (grpc's default: 120 s), as on
+the API's port."""
+
 
 class ScalerServer:
     """Serves `scaler` on address:port, with TLS when `credentials` are given."""
@@ -60,7 +69,13 @@ class ScalerServer:
         return self.port
 
     async def _start(self) -> None:
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_allowed_incoming_connections", MAX_CONNECTIONS),
+                ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+            ]
+        )
         pb_grpc.add_ExternalScalerServicer_to_server(self.scaler, server)
         target = (
             f"[{self.address}]:{self.port}"

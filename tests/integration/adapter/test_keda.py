@@ -7,6 +7,8 @@ from __future__ import annotations
 import filecmp
 import itertools
 import math
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +22,7 @@ from fastapi.testclient import TestClient
 from adapter.keda import externalscaler_pb2 as pb
 from adapter.keda import externalscaler_pb2_grpc as pb_grpc
 from adapter.keda.scaler import ExternalScaler
-from adapter.keda.server import ScalerServer
+from adapter.keda.server import HANDSHAKE_TIMEOUT_MS, MAX_CONNECTIONS, ScalerServer
 from adapter.security.tls import TLSSettings, grpc_credentials
 from adapter.service import build_service, prometheus_source
 from forecaster.config import PrometheusConfig, Rule
@@ -533,3 +535,37 @@ def test_over_tls_the_port_serves_kedas_certificate_only_unless_told_otherwise(t
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_connections_held_by_the_port_are_bounded_and_silent_ones_cut(service, tmp_path):
+    """400 silent TCP connections (no certificate needed to open one): the port holds at
+    most MAX_CONNECTIONS of them, each for the handshake deadline, so that a client
+    cannot take the open files the API's port needs; once they are cut, KEDA is served.
+    (Unbounded, all 400 were held, for grpc's 120 s handshake deadline.)"""
+    svc, rule, clock = service
+    step(svc, rule, clock, 0)
+    server, port, client_ca = _serve_tls(svc, tmp_path, mutual=True)
+    server_ca = (tmp_path / "pki" / "scaler-ca.crt").read_bytes()
+    silent: list[socket.socket] = []
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(400)]
+        time.sleep(1.0)
+        server_side = len(os.listdir("/proc/self/fd")) - before - len(silent)
+        assert server_side <= MAX_CONNECTIONS + 10, server_side
+        started = time.monotonic()
+        for sock in silent[:20]:  # the ones held first: cut at the handshake deadline
+            sock.settimeout(HANDSHAKE_TIMEOUT_MS / 1000 + 5)
+            assert sock.recv(1) == b""
+        assert time.monotonic() - started < HANDSHAKE_TIMEOUT_MS / 1000 + 3
+        for sock in silent:
+            sock.close()
+        keda = client_ca.issue("keda", "keda-operator")
+        with_cert = grpc.ssl_channel_credentials(
+            server_ca, keda.key.read_bytes(), keda.cert.read_bytes()
+        )
+        assert _stub(port, with_cert).IsActive(checkout(), timeout=10).result is True
+    finally:
+        for sock in silent:
+            sock.close()
+        server.stop()
