@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -34,6 +35,14 @@ most NEW_TOKEN_BURST at once): each costs the API server a review, so a client s
 new token with every request must not turn into as many reviews. Beyond, such requests
 are refused with 429 and Retry-After, as the API server's own flow control answers."""
 NEW_TOKEN_BURST = 40.0
+NEW_TOKEN_RATE_PER_ADDRESS = 5.0
+"""The part of NEW_TOKEN_RATE one client address may spend (NEW_TOKEN_BURST_PER_ADDRESS at
+once): a client flooding new tokens from one address is refused beyond it, and leaves the
+rest to others, such as a scraper whose projected token was just renewed (before, one
+such client kept every new token out, the scraper's included, for as long as it went on)."""
+NEW_TOKEN_BURST_PER_ADDRESS = 10.0
+ADDRESSES_KEPT = 4096
+"""Client addresses whose token review budget is remembered; the least recent go first."""
 KNOWN_TOKEN_TTL = 3600.0
 """Seconds a token that authenticated stays known: its reviews, when its cached answer
 expires, are never limited (a scraper's token is not refused because of someone else's)."""
@@ -105,6 +114,8 @@ class Authenticator:
         self._tokens = TTLCache()
         self._known = TTLCache()  # tokens that authenticated within KNOWN_TOKEN_TTL
         self._new_reviews = TokenBucket(NEW_TOKEN_RATE, NEW_TOKEN_BURST)
+        self._new_reviews_of: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._addresses_lock = threading.Lock()
         self._stop = threading.Event()
 
     # The trusted CAs -------------------------------------------------------------
@@ -210,22 +221,36 @@ class Authenticator:
             return None
         return _user_from_headers(headers, trust)
 
-    def from_token(self, token: str) -> User | None:
+    def from_token(self, token: str, address: str = "") -> User | None:
         """The user a bearer token belongs to (TokenReview, cached); blocking. Raises
-        TooManyTokenReviews for a token not known lately beyond NEW_TOKEN_RATE."""
+        TooManyTokenReviews for a token not known lately beyond NEW_TOKEN_RATE, or beyond
+        NEW_TOKEN_RATE_PER_ADDRESS from the client `address`."""
         if self.kube is None:
             return None
         key = hashlib.sha256(token.encode()).digest()
         hit, value = self._tokens.get(key)
         if hit:
             return value  # type: ignore[no-any-return]
-        if not self._known.get(key)[0] and not self._new_reviews.take():
+        if not self._known.get(key)[0] and not (
+            self._reviews_of(address).take() and self._new_reviews.take()
+        ):
             raise TooManyTokenReviews
         user = self.kube.token_review(token)
         self._tokens.put(key, user, self.settings.token_cache_ttl)
         if user is not None:
             self._known.put(key, True, KNOWN_TOKEN_TTL)
         return user
+
+    def _reviews_of(self, address: str) -> TokenBucket:
+        """The budget of new token reviews of the client `address`."""
+        with self._addresses_lock:
+            bucket = self._new_reviews_of.pop(address, None)
+            if bucket is None:
+                bucket = TokenBucket(NEW_TOKEN_RATE_PER_ADDRESS, NEW_TOKEN_BURST_PER_ADDRESS)
+                while len(self._new_reviews_of) >= ADDRESSES_KEPT:
+                    self._new_reviews_of.popitem(last=False)
+            self._new_reviews_of[address] = bucket
+            return bucket
 
 
 def _attr(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> list[str]:

@@ -13,7 +13,12 @@ import anyio.to_thread
 from adapter.asgi import AUTHENTICATED, CALLER, PEER_CERT, ASGIApp, Receive, Scope, Send
 from adapter.cluster.kube import KubeError
 from adapter.errors import StatusError, send_status
-from adapter.security.authn import NEW_TOKEN_RATE, Authenticator, TooManyTokenReviews
+from adapter.security.authn import (
+    NEW_TOKEN_RATE,
+    NEW_TOKEN_RATE_PER_ADDRESS,
+    Authenticator,
+    TooManyTokenReviews,
+)
 from adapter.security.authz import Authorizer
 from adapter.security.identity import User
 from adapter.security.request_info import request_attributes
@@ -41,9 +46,11 @@ class Guard:
         if now - self._warned >= LIMIT_LOG_INTERVAL:
             log.warning(
                 "refused %d request(s) with bearer tokens not seen lately in the last %.0f s: "
-                "more than %.0f new tokens a second to review (429)",
+                "more new tokens to review than %.0f a second from one address, or %.0f in "
+                "all (429)",
                 self._refused,
                 min(now - self._warned, LIMIT_LOG_INTERVAL),
+                NEW_TOKEN_RATE_PER_ADDRESS,
                 NEW_TOKEN_RATE,
             )
             self._refused, self._warned = 0, now
@@ -106,8 +113,11 @@ class Guard:
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() == "bearer" and token.strip():
                     try:
+                        client = scope.get("client")
                         return await anyio.to_thread.run_sync(
-                            self.authenticator.from_token, token.strip()
+                            self.authenticator.from_token,
+                            token.strip(),
+                            str(client[0]) if client else "",
                         )
                     except KubeError as err:
                         log.warning("token review failed: %s", err)

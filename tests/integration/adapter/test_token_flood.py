@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapter.security.authn import NEW_TOKEN_BURST, NEW_TOKEN_RATE
+from adapter.security.authn import NEW_TOKEN_BURST_PER_ADDRESS, NEW_TOKEN_RATE_PER_ADDRESS
 from harness.controlplane import ControlPlane
 from harness.net import free_port
 from harness.prometheus import PrometheusServer
@@ -77,11 +77,13 @@ def served(
 
 
 def test_a_client_with_a_new_token_each_request_gets_429_beyond_a_rate_of_reviews(served):
-    """The flood's tokens are reviewed at NEW_TOKEN_RATE a second at most (its first burst
-    answered 401), the rest refused with 429 and Retry-After; meanwhile probes on new
-    connections and callers the aggregator vouches for (each a new SubjectAccessReview)
-    are answered promptly, and a token that authenticated before the flood still does
-    once its cached answer has expired."""
+    """The flood's tokens are reviewed at NEW_TOKEN_RATE_PER_ADDRESS a second at most (its
+    first burst answered 401), the rest refused with 429 and Retry-After; meanwhile probes
+    on new connections and callers the aggregator vouches for (each a new
+    SubjectAccessReview) are answered promptly, a token that authenticated before the
+    flood still does once its cached answer has expired, and a new token from another
+    address is still reviewed (before the per-address budget: 429, the flood having
+    spent every review)."""
     plane, port, ca, proc, log = served
     url = f"https://127.0.0.1:{port}"
     probe = ssl.create_default_context(cafile=str(ca))
@@ -122,6 +124,10 @@ def test_a_client_with_a_new_token_each_request_gets_429_beyond_a_rate_of_review
         assert again.status_code == first.status_code, again.text  # reviewed, not refused
         fresh = client.get(f"{url}{CHECKOUT}", headers={"Authorization": "Bearer never-seen"})
     assert fresh.status_code == 429
+    elsewhere = httpx.HTTPTransport(verify=probe, local_address="127.0.0.2")
+    with httpx.Client(transport=elsewhere, timeout=10) as client:
+        other = client.get(f"{url}{CHECKOUT}", headers={"Authorization": "Bearer new-there"})
+    assert other.status_code == 401, other.text  # reviewed, and not a token
     assert fresh.headers["retry-after"] == "1"
     status = fresh.json()
     assert (status["kind"], status["code"], status["reason"]) == ("Status", 429, "TooManyRequests")
@@ -131,7 +137,7 @@ def test_a_client_with_a_new_token_each_request_gets_429_beyond_a_rate_of_review
     assert proc.poll() is None
     assert set(statuses) == {401, 429}, statuses
     assert statuses[429] > 10 * statuses[401]
-    assert statuses[401] <= NEW_TOKEN_BURST + NEW_TOKEN_RATE * (SECONDS + 1)
+    assert statuses[401] <= NEW_TOKEN_BURST_PER_ADDRESS + NEW_TOKEN_RATE_PER_ADDRESS * (SECONDS + 1)
     assert max(probes) < 1.0, probes
     assert max(callers) < 2.0, callers
     assert "with bearer tokens not seen lately" in log.read_text()

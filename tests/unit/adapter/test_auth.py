@@ -10,7 +10,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from adapter.errors import BadRequest, UsageError
 from adapter.forward import identity_headers
 from adapter.names import check_segment
-from adapter.security.authn import Authenticator
+from adapter.security.authn import (
+    NEW_TOKEN_BURST,
+    NEW_TOKEN_BURST_PER_ADDRESS,
+    Authenticator,
+    TooManyTokenReviews,
+)
 from adapter.security.authz import Authorizer
 from adapter.security.identity import Attributes, User
 from adapter.security.options import AuthenticationSettings, AuthorizationSettings
@@ -216,3 +221,29 @@ def test_a_token_bucket_allows_its_burst_then_its_rate():
     assert bucket.take() and not bucket.take()
     now[0] += 60.0  # refills to its burst, no more
     assert sum(bucket.take() for _ in range(10)) == 3
+
+
+class _Reviews:
+    """A Kube that answers every TokenReview: no user (an unknown token)."""
+
+    def __init__(self) -> None:
+        self.reviewed = 0
+
+    def token_review(self, token: str) -> User | None:
+        self.reviewed += 1
+        return None
+
+
+def test_new_tokens_of_one_address_spend_its_share_of_the_reviews_not_all_of_them():
+    reviews = _Reviews()
+    authn = Authenticator(AuthenticationSettings(), kube=reviews)  # type: ignore[arg-type]
+    flood = 0
+    with pytest.raises(TooManyTokenReviews):
+        for flood in range(1000):
+            authn.from_token(f"flood-{flood}", "10.0.0.66")
+    assert flood == NEW_TOKEN_BURST_PER_ADDRESS < NEW_TOKEN_BURST
+    assert reviews.reviewed == flood
+    # Another client's new tokens are still reviewed, up to its own share.
+    for other in range(int(NEW_TOKEN_BURST_PER_ADDRESS)):
+        assert authn.from_token(f"other-{other}", "10.0.0.7") is None
+    assert reviews.reviewed == flood + NEW_TOKEN_BURST_PER_ADDRESS
