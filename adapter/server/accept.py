@@ -73,7 +73,7 @@ class Acceptor:
         self._loop = loop
         self._closed = False
         self._storm_until = 0.0  # a storm lasts STORM_SECONDS after a pass left some waiting
-        self.refused = 0  # connections refused (Held.refuses) since the last warning
+        self._refusals = 0  # connections refused (Held.refuses) since the last warning
         self._warned = self._paused = -WARN_INTERVAL
         loop.add_reader(listening.fileno(), self._accept)
 
@@ -110,16 +110,16 @@ class Acceptor:
             conn.close()
 
     def _refused(self) -> None:
-        self.refused += 1
+        self._refusals += 1
         now = time.monotonic()
         if now - self._warned >= WARN_INTERVAL:
             log.warning(
                 "refused %d connection(s) from clients holding more than their share of "
                 "the %d connections held",
-                self.refused,
+                self._refusals,
                 self._held.most,
             )
-            self.refused, self._warned = 0, now
+            self._refusals, self._warned = 0, now
 
     def _pause(self, err: OSError) -> None:
         """No file left for a connection: stop accepting for OUT_OF_FILES_PAUSE."""

@@ -38,8 +38,7 @@ class Held:
     def __init__(self, most: int = MAX_CONNECTIONS) -> None:
         self.most = most
         self._sockets: dict[Connection, asyncio.Transport] = {}
-        self._addresses: dict[Connection, str] = {}
-        self._per_address: Counter[str] = Counter()
+        self._per_address: Counter[str] = Counter()  # connections held, per client address
         self._closed = 0  # since memory was last given back
         self._most_held = 0  # since memory was last given back
         self._quiet: asyncio.TimerHandle | None = None
@@ -50,9 +49,7 @@ class Held:
         if connection in self._sockets:
             return
         self._sockets[connection] = socket
-        peer = socket.get_extra_info("peername")
-        address = self._addresses[connection] = str(peer[0]) if peer else ""
-        self._per_address[address] += 1
+        self._per_address[_address(socket)] += 1
         self._most_held = max(self._most_held, len(self._sockets))
         excess = len(self._sockets) - self.most
         if excess <= 0:
@@ -81,9 +78,10 @@ class Held:
     def closed(self, connection: Connection) -> None:
         """Forget `connection`; once GIVE_BACK_AFTER have closed, give the memory back when
         closing has been quiet for a second."""
-        if self._sockets.pop(connection, None) is None:
+        socket = self._sockets.pop(connection, None)
+        if socket is None:
             return
-        address = self._addresses.pop(connection)
+        address = _address(socket)
         self._per_address[address] -= 1
         if not self._per_address[address]:
             del self._per_address[address]
@@ -101,3 +99,9 @@ class Held:
         self._closed = 0
         self._most_held = len(self._sockets)
         self._quiet = None
+
+
+def _address(socket: asyncio.Transport) -> str:
+    """The client address of `socket` (its transport keeps it once closed)."""
+    peer = socket.get_extra_info("peername")
+    return str(peer[0]) if peer else ""
