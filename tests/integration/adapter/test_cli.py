@@ -25,10 +25,17 @@ METRIC_PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/http_req
 
 
 @contextmanager
-def running(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    args: list[str], log: Path, wrapper: tuple[str, ...] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`scaleahead` with `args` (run under the command `wrapper`, if any), its output in
+    `log`, stopped on leaving."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            scaleahead_cmd() + args, stdout=out, stderr=subprocess.STDOUT, env=clean_env()
+            [*wrapper, *scaleahead_cmd(), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
         )
         try:
             yield proc

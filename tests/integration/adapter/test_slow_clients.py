@@ -8,7 +8,6 @@ import asyncio
 import json
 import re
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -26,8 +25,7 @@ from adapter.server.http import (
 )
 from forecaster.selector import MAX_LENGTH
 from harness.net import free_port, timed_during, wait_http
-from harness.proc import rss_kib, stop
-from tests.conftest import clean_env, scaleahead_cmd
+from harness.proc import rss_kib
 from tests.integration.adapter.test_cli import running
 
 METRIC = (
@@ -302,29 +300,22 @@ def test_below_the_open_files_limit_idle_connections_still_make_room(tmp_path):
     assert most < limit  # and the warning says so, with the limit to raise to
     port = free_port()
     log = tmp_path / "log"
-    serve = [*scaleahead_cmd(), "serve", "--port", str(port)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            ["prlimit", f"--nofile={limit}:{limit}", *serve],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=clean_env(),
-        )
     held: list[socket.socket] = []
-    try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=90)
-        enough_descriptors(1200)
-        for _ in range(900):
-            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-        time.sleep(2.0)  # accepted (or not) by now, long before any deadline
-        started = time.monotonic()
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            for path in ("/healthz", "/livez", "/readyz", METRIC):
-                assert client.get(path).status_code == 200, path
-        assert time.monotonic() - started < 1.0
-    finally:
-        for sock in held:
-            sock.close()
-        stop(proc)
+    prlimit = ("prlimit", f"--nofile={limit}:{limit}")
+    with running(["serve", "--port", str(port)], log, wrapper=prlimit):
+        try:
+            wait_http(f"http://127.0.0.1:{port}/readyz", timeout=90)
+            enough_descriptors(1200)
+            for _ in range(900):
+                held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            time.sleep(2.0)  # accepted (or not) by now, long before any deadline
+            started = time.monotonic()
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+                for path in ("/healthz", "/livez", "/readyz", METRIC):
+                    assert client.get(path).status_code == 200, path
+            assert time.monotonic() - started < 1.0
+        finally:
+            for sock in held:
+                sock.close()
     text = log.read_text()
     assert f"open files are limited to {limit}" in text and f"holding at most {most}" in text

@@ -9,8 +9,9 @@ import asyncio
 import functools
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -46,6 +47,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running(tls.args, root / "log") as proc:
         wait_http(f"https://127.0.0.1:{port}/readyz", timeout=90)
         yield Server(port, proc.pid, tls)
+
+
+def healthz_during(
+    server: Server, flood: Callable[..., None], args: tuple[Any, ...]
+) -> list[float]:
+    """Seconds each of 40 `/healthz` probes took, sorted, while `flood(*args, stop)` runs:
+    each on a new TLS connection without a certificate, as the kubelet's."""
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(
+        verify=server.tls.context(certificate=False), limits=fresh, timeout=10
+    ) as client:
+
+        def probe() -> None:
+            assert client.get(f"https://127.0.0.1:{server.port}/healthz").status_code == 200
+
+        return timed_during(flood, args, probe)
 
 
 def settle(server: Server) -> int:
@@ -141,16 +158,7 @@ def test_a_handshake_flood_from_one_address_does_not_hold_up_another(server: Ser
     127.0.0.2 has PER_PEER of them worked on at once, so that a probe from 127.0.0.1, on
     a new connection each time as the kubelet's, waits behind a few handshakes, not
     hundreds. (Without turns: p90 86-191 ms, most 190-403 ms; with them 13-25 ms.)"""
-    # No connection kept: each probe opens its own and shakes hands.
-    fresh = httpx.Limits(max_keepalive_connections=0)
-    with httpx.Client(
-        verify=server.tls.context(certificate=False), limits=fresh, timeout=10
-    ) as client:
-
-        def probe() -> None:
-            assert client.get(f"https://127.0.0.1:{server.port}/healthz").status_code == 200
-
-        took = timed_during(attack, ("handshake flood", server.port, server.tls, 1000), probe)
+    took = healthz_during(server, attack, ("handshake flood", server.port, server.tls, 1000))
     print(
         f"healthz on a new connection during the flood: median {took[20] * 1000:.1f} ms, "
         f"p90 {took[36] * 1000:.1f} ms, most {took[-1] * 1000:.1f} ms"
@@ -164,16 +172,8 @@ def test_a_request_flood_from_the_probes_own_address_does_not_hold_them_up(serve
     node address would): its requests share that address' turns with the probes, but a
     probe's request is the first of its connection and goes ahead of them. (Without that
     priority: p90 290 ms behind the flood's queue; with it 31 ms.)"""
-    fresh = httpx.Limits(max_keepalive_connections=0)
     flood = functools.partial(attack, source="127.0.0.1")
-    with httpx.Client(
-        verify=server.tls.context(certificate=False), limits=fresh, timeout=10
-    ) as client:
-
-        def probe() -> None:
-            assert client.get(f"https://127.0.0.1:{server.port}/healthz").status_code == 200
-
-        took = timed_during(flood, ("request flood", server.port, server.tls, 500), probe)
+    took = healthz_during(server, flood, ("request flood", server.port, server.tls, 500))
     print(
         f"healthz on a new connection during the flood from its own address: median "
         f"{took[20] * 1000:.1f} ms, p90 {took[36] * 1000:.1f} ms, most {took[-1] * 1000:.1f} ms"
@@ -189,15 +189,7 @@ def test_a_client_holding_more_connections_than_the_server_keeps_no_probe_out(se
     thousands in the kernel's backlog. (asyncio accepted 2,048 at once, ran out of open
     files and stopped accepting for a second at a time: probes took 9.4 s.)"""
     assert MAX_CONNECTIONS < 6000
-    fresh = httpx.Limits(max_keepalive_connections=0)
-    with httpx.Client(
-        verify=server.tls.context(certificate=False), limits=fresh, timeout=10
-    ) as client:
-
-        def probe() -> None:
-            assert client.get(f"https://127.0.0.1:{server.port}/healthz").status_code == 200
-
-        took = timed_during(attack, ("silent TCP", server.port, server.tls, 6000), probe)
+    took = healthz_during(server, attack, ("silent TCP", server.port, server.tls, 6000))
     print(
         f"healthz on a new connection beside 6,000 connections of one client: median "
         f"{took[20] * 1000:.1f} ms, p90 {took[36] * 1000:.1f} ms, most {took[-1] * 1000:.1f} ms"
