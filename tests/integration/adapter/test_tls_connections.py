@@ -167,18 +167,19 @@ def test_a_handshake_flood_from_one_address_does_not_hold_up_another(server: Ser
 
 
 def test_a_request_flood_from_the_probes_own_address_does_not_hold_them_up(server: Server):
-    """One client sending requests without pause, 8 at a time, over 500 keep-alive
+    """One client sending requests without pause, 8 at a time, over 1,000 keep-alive
     connections from 127.0.0.1, the probes' own address (as a client on the kubelet's
     node address would): its requests share that address' turns with the probes, but a
     probe's request is the first of its connection and goes ahead of them. (Without that
-    priority: p90 290 ms behind the flood's queue; with it 31 ms.)"""
+    priority: p90 536 ms behind the flood's queue, 290 ms with 500 connections; with it
+    72 ms here, 152 ms at most seen in CI with 500.)"""
     flood = functools.partial(attack, source="127.0.0.1")
-    took = healthz_during(server, flood, ("request flood", server.port, server.tls, 500))
+    took = healthz_during(server, flood, ("request flood", server.port, server.tls, 1000))
     print(
         f"healthz on a new connection during the flood from its own address: median "
         f"{took[20] * 1000:.1f} ms, p90 {took[36] * 1000:.1f} ms, most {took[-1] * 1000:.1f} ms"
     )
-    assert took[36] < 0.15
+    assert took[36] < 0.3
 
 
 def test_a_client_holding_more_connections_than_the_server_keeps_no_probe_out(server: Server):
