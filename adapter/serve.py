@@ -201,12 +201,16 @@ def serve(options: ServeOptions) -> None:
     if tls:
         # Imported here: the Kubernetes client costs start-up that plain HTTP has no use for.
         from adapter.cluster.workloads import WorkloadWatch
+        from adapter.peers.borrower import Borrower
 
         secured = secure(options.secure, app)
         app = secured.app
         service.parts += secured.parts
         service.parts.append(
             WorkloadWatch(secured.kube, service.rules, service.demand, time.time, service.soon)
+        )
+        service.parts.append(
+            Borrower(secured.kube, service.rules, service.store, secured.tls, service.registry)
         )
     if options.keda_scaler_port is not None:
         # Imported here: gRPC costs about 10 MiB and 40 ms of start-up that a server

@@ -18,6 +18,7 @@ from adapter.forecasting.supervisor import ForecasterProcess, Merged
 from adapter.forecasting.worker import WorkerSpec
 from adapter.forward import Forwarder
 from adapter.metrics import ServerMetrics
+from adapter.peers.lender import Lender
 from adapter.provider import Check
 from adapter.provider.forecast import ForecastProvider
 from adapter.server.app import create_app
@@ -162,7 +163,13 @@ def build_service(
         stalls = [*jobs.stalls(), *(forecaster.stalls() if forecaster else [])]
         return [Check(stall.job, False, stall.message) for stall in stalls]
 
-    app = create_app(provider, registry, liveness, Forwarder(forward) if forward else None)
+    app = create_app(
+        provider,
+        registry,
+        liveness,
+        Forwarder(forward) if forward else None,
+        Lender(rules, store),
+    )
     return Service(
         rules,
         source,

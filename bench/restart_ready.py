@@ -24,10 +24,12 @@ Run: python -m bench.restart_ready [--series 1000] [--fit-workers 0,1,2] [--end-
 from __future__ import annotations
 
 import argparse
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -94,13 +96,18 @@ def in_process(url: str, rule: Rule) -> None:
     client.close()
 
 
-def end_to_end(root: Path, url: str, rule: Rule, workers: int) -> None:
+def write_config(root: Path, url: str, rule: Rule) -> Path:
     config = root / "scaleahead.yaml"
     config.write_text(
         f"prometheus:\n  url: {url}\n  timeout: 60s\n"
         f"rules:\n  - name: {rule.name}\n    query: '{rule.query}'\n    history: {HISTORY}s\n"
         f"    max_series: {rule.max_series}\n"
     )
+    return config
+
+
+def end_to_end(root: Path, url: str, rule: Rule, workers: int) -> None:
+    config = write_config(root, url, rule)
     exe = Path(sys.executable).parent / "scaleahead"
     state = root / f"state-{workers}"
     checkpoint = state / f"{rule.name}.checkpoint"
@@ -154,6 +161,73 @@ def end_to_end(root: Path, url: str, rule: Rule, workers: int) -> None:
         )
 
 
+def beside_a_peer(root: Path, url: str, rule: Rule, workers: int) -> None:
+    from harness.aggregation import endpoint_slice, peer_rbac, registration
+    from harness.controlplane import ControlPlane
+    from harness.node import Bridge
+    from harness.pki import CA
+
+    bridge = Bridge.claim()  # the peer's address: EndpointSlices refuse loopback
+    plane = ControlPlane(root / "k8s", str(Path(sys.executable).parent / "kubectl"))
+    plane.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        ports = free_port(), free_port()
+        plane.apply(registration(ports[0]))
+        plane.apply(peer_rbac())
+        token = plane.kubectl("create", "token", "scaleahead", "-n", "scaleahead").stdout.strip()
+        kubeconfig = plane.kubeconfig("scaleahead-sa", token=token)
+        config = write_config(root, url, rule)
+        ca = CA("serving-ca", root / f"pki-{workers}")
+        shared = ca.issue("shared", "scaleahead", hosts=("127.0.0.1", bridge.gateway), server=True)
+        hosts = (bridge.gateway, "127.0.0.1")
+        for k, name in enumerate(("the peer, afresh", "a new replica")):
+            began = time.perf_counter()
+            log = (root / f"peer-{workers}-{k}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [
+                        *(str(Path(sys.executable).parent / "scaleahead"), "serve"),
+                        *(f"--config={config}", f"--kubeconfig={kubeconfig}"),
+                        *(f"--tls-cert-file={shared.cert}", f"--tls-private-key-file={shared.key}"),
+                        *(f"--bind-address={hosts[k]}", f"--secure-port={ports[k]}"),
+                        f"--fit-workers={workers}",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            base = f"https://{hosts[k]}:{ports[k]}"
+            ready = until(base, ca.cert, began, lambda text: True)
+            own = until(base, ca.cert, began, lambda text: "borrowed" not in text)
+            print(
+                f"  --fit-workers {workers}, {name}: ready {ready:.2f} s, "
+                f"serving forecasts of its own {own:.2f} s"
+            )
+            if k == 0:
+                plane.apply(endpoint_slice(bridge.gateway, ports[0], "peer"))
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+        plane.stop()
+        bridge.release()
+
+
+def until(base: str, ca: Path, began: float, done: Callable[[str], bool]) -> float:
+    """Seconds from `began` until /readyz?verbose answers 200 with text `done` accepts."""
+    context = ssl.create_default_context(cafile=str(ca))
+    while time.perf_counter() - began < 900:
+        try:
+            r = httpx.get(f"{base}/readyz?verbose", verify=context, timeout=5)
+            if r.status_code == 200 and done(r.text):
+                return time.perf_counter() - began
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return float("nan")
+
+
 def memory(pid: int) -> tuple[float, float, list[float]]:
     """Resident MiB of `scaleahead serve` (pid), of its forecaster process, and of each of
     the latter's fitting workers."""
@@ -174,6 +248,9 @@ def main() -> None:
         help="comma-separated worker counts to serve with (default: 0, 1 and one a core)",
     )
     parser.add_argument("--end-to-end-only", action="store_true", help="skip the in-process rows")
+    parser.add_argument(
+        "--peer", action="store_true", help="only a new replica beside a Ready peer (TLS)"
+    )
     args = parser.parse_args()
     counts = (
         sorted({0, 1, usable_cores()})
@@ -199,6 +276,11 @@ def main() -> None:
                 history=f"{HISTORY}s",
                 max_series=max(args.series, Rule.model_fields["max_series"].default),
             )
+            if args.peer:
+                print("a new replica beside a Ready peer (scaleahead serve over TLS):")
+                for workers in counts:
+                    beside_a_peer(root, server.url, rule, workers)
+                return
             if not args.end_to_end_only:
                 print("in process:")
                 in_process(server.url, rule)

@@ -1,5 +1,6 @@
 """Registering a scaleahead on loopback with a control plane's aggregation layer, as a
-cluster admin does: identity, RBAC, Service and APIService, then the serving CA."""
+cluster admin does: identity, RBAC, Service and APIService, then the serving CA; and its
+peer replicas, as the Service's EndpointSlice lists them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,40 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 
 from harness.controlplane import ControlPlane
+from harness.net import REPO
+
+
+def peer_rbac() -> str:
+    """What manifests/base/rbac.yaml grants the replicas to find and ask each other."""
+    docs = yaml.safe_load_all((REPO / "manifests" / "base" / "rbac.yaml").read_text())
+    mine = [d for d in docs if d and d["metadata"]["name"].startswith("scaleahead-peer")]
+    assert len(mine) == 4, [d["metadata"]["name"] for d in mine]
+    return "\n---\n".join(yaml.safe_dump(d) for d in mine)
+
+
+PEERS_SLICE = "scaleahead-peers"
+
+
+def endpoint_slice(address: str, port: int, pod: str) -> str:
+    """The EndpointSlice the Service's controller writes for one Ready pod named `pod`,
+    serving at `address` (not loopback: the API server refuses it), `port`."""
+    return f"""
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {PEERS_SLICE}
+  namespace: scaleahead
+  labels: {{kubernetes.io/service-name: scaleahead}}
+addressType: IPv4
+ports: [{{name: https, port: {port}, protocol: TCP}}]
+endpoints:
+  - addresses: [{address}]
+    conditions: {{ready: true}}
+    targetRef: {{kind: Pod, name: {pod}, namespace: scaleahead}}
+"""
 
 
 def registration(port: int) -> str:

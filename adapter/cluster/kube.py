@@ -1,9 +1,9 @@
 """The Kubernetes API as scaleahead uses it, through the official client: the
-authentication ConfigMap, TokenReview and SubjectAccessReview, the APIService, the
-Secret of the shared serving certificate, and the HPAs with their targets' scale and
-pods. Every call has a bounded timeout; failures raise KubeError.
-manifests/base/rbac.yaml grants exactly these calls (a test derives them from this
-module)."""
+authentication ConfigMap, TokenReview and SubjectAccessReview, the APIService, the Secret
+of the shared serving certificate, the HPAs with their targets' scale and pods, and the
+Ready endpoints of its own Service (the peer replicas). Every call has a bounded timeout;
+failures raise KubeError. manifests/base/rbac.yaml grants exactly these calls (a test
+derives them from this module)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,15 @@ TIMEOUT = (2.0, 5.0)
 
 class KubeError(Exception):
     """The Kubernetes API could not answer."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One Ready endpoint of a Service: the pod it is (if it names one) and where."""
+
+    pod: str | None
+    address: str
+    port: int
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,12 @@ class Kube:
         self.registration = client.ApiregistrationV1Api(api)
         self.autoscaling = client.AutoscalingV2Api(api)
         self.apps = client.AppsV1Api(api)
+        self.discovery = client.DiscoveryV1Api(api)
+
+    def bearer(self) -> str | None:
+        """The Authorization header this client sends (a pod's: its renewed token), if any."""
+        header = self.api.configuration.get_api_key_with_prefix("BearerToken")
+        return str(header) if header else None
 
     def authentication_config_map(self) -> AuthenticationConfigMap:
         """Read kube-system/extension-apiserver-authentication."""
@@ -303,6 +318,27 @@ class Kube:
         except Exception as err:
             raise KubeError(_describe(err)) from None
         return [self.api.sanitize_for_serialization(p) for p in pods.items]
+
+    def ready_endpoints(self, namespace: str, service: str, port: str) -> list[Endpoint]:
+        """The Ready endpoints of a Service at its port named `port` (or its only one),
+        from its EndpointSlices, as the aggregator routes to them."""
+        selector = f"kubernetes.io/service-name={service}"
+        try:
+            slices = self.discovery.list_namespaced_endpoint_slice(
+                namespace, label_selector=selector, _request_timeout=TIMEOUT
+            )
+        except Exception as err:
+            raise KubeError(_describe(err)) from None
+        found = []
+        for s in slices.items:
+            ports = [p for p in s.ports or [] if p.name == port] or s.ports or []
+            if len(ports) != 1 or ports[0].port is None:
+                continue
+            for e in s.endpoints or []:
+                if e.conditions is None or e.conditions.ready is not False:
+                    pod = e.target_ref.name if e.target_ref is not None else None
+                    found += [Endpoint(pod, a, int(ports[0].port)) for a in e.addresses[:1]]
+        return found
 
 
 def _describe(err: Exception) -> str:

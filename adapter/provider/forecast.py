@@ -85,6 +85,9 @@ class ForecastProvider:
         refused = len(self.view.store.refused(rule.name))
         if refused:
             detail += f", {refused} beyond max_series ({rule.max_series}) served their actual"
+        lender = self.view.store.lender(rule.name)
+        if lender is not None:
+            detail += f", borrowed from peer {lender} until this replica's first cycle ends"
         if failing:
             return Check(name, True, f"{detail}; {failing}", degraded=True)
         return Check(name, True, detail)

@@ -21,13 +21,15 @@ class CycleFailure:
 
 class ForecastStore:
     """Thread-safe: the cycle replaces a rule's forecasts whole; readers never see half.
-    Beside them, whether the rule's newest cycle failed."""
+    Beside them, whether the rule's newest cycle failed. Until a rule's first cycle
+    here has put, a peer replica's forecasts of it may be borrowed in its place."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: dict[str, Mapping[SeriesKey, SeriesForecast]] = {}
         self._failures: dict[str, CycleFailure] = {}
         self._refused: dict[str, frozenset[SeriesKey]] = {}
+        self._lenders: dict[str, str] = {}  # rule -> the peer its forecasts came from
 
     def put(
         self,
@@ -42,6 +44,28 @@ class ForecastStore:
             self._rules[rule] = snapshot
             self._refused[rule] = refused
             self._failures.pop(rule, None)
+            self._lenders.pop(rule, None)
+
+    def borrow(self, rule: str, forecasts: Mapping[SeriesKey, SeriesForecast], peer: str) -> bool:
+        """Hold `peer`'s forecasts of `rule` as its own would be held, unless a cycle here
+        has put that rule's already; whether they were taken."""
+        snapshot = dict(forecasts)
+        with self._lock:
+            if rule in self._rules and rule not in self._lenders:
+                return False
+            self._rules[rule] = snapshot
+            self._lenders[rule] = peer
+            return True
+
+    def lender(self, rule: str) -> str | None:
+        """The peer whose forecasts of `rule` are held; None once a cycle here has put."""
+        with self._lock:
+            return self._lenders.get(rule)
+
+    def own(self, rule: str) -> Mapping[SeriesKey, SeriesForecast] | None:
+        """Every forecast of `rule` from a cycle here (never borrowed ones); None before."""
+        with self._lock:
+            return None if rule in self._lenders else self._rules.get(rule)
 
     def refused(self, rule: str) -> frozenset[SeriesKey]:
         """The series of `rule` its last cycle left unforecast: beyond `max_series`."""

@@ -76,18 +76,21 @@ def start_secure(
     root: Path,
     port: int,
     certificate: list[str] | None = None,
+    config: Path | None = None,
+    bind: str = "127.0.0.1",
 ) -> subprocess.Popen[bytes]:
-    """`scaleahead serve` on `port` as the scaleahead service account, logging to
-    root/scaleahead.log; `certificate`: its certificate flags (default: --cert-dir)."""
+    """`scaleahead serve` on `bind`:`port` as the scaleahead service account, logging to
+    root/scaleahead.log; `certificate`: its certificate flags (default: --cert-dir);
+    `config`: its configuration (default: one rule over `prometheus`)."""
     token = plane.kubectl("create", "token", "scaleahead", "-n", "scaleahead").stdout.strip()
     kubeconfig = plane.kubeconfig("scaleahead-sa", token=token)
     log = root / "scaleahead.log"
     args = [
         "serve",
         "--config",
-        str(write_config(root / "config.yaml", prometheus.url)),
+        str(config or write_config(root / "config.yaml", prometheus.url)),
         "--bind-address",
-        "127.0.0.1",
+        bind,
         "--secure-port",
         str(port),
         *(certificate or ["--cert-dir", str(root / "certs")]),

@@ -406,7 +406,8 @@ def test_the_scrape_examples_account_reads_metrics_and_the_hpas_may_not(installe
 
 def test_a_killed_replica_is_replaced_and_nobody_notices(installed: Installed):
     token = hpa_token(installed)
-    victim = sorted(p["metadata"]["name"] for p in installed.ready_pods())[0]
+    before = sorted(p["metadata"]["name"] for p in installed.ready_pods())
+    victim = before[0]
     with Poller(installed) as poller:
         installed.kubectl("delete", "pod", "-n", NAMESPACE, victim, "--wait=false")
         replaced = wait_for(
@@ -416,9 +417,17 @@ def test_a_killed_replica_is_replaced_and_nobody_notices(installed: Installed):
     assert poller.answers and not poller.failures(), poller.failures()
     after = replicas_agree(installed, token)  # the new replica serves the same value
     assert installed.available()
+    # A new pod starts afresh (its emptyDir is new): it served its peer's forecasts until
+    # its own first cycle ended, found through the Service's EndpointSlice and allowed by
+    # the manifests' RBAC.
+    [new] = sorted(replaced - {victim} - set(before))
+    log = installed.kubectl("logs", "-n", NAMESPACE, new)
+    borrowed = [line for line in log.splitlines() if "borrowed from peer" in line]
+    assert borrowed, log[-3000:]
     installed.timeline.append(
         f"killed {victim}: replaced by {sorted(replaced)}; {len(poller.answers)} reads of "
-        f"the metric through the aggregator meanwhile, all 200; replicas agree: {after}"
+        f"the metric through the aggregator meanwhile, all 200; replicas agree: {after}; "
+        f"the new one: {borrowed[0][-160:]}"
     )
 
 

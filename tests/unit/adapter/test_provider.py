@@ -152,3 +152,19 @@ def test_a_fallback_is_counted_every_time_and_logged_once_per_change(parts, capl
     parts.demand.select(RULE, both, parts.clock() - RULE.drop_after)  # first seen then
     wanted = parts.demand.select(RULE, both, parts.clock() + 60).wanted
     assert list(wanted) == [series_key(A)]
+
+
+def test_a_replica_serving_borrowed_forecasts_is_ready_and_says_whose(parts):
+    store, current, provider = parts.store, parts.current, parts.provider
+    current.refresh(RULE)
+    store.borrow("qps", {series_key(A): forecast(A)}, "scaleahead-7d9f-x2")
+    [check] = provider.readiness()
+    assert check.ok and not check.degraded
+    assert check.detail == (
+        "1 series, 1 served from forecasts, borrowed from peer scaleahead-7d9f-x2 until "
+        "this replica's first cycle ends"
+    )
+    [value] = provider.values("shop", "qps", parse_selector("service=a"))
+    assert value.value == 8.0  # the peer's forecast, served as the peer serves it
+    store.put("qps", {series_key(A): forecast(A)})
+    assert provider.readiness()[0].detail == "1 series, 1 served from forecasts"
