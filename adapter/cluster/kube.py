@@ -114,8 +114,8 @@ class Kube:
 
     def bearer(self) -> str | None:
         """The Authorization header this client sends (a pod's: its renewed token), if any."""
-        header = self.api.configuration.get_api_key_with_prefix("BearerToken")
-        return str(header) if header else None
+        header = str(self.api.configuration.get_api_key_with_prefix("BearerToken") or "")
+        return f"Bearer {t}" if (t := header.partition(" ")[2].strip()) else None
 
     def authentication_config_map(self) -> AuthenticationConfigMap:
         """Read kube-system/extension-apiserver-authentication."""

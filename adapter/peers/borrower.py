@@ -1,8 +1,8 @@
-"""Until this replica's own first cycle of a rule has ended, it serves the forecasts of
-that rule a Ready peer serves: fetched from the peer's serving port every BORROW_EVERY
-seconds, so that both serve the same value for the same series at the same instant, and
-a new pod (a rollout, a drained node) is ready in seconds instead of after its backfill
-and first fits.
+"""Until this replica's own cycles of a rule have caught up (its first has ended, with
+forecasts as new as its peer's), it serves the forecasts of that rule a Ready peer
+serves: fetched from the peer's serving port every BORROW_EVERY seconds, so that both
+serve the same value for the same series at the same instant, and a new pod (a rollout,
+a drained node) is ready in seconds instead of after its backfill and first fits.
 
 A peer is trusted only if it presents this replica's own serving certificate (the one
 the replicas share): the certificate is the only trust anchor, so no other certificate,
@@ -57,8 +57,8 @@ def pinned_context(tls: TLSSettings) -> ssl.SSLContext:
 
 
 class Borrower:
-    """Borrows each rule's forecasts from a Ready peer until the rule's first cycle here
-    has put; then it ends. A part of the service (start, stop)."""
+    """Borrows each rule's forecasts from a Ready peer until this replica's own have
+    caught up; then it ends. A part of the service (start, stop)."""
 
     def __init__(
         self,
@@ -79,7 +79,7 @@ class Borrower:
         self.borrows = Counter(
             "scaleahead_peer_borrows",
             "Fetches of a peer replica's forecasts of a rule, before this replica's own "
-            "first cycle of it ended, by outcome (ok, failed).",
+            "had caught up, by outcome (ok, failed).",
             ["rule", "outcome"],
             registry=registry,
         )
@@ -96,8 +96,13 @@ class Borrower:
             self._thread.join(5)
 
     def pending(self) -> list[Rule]:
-        """The rules whose first cycle here has not put yet."""
-        return [r for r in self.rules if self.store.own(r.name) is None]
+        """The rules this replica has no forecasts of its own of, or serves a peer's of
+        (its own are older: a first cycle longer than a step)."""
+        return [
+            r
+            for r in self.rules
+            if self.store.own(r.name) is None or self.store.lender(r.name) is not None
+        ]
 
     def round(self) -> bool:
         """One round: every pending rule borrowed from the first peer that lends it;
@@ -146,7 +151,7 @@ class Borrower:
                     self._told.add((rule.name, "ok"))
                     log.info(
                         "rule %s: serving %d forecasts borrowed from peer %s until this "
-                        "replica's own first cycle of it ends",
+                        "replica's own cycles of it catch up",
                         rule.name,
                         len(forecasts),
                         name,

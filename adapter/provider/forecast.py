@@ -87,7 +87,7 @@ class ForecastProvider:
             detail += f", {refused} beyond max_series ({rule.max_series}) served their actual"
         lender = self.view.store.lender(rule.name)
         if lender is not None:
-            detail += f", borrowed from peer {lender} until this replica's first cycle ends"
+            detail += f", borrowed from peer {lender} until this replica's own cycles catch up"
         if failing:
             return Check(name, True, f"{detail}; {failing}", degraded=True)
         return Check(name, True, detail)

@@ -21,15 +21,16 @@ class CycleFailure:
 
 class ForecastStore:
     """Thread-safe: the cycle replaces a rule's forecasts whole; readers never see half.
-    Beside them, whether the rule's newest cycle failed. Until a rule's first cycle
-    here has put, a peer replica's forecasts of it may be borrowed in its place."""
+    Beside them, whether the rule's newest cycle failed. Until this replica's own cycles
+    of a rule have caught up, a peer replica's forecasts of it may be served instead."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rules: dict[str, Mapping[SeriesKey, SeriesForecast]] = {}
+        self._rules: dict[str, Mapping[SeriesKey, SeriesForecast]] = {}  # what is served
+        self._own: dict[str, Mapping[SeriesKey, SeriesForecast]] = {}  # the cycles' here
         self._failures: dict[str, CycleFailure] = {}
         self._refused: dict[str, frozenset[SeriesKey]] = {}
-        self._lenders: dict[str, str] = {}  # rule -> the peer its forecasts came from
+        self._lenders: dict[str, str] = {}  # rule -> the peer whose forecasts are served
 
     def put(
         self,
@@ -38,34 +39,45 @@ class ForecastStore:
         refused: frozenset[SeriesKey] = frozenset(),
     ) -> None:
         """Replace every forecast of `rule` (its cycle succeeded), and the series it
-        refused to forecast (beyond the rule's `max_series`)."""
+        refused to forecast (beyond the rule's `max_series`). Borrowed forecasts newer
+        than these (a first cycle that took longer than a step) stay served."""
         snapshot = dict(forecasts)
         with self._lock:
-            self._rules[rule] = snapshot
+            self._own[rule] = snapshot
             self._refused[rule] = refused
             self._failures.pop(rule, None)
+            served = self._rules.get(rule)
+            borrowed = rule in self._lenders and served is not None
+            if borrowed and snapshot and _newest(snapshot) < _newest(served or {}):
+                return
+            self._rules[rule] = snapshot
             self._lenders.pop(rule, None)
 
     def borrow(self, rule: str, forecasts: Mapping[SeriesKey, SeriesForecast], peer: str) -> bool:
-        """Hold `peer`'s forecasts of `rule` as its own would be held, unless a cycle here
-        has put that rule's already; whether they were taken."""
+        """Serve `peer`'s forecasts of `rule` unless this replica's own are as new (or
+        already served); whether they were taken."""
         snapshot = dict(forecasts)
         with self._lock:
-            if rule in self._rules and rule not in self._lenders:
+            own = self._own.get(rule)
+            if own is not None and (rule not in self._lenders or _newest(own) >= _newest(snapshot)):
+                self._rules[rule] = own  # caught up: served from here on
+                self._lenders.pop(rule, None)
                 return False
             self._rules[rule] = snapshot
             self._lenders[rule] = peer
             return True
 
     def lender(self, rule: str) -> str | None:
-        """The peer whose forecasts of `rule` are held; None once a cycle here has put."""
+        """The peer whose forecasts of `rule` are served; None when they are this
+        replica's own (or none)."""
         with self._lock:
             return self._lenders.get(rule)
 
     def own(self, rule: str) -> Mapping[SeriesKey, SeriesForecast] | None:
-        """Every forecast of `rule` from a cycle here (never borrowed ones); None before."""
+        """Every forecast of `rule` from this replica's last cycle (never borrowed ones);
+        None before its first."""
         with self._lock:
-            return None if rule in self._lenders else self._rules.get(rule)
+            return self._own.get(rule)
 
     def refused(self, rule: str) -> frozenset[SeriesKey]:
         """The series of `rule` its last cycle left unforecast: beyond `max_series`."""
@@ -91,3 +103,8 @@ class ForecastStore:
         """The forecast of one series of `rule`, if it has one."""
         snap = self.snapshot(rule)
         return None if snap is None else snap.get(series_key(labels))
+
+
+def _newest(forecasts: Mapping[SeriesKey, SeriesForecast]) -> float:
+    """The grid point of the newest observation behind any of `forecasts`."""
+    return max((f.origin for f in forecasts.values()), default=float("-inf"))

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from kubernetes import client
 from prometheus_client import CollectorRegistry
 
+from adapter.cluster.kube import Kube
 from adapter.peers.borrower import pinned_context
 from adapter.peers.lender import Lender
 from adapter.peers.wire import MEDIA_TYPE, WireError, decode, encode
@@ -35,16 +37,16 @@ A = {"namespace": "shop", "service": "a"}
 B = {"namespace": "shop", "service": "b"}
 
 
-def forecast(labels: dict[str, str], level: float = 8.0) -> SeriesForecast:
-    ds = (ORIGIN + 60 * np.arange(1, RULE.horizon_steps + 1)).astype(np.int64)
+def forecast(labels: dict[str, str], level: float = 8.0, origin: int = ORIGIN) -> SeriesForecast:
+    ds = (origin + 60 * np.arange(1, RULE.horizon_steps + 1)).astype(np.int64)
     upper = np.linspace(level, 2 * level, RULE.horizon_steps)
     return SeriesForecast(
-        labels, ORIGIN, 5.25, ds, upper / 3, upper, "ets", 0.5, 0.9, 1.05, 120, 300
+        labels, origin, 5.25, ds, upper / 3, upper, "ets", 0.5, 0.9, 1.05, 120, 300
     )
 
 
-def snapshot(*labels: dict[str, str]) -> dict:
-    return {series_key(x): forecast(x, 8.0 + i) for i, x in enumerate(labels)}
+def snapshot(*labels: dict[str, str], origin: int = ORIGIN) -> dict:
+    return {series_key(x): forecast(x, 8.0 + i, origin) for i, x in enumerate(labels)}
 
 
 def body(doc: dict) -> bytes:
@@ -121,7 +123,7 @@ def test_a_body_that_is_not_json_is_refused():
         decode(RULE, b"\xff<html>")
 
 
-def test_borrowed_forecasts_are_held_only_until_a_cycle_here_puts():
+def test_borrowed_forecasts_are_served_only_until_this_replicas_own_catch_up():
     store = ForecastStore()
     assert store.borrow("qps", snapshot(A), "peer-1")
     assert store.lender("qps") == "peer-1" and store.own("qps") is None
@@ -129,10 +131,31 @@ def test_borrowed_forecasts_are_held_only_until_a_cycle_here_puts():
     assert store.borrow("qps", snapshot(A, B), "peer-2")  # a newer round replaces them
     assert store.lender("qps") == "peer-2" and len(store.snapshot("qps") or {}) == 2
     mine = snapshot(B)
-    store.put("qps", mine)
+    store.put("qps", mine)  # as new as the peer's: served from now on
     assert store.lender("qps") is None and store.own("qps") == mine
-    assert not store.borrow("qps", snapshot(A), "peer-1")  # never over its own
+    assert not store.borrow("qps", snapshot(A, origin=ORIGIN + 60), "peer-1")  # never again
     assert store.snapshot("qps") == mine
+
+
+def test_a_first_cycle_older_than_the_peers_forecasts_leaves_them_served():
+    """A first cycle that took longer than a step (10,000 series) ends with forecasts
+    older than the peer's: they would be stale, and the two replicas would differ."""
+    store = ForecastStore()
+    fresh = snapshot(A, origin=ORIGIN + 300)
+    store.borrow("qps", fresh, "peer-1")
+    late = snapshot(A)
+    store.put("qps", late)
+    assert store.own("qps") == late  # what it lends from now on
+    assert store.snapshot("qps") == fresh and store.lender("qps") == "peer-1"
+    newer = snapshot(A, origin=ORIGIN + 360)
+    assert store.borrow("qps", newer, "peer-1")  # still borrowing while its own lag
+    assert store.snapshot("qps") == newer
+    caught_up = snapshot(A, origin=ORIGIN + 360)
+    store.put("qps", caught_up)
+    assert store.snapshot("qps") == caught_up and store.lender("qps") is None
+    # A round that raced the put finds its own as new, and ends the borrowing.
+    assert not store.borrow("qps", newer, "peer-1")
+    assert store.snapshot("qps") == caught_up
 
 
 def test_a_replica_lends_only_forecasts_of_its_own():
@@ -222,3 +245,10 @@ def test_a_peer_is_trusted_only_with_this_replicas_own_certificate(tmp_path: Pat
             handshake(pinned, port)  # same CA, another certificate
         # (which the CA itself trusts)
         handshake(ssl.create_default_context(cafile=str(ca.cert)), port, "other.default.svc")
+
+
+def test_the_token_presented_to_peers_is_the_clients_own_as_one_header():
+    pod = client.Configuration()
+    pod.api_key["BearerToken"] = "bearer eyJhbGciOi.x.y\n"  # as load_incluster_config sets it
+    assert Kube(client.ApiClient(pod)).bearer() == "Bearer eyJhbGciOi.x.y"
+    assert Kube(client.ApiClient(client.Configuration())).bearer() is None  # certificates

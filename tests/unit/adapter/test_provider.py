@@ -162,7 +162,7 @@ def test_a_replica_serving_borrowed_forecasts_is_ready_and_says_whose(parts):
     assert check.ok and not check.degraded
     assert check.detail == (
         "1 series, 1 served from forecasts, borrowed from peer scaleahead-7d9f-x2 until "
-        "this replica's first cycle ends"
+        "this replica's own cycles catch up"
     )
     [value] = provider.values("shop", "qps", parse_selector("service=a"))
     assert value.value == 8.0  # the peer's forecast, served as the peer serves it
