@@ -213,6 +213,7 @@ def test_the_service_account_may_make_every_call_the_code_makes(installed):
         "configmaps": ("kube-system", "extension-apiserver-authentication"),
         "secrets": ("scaleahead", "scaleahead-certs"),
         "apiservices": ("", "v1beta1.external.metrics.k8s.io"),
+        "endpointslices": ("scaleahead", ""),  # its own Service's: the peer replicas
     }
     for verb, group, path in sorted(api_calls()):
         resource, _, subresource = path.partition("/")
@@ -223,8 +224,11 @@ def test_the_service_account_may_make_every_call_the_code_makes(installed):
         allowed = plane.can_i(verb, target, SERVICE_ACCOUNT, namespace or None, subresource)
         print(verb, target, namespace, "yes" if allowed else "no")
         assert allowed, (verb, target, namespace)
-    # ...and not a Secret it has no business with.
+    # The path its peers lend their forecasts on (authorized by their SubjectAccessReview).
+    assert plane.can_i("get", "/forecasts/http_requests_forecast", SERVICE_ACCOUNT)
+    # ...and not a Secret it has no business with, nor another namespace's endpoints.
     assert not plane.can_i("get", "secrets/other", SERVICE_ACCOUNT, "scaleahead")
+    assert not plane.can_i("list", "endpointslices.discovery.k8s.io", SERVICE_ACCOUNT, "default")
 
 
 def test_both_replicas_serve_the_same_value(installed):
