@@ -124,17 +124,19 @@ def _forecast(item: Any) -> SeriesForecast:
 
 
 def _array(value: Any, name: str) -> np.ndarray:
-    if not isinstance(value, list) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in value
-    ):
+    if not isinstance(value, list) or not all(_is_number(v) for v in value):
         raise TypeError(f"{name}: not a list of numbers")
     return np.asarray(value, dtype=np.float64)
 
 
 def _number(value: Any, name: str) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if not _is_number(value):
         raise TypeError(f"{name}: not a number")
     return float(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _optional_number(value: Any, name: str) -> float | None:
