@@ -27,12 +27,13 @@ from harness.node import Bridge
 from harness.pki import CA
 from harness.proc import stop
 from harness.prometheus import PrometheusServer
-from tests.conftest import RULE_QUERY
-from tests.integration.adapter.test_secure import CHECKOUT, METRIC, start_secure
+from tests.integration.adapter.test_secure import CHECKOUT, METRIC, start_secure, write_config
 
 HOLD = 25.0
 """Seconds the new replica's history queries are held: its own first cycle cannot end
 sooner, so whatever it serves before comes from its peer."""
+HELD_TIMEOUT = "60s"
+"""The new replica's Prometheus timeout: longer than the hold, so its first cycle ends."""
 
 
 @contextmanager
@@ -72,14 +73,6 @@ def holding_history(upstream: str, hold: float) -> Iterator[str]:
     finally:
         server.shutdown()
         client.close()
-
-
-def write_config(path: Path, prometheus_url: str) -> Path:
-    path.write_text(
-        f"prometheus:\n  url: {prometheus_url}\n  timeout: 60s\n"
-        f"rules:\n  - name: {METRIC}\n    query: '{RULE_QUERY}'\n"
-    )
-    return path
 
 
 def wait_for_line(log: Path, text: str, timeout: float = 15) -> str:
@@ -159,11 +152,11 @@ def test_a_new_replica_serves_its_peers_forecasts_until_its_own_first_cycle_ends
         plane.apply(endpoint_slice(bridge.gateway, lender_port, "lender"))
         with holding_history(prometheus.url, HOLD) as held:
             began = time.monotonic()
-            config = write_config(new / "config.yaml", held)
+            config = write_config(new / "config.yaml", held, HELD_TIMEOUT)
             procs.append(start_secure(plane, prometheus, new, port, shared, config))
             # A replica with a certificate of its own, not the shared one, borrows nothing.
             own_cert = ["--cert-dir", str(other / "certs")]
-            config = write_config(other / "config.yaml", held)
+            config = write_config(other / "config.yaml", held, HELD_TIMEOUT)
             procs.append(start_secure(plane, prometheus, other, other_port, own_cert, config))
             wait_ready(url, ca.cert, procs[1], new / "scaleahead.log", timeout=HOLD - 5)
             took = time.monotonic() - began

@@ -62,9 +62,9 @@ class Secure:
             return client.get(f"{self.url}{path}", headers=headers)
 
 
-def write_config(path: Path, prometheus_url: str) -> Path:
+def write_config(path: Path, prometheus_url: str, timeout: str = "5s") -> Path:
     path.write_text(
-        f"prometheus:\n  url: {prometheus_url}\n  timeout: 5s\n"
+        f"prometheus:\n  url: {prometheus_url}\n  timeout: {timeout}\n"
         f"rules:\n  - name: {METRIC}\n    query: '{RULE_QUERY}'\n"
     )
     return path
