@@ -168,7 +168,7 @@ def beside_a_peer(root: Path, url: str, rule: Rule, workers: int) -> None:
     from harness.pki import CA
 
     bridge = Bridge.claim()  # the peer's address: EndpointSlices refuse loopback
-    plane = ControlPlane(root / "k8s", str(Path(sys.executable).parent / "kubectl"))
+    plane = ControlPlane(root / f"k8s-{workers}", str(Path(sys.executable).parent / "kubectl"))
     plane.start()
     procs: list[subprocess.Popen[bytes]] = []
     try:
